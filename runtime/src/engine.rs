@@ -1,0 +1,140 @@
+//! The one wasmtime [`Engine`] of a runtime and the thread that ticks its epoch.
+//!
+//! The engine meters fuel, interrupts on epochs, and allocates instances from a pool
+//! sized for [`EngineOptions::max_concurrent_runs`]. The ticker is an OS thread, not a
+//! tokio task: with as many spinning guests as tokio workers, a ticker task would never
+//! be polled and nothing would interrupt them.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
+
+use crate::{Error, Result};
+
+/// The largest linear memory any run may have; per-run limits are checked against it.
+pub const MAX_MEMORY_BYTES: u64 = 256 << 20;
+
+/// How often the epoch advances; deadlines are rounded up to whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Core instances a component may hold (a `std` guest built by `wasm-component-ld` has
+/// a few: the program, shims, fixups).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Tables a component may hold (shims bring their own).
+const TABLES_PER_COMPONENT: u32 = 16;
+/// Memories a component may hold (one for the program, one spare).
+const MEMORIES_PER_COMPONENT: u32 = 2;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Runs that may hold an instance at once; the pool is sized for it. Each slot
+    /// reserves address space (not memory) for [`MAX_MEMORY_BYTES`] plus guards.
+    pub max_concurrent_runs: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrent_runs: 128,
+        }
+    }
+}
+
+/// Builds the engine: async, fuel, epochs, pooled instances, no backtrace symbolication.
+pub(crate) fn build(options: EngineOptions) -> Result<Engine> {
+    let slots = options.max_concurrent_runs.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(usize::try_from(MAX_MEMORY_BYTES).unwrap_or(usize::MAX))
+        // Keep the first pages of each slot resident: fresh instances reuse them
+        // without a page fault storm.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+
+    let mut config = wasmtime::Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        // Component-model async is not used: without it calls are 2-4x cheaper.
+        .concurrency_support(false)
+        // Do not inherit RUST_BACKTRACE: symbolicating the first trap costs ~140 ms.
+        .wasm_backtrace_details(WasmBacktraceDetails::Disable)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|error| Error::Engine(format!("{error:#}")))
+}
+
+/// Advances an engine's epoch every [`EPOCH_TICK`] on its own thread until dropped.
+#[derive(Debug)]
+pub(crate) struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine`.
+    pub(crate) fn start(engine: Engine) -> Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fluxo-epoch".to_owned())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|error| Error::Engine(format!("could not start the epoch thread: {error}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the thread with `Disconnected`.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Epoch ticks that cover `deadline`, rounded up, at least one.
+pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1);
+    let ticks = deadline.as_millis().div_ceil(tick);
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_ticks() {
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 1);
+        assert_eq!(deadline_ticks(Duration::from_millis(10)), 1);
+        assert_eq!(deadline_ticks(Duration::from_millis(11)), 2);
+        assert_eq!(deadline_ticks(Duration::from_secs(5)), 500);
+    }
+
+    #[test]
+    fn the_ticker_advances_and_stops() {
+        let engine = build(EngineOptions {
+            max_concurrent_runs: 2,
+        })
+        .unwrap();
+        let ticker = EpochTicker::start(engine).unwrap();
+        drop(ticker);
+    }
+}

@@ -1,0 +1,91 @@
+//! `fluxo:action/secrets`, and the redactor that keeps secret values out of every record.
+
+use super::{RunState, check_name};
+use crate::bindings::fluxo::action::secrets::{Host, SecretError};
+
+/// Replaces secret values in text written to records (logs, HTTP exchanges, errors,
+/// outputs). Longer values are replaced first so overlapping secrets leave no tail.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Redactor {
+    values: Vec<String>,
+}
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+impl Redactor {
+    pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .collect();
+        values.sort_by_key(|value| std::cmp::Reverse(value.len()));
+        values.dedup();
+        Self { values }
+    }
+
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for value in &self.values {
+            if text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), REDACTED);
+            }
+        }
+        text
+    }
+
+    /// Redacts every string inside a JSON value (keys included).
+    pub(crate) fn redact_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => *text = self.redact(text),
+            serde_json::Value::Array(items) => {
+                items.iter_mut().for_each(|item| self.redact_json(item))
+            }
+            serde_json::Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut item) in entries {
+                    self.redact_json(&mut item);
+                    map.insert(self.redact(&key), item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Host for RunState {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
+        if let Err(reason) = check_name("secret name", &name, 128) {
+            return Ok(Err(SecretError::Invalid(reason)));
+        }
+        let value = self
+            .services
+            .secrets
+            .get(&self.tenant)
+            .and_then(|secrets| secrets.get(&name))
+            .cloned();
+        Ok(value.ok_or(SecretError::NotFound))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_every_occurrence_longest_first() {
+        let secrets = ["abc".to_owned(), "abcdef".to_owned(), String::new()];
+        let redactor = Redactor::new(secrets.iter());
+        assert_eq!(
+            redactor.redact("x abcdef y abc"),
+            "x [REDACTED] y [REDACTED]"
+        );
+        let mut json = serde_json::json!({"abc": ["abcdef", 1, {"k": "zabc"}]});
+        redactor.redact_json(&mut json);
+        assert_eq!(
+            json,
+            serde_json::json!({"[REDACTED]": ["[REDACTED]", 1, {"k": "z[REDACTED]"}]})
+        );
+    }
+}
