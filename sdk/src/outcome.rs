@@ -84,6 +84,7 @@ impl Outcome {
         self.branch.as_deref()
     }
 
+    #[cfg(target_arch = "wasm32")]
     pub(crate) fn into_parts(self) -> (serde_json::Value, Vec<String>, Option<String>) {
         (
             serde_json::Value::Object(self.output),

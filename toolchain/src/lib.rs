@@ -89,6 +89,15 @@ impl Target {
     }
 }
 
+/// What one build covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The crate the manifest names.
+    Crate,
+    /// Every crate of the manifest's workspace.
+    Workspace,
+}
+
 /// Which toolchain builds the guests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Toolchain {
@@ -125,8 +134,8 @@ impl Toolchain {
         }
     }
 
-    /// Builds every `cdylib` of the crate or workspace at `manifest` for `target` into
-    /// `target_dir`, and returns one component per crate.
+    /// Builds the crate at `manifest` (with `scope` [`Scope::Workspace`], every crate of
+    /// its workspace) for `target` into `target_dir`; returns one component per `cdylib`.
     ///
     /// cargo's progress and diagnostics go to this process's stderr.
     ///
@@ -135,14 +144,16 @@ impl Toolchain {
     pub fn build(
         self,
         manifest: &Path,
+        scope: Scope,
         target: Target,
         target_dir: &Path,
     ) -> Result<Vec<Component>, ToolchainError> {
         let mut command = self.cargo_command(target);
+        command.arg("build").arg("--release");
+        if scope == Scope::Workspace {
+            command.arg("--workspace");
+        }
         command
-            .arg("build")
-            .arg("--release")
-            .arg("--workspace")
             .arg("--lib")
             .arg("--message-format=json-render-diagnostics")
             .arg("--target")

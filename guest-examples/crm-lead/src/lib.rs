@@ -42,13 +42,19 @@ pub fn crm_lead(event: Event) -> Result<Outcome> {
         .json(&body)
         .send()?;
     if response.status >= 500 {
-        return Err(Error::retryable(format!("crm answered {}", response.status)));
+        return Err(Error::retryable(format!(
+            "crm answered {}",
+            response.status
+        )));
     }
     let deal: CreatedDeal = response.error_for_status()?.json()?;
 
     contact::set_field("crm_deal_id", deal.id.as_str())?;
     contact::add_tag("crm-synced")?;
-    log::info(&format!("deal {} created for contact {}", deal.id, event.contact.id));
+    log::info(&format!(
+        "deal {} created for contact {}",
+        deal.id, event.contact.id
+    ));
     Ok(Outcome::new().output("deal_id", deal.id))
 }
 
@@ -83,7 +89,10 @@ mod tests {
         let event = host.event_with_input(input());
         let outcome = host.run(|| crm_lead(event)).unwrap();
         assert_eq!(outcome.output_json(), json!({ "deal_id": "deal-42" }));
-        assert_eq!(host.field_value("crm_deal_id"), Some(&FieldValue::from("deal-42")));
+        assert_eq!(
+            host.field_value("crm_deal_id"),
+            Some(&FieldValue::from("deal-42"))
+        );
         assert!(host.has_tag("crm-synced"));
     }
 

@@ -27,7 +27,11 @@ pub fn second_copy(event: Event) -> Result<Outcome> {
     let cpf = match contact::field("cpf") {
         Some(FieldValue::Text(cpf)) => cpf,
         Some(FieldValue::Number(cpf)) => format!("{cpf:011.0}"),
-        _ => return Err(Error::input("contact has no cpf field: ask for it before this step")),
+        _ => {
+            return Err(Error::input(
+                "contact has no cpf field: ask for it before this step",
+            ));
+        }
     };
     let token = secrets::get("billing_token")?;
     let response = http::get(format!("{}/slips?cpf={cpf}", input.billing_url))
@@ -40,7 +44,10 @@ pub fn second_copy(event: Event) -> Result<Outcome> {
     contact::set_field("last_slip_url", slip.data.url.as_str())?;
     Ok(Outcome::new()
         .output("data", json!({ "url": slip.data.url }))
-        .reply(format!("Here is the second copy of your bank slip: {}", slip.data.url)))
+        .reply(format!(
+            "Here is the second copy of your bank slip: {}",
+            slip.data.url
+        )))
 }
 
 #[cfg(test)]
@@ -56,11 +63,17 @@ mod tests {
             .respond(
                 Fixture::get("https://billing.test/slips?cpf=12345678900")
                     .header("authorization", "Bearer bt")
-                    .reply_json(200, &json!({ "data": { "url": "https://billing.test/s/9" } })),
+                    .reply_json(
+                        200,
+                        &json!({ "data": { "url": "https://billing.test/s/9" } }),
+                    ),
             );
         let event = host.event_with_input(json!({ "billing_url": "https://billing.test" }));
         let outcome = host.run(|| second_copy(event)).unwrap();
-        assert_eq!(outcome.output_json()["data"]["url"], "https://billing.test/s/9");
+        assert_eq!(
+            outcome.output_json()["data"]["url"],
+            "https://billing.test/s/9"
+        );
         assert_eq!(
             host.field_value("last_slip_url"),
             Some(&FieldValue::from("https://billing.test/s/9"))

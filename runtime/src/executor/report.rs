@@ -115,6 +115,27 @@ impl RunReport {
         self.status == RunStatus::Succeeded
     }
 
+    /// The report of a run that never started because its component was refused.
+    #[must_use]
+    pub fn invalid_component(error: &crate::Error) -> Self {
+        Self {
+            run_id: String::new(),
+            status: RunStatus::Failed,
+            outcome: None,
+            error: Some(RunError {
+                kind: ErrorKind::InvalidComponent,
+                message: error.to_string(),
+                retryable: false,
+            }),
+            effects: Vec::new(),
+            applied: false,
+            http: Vec::new(),
+            logs: Vec::new(),
+            logs_truncated: false,
+            usage: Usage::default(),
+        }
+    }
+
     /// The error kind, when the run failed.
     #[must_use]
     pub fn error_kind(&self) -> Option<ErrorKind> {

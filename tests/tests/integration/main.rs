@@ -1,1 +1,16 @@
+//! Integration tests: real guest components, hostile guests, real HTTP servers on
+//! 127.0.0.1, and the `fluxo` binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
 
+mod capabilities;
+mod cli;
+mod examples;
+mod limits;
+mod loading;
+mod support;

@@ -1,0 +1,104 @@
+//! Loading: what is refused, and why.
+
+use fluxo_runtime::{Error, Runtime};
+use fluxo_tests::guests;
+
+use crate::support::guest;
+
+fn runtime() -> Runtime {
+    Runtime::builder().build().unwrap()
+}
+
+#[test]
+fn an_import_outside_the_world_is_refused_by_name() {
+    let component = wat::parse_str(
+        r#"(component
+            (import "evil:net/raw@1.0.0" (instance (export "open" (func))))
+            (import "fluxo:action/log@0.1.0" (instance))
+        )"#,
+    )
+    .unwrap();
+    match runtime().load(&component) {
+        Err(Error::ForbiddenImport { import, others }) => {
+            assert_eq!(import, "evil:net/raw@1.0.0");
+            assert!(others.is_empty());
+        }
+        other => panic!("expected a forbidden import, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_std_guest_reaching_for_sockets_is_refused() {
+    let error = runtime().load(&guest(guests::NET_SNEAKER)).unwrap_err();
+    let Error::ForbiddenImport { import, .. } = &error else {
+        panic!("expected a forbidden import, got {error:?}");
+    };
+    assert!(import.starts_with("wasi:sockets/"), "{import}");
+    assert!(error.to_string().contains("wasi:sockets/"), "{error}");
+}
+
+#[test]
+fn a_core_module_is_refused_with_a_hint() {
+    let module = wat::parse_str("(module)").unwrap();
+    let error = runtime().load(&module).unwrap_err();
+    assert!(
+        matches!(&error, Error::InvalidComponent(reason) if reason.contains("core wasm module")),
+        "{error}"
+    );
+}
+
+#[test]
+fn garbage_is_refused() {
+    let error = runtime().load(b"\0asm but not really").unwrap_err();
+    assert!(matches!(error, Error::InvalidComponent(_)), "{error}");
+    let error = runtime().load(b"").unwrap_err();
+    assert!(matches!(error, Error::InvalidComponent(_)), "{error}");
+    let mut truncated = guest(guests::SECOND_COPY);
+    truncated.truncate(truncated.len() / 2);
+    assert!(matches!(
+        runtime().load(&truncated),
+        Err(Error::InvalidComponent(_))
+    ));
+}
+
+#[test]
+fn a_component_without_run_is_refused() {
+    let component = wat::parse_str("(component)").unwrap();
+    let error = runtime().load(&component).unwrap_err();
+    assert!(
+        matches!(&error, Error::InvalidComponent(reason) if reason.contains("run")),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_oversized_component_is_refused_before_compiling() {
+    let runtime = Runtime::builder()
+        .max_component_bytes(64 << 10)
+        .build()
+        .unwrap();
+    let error = runtime.load(&guest(guests::CRM_LEAD)).unwrap_err();
+    assert!(
+        matches!(error, Error::ComponentTooLarge { limit, .. } if limit == 64 << 10),
+        "{error}"
+    );
+}
+
+#[test]
+fn imports_list_what_the_action_may_do() {
+    let action = runtime().load(&guest(guests::CRM_LEAD)).unwrap();
+    assert!(
+        action
+            .imports()
+            .iter()
+            .any(|i| i == "fluxo:action/http@0.1.0"),
+        "{:?}",
+        action.imports()
+    );
+    assert!(
+        action
+            .imports()
+            .iter()
+            .all(|i| i.starts_with("fluxo:action/") || i.starts_with("wasi:"))
+    );
+}

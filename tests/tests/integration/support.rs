@@ -1,0 +1,192 @@
+//! Shared helpers: guest bytes, a recording upstream server, runtimes wired to
+//! inspectable backends.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use fluxo_runtime::{
+    AllowRule, Config, Contact, Event, MemoryContacts, MemoryState, Outbox, Runtime,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// The bytes of a guest component built by `build.rs`.
+pub fn guest(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+}
+
+/// A request the upstream received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+type Handler = dyn Fn(&Received) -> (u16, String) + Send + Sync;
+
+/// A real HTTP server on 127.0.0.1 answering with `handler` and recording requests.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(
+        handler: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let log = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                            let handler = handler.clone();
+                            let log = log.clone();
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes().to_vec())
+                                    .unwrap_or_default();
+                                let received = Received {
+                                    method: parts.method.to_string(),
+                                    uri: parts.uri.to_string(),
+                                    headers: parts
+                                        .headers
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (k.to_string(), v.to_str().unwrap_or("").to_owned())
+                                        })
+                                        .collect(),
+                                    body,
+                                };
+                                let (status, body) = handler(&received);
+                                log.lock().unwrap().push(received);
+                                Ok::<_, Infallible>(
+                                    hyper::Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/json")
+                                        .body(Full::new(Bytes::from(body)))
+                                        .unwrap(),
+                                )
+                            }
+                        });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A configuration that allows plain HTTP to 127.0.0.1:`port` — and nothing else — with
+/// the tenant `acme`'s secrets.
+pub fn loopback_config(port: u16) -> Config {
+    let mut config = Config::default();
+    config.http.allow.push(AllowRule {
+        scheme: Some("http".to_owned()),
+        host: "127.0.0.1".to_owned(),
+        port: Some(port),
+    });
+    config
+        .http
+        .allow_private_cidrs
+        .push("127.0.0.1/32".parse().unwrap());
+    let secrets = config.secrets.entry("acme".to_owned()).or_default();
+    secrets.insert("crm_token".to_owned(), "crm-secret-7f3a".to_owned());
+    secrets.insert("billing_token".to_owned(), "billing-secret-91c2".to_owned());
+    secrets.insert("api_token".to_owned(), "api-secret-d00d".to_owned());
+    config
+}
+
+/// A runtime with inspectable in-memory backends.
+pub struct Host {
+    pub runtime: Runtime,
+    pub contacts: Arc<MemoryContacts>,
+    pub outbox: Arc<Outbox>,
+    pub state: Arc<MemoryState>,
+}
+
+impl Host {
+    pub fn new(config: Config) -> Self {
+        let contacts = Arc::new(MemoryContacts::new());
+        let outbox = Arc::new(Outbox::new());
+        let state = Arc::new(MemoryState::new());
+        let runtime = Runtime::builder()
+            .config(config)
+            .contacts(contacts.clone())
+            .mailer(outbox.clone())
+            .state(state.clone())
+            .build()
+            .unwrap();
+        Self {
+            runtime,
+            contacts,
+            outbox,
+            state,
+        }
+    }
+}
+
+/// An event for tenant `acme` about contact `c1` with `fields` and `input`.
+pub fn event(action: &str, fields: serde_json::Value, input: serde_json::Value) -> Event {
+    let mut event = Event::new("acme", action);
+    event.contact = Contact {
+        id: "c1".to_owned(),
+        fields: serde_json::from_value(fields).unwrap(),
+        tags: Vec::new(),
+    };
+    event.input = input;
+    event
+}
