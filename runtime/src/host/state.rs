@@ -56,10 +56,13 @@ pub trait StateStore: Send + Sync + 'static {
     fn apply<'a>(&'a self, changes: &'a [StateChange]) -> BoxFuture<'a, Result<(), BackendError>>;
 }
 
+/// A stored value and its expiry.
+type Stored = (Vec<u8>, Option<Instant>);
+
 /// The default state store, in memory.
 #[derive(Debug, Default)]
 pub struct MemoryState {
-    values: Mutex<HashMap<StateKey, (Vec<u8>, Option<Instant>)>>,
+    values: Mutex<HashMap<StateKey, Stored>>,
 }
 
 impl MemoryState {

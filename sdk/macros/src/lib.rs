@@ -13,14 +13,14 @@ use syn::{FnArg, ItemFn, ReturnType};
 /// WebAssembly build the macro also exports it as the component's `run`.
 #[proc_macro_attribute]
 pub fn action(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(attr.into(), item.into()) {
+    match expand(&attr.into(), item.into()) {
         Ok(tokens) => tokens.into(),
         Err(error) => error.to_compile_error().into(),
     }
 }
 
 fn expand(
-    attr: proc_macro2::TokenStream,
+    attr: &proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> syn::Result<proc_macro2::TokenStream> {
     if !attr.is_empty() {

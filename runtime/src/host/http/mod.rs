@@ -167,7 +167,7 @@ impl Egress {
         cap: u64,
         record: &mut HttpExchange,
     ) -> Result<HttpResponse, HttpError> {
-        let response = self.client.request(outgoing).await.map_err(connect_error)?;
+        let response = self.client.request(outgoing).await.map_err(|error| connect_error(&error))?;
         let status = response.status().as_u16();
         record.status = Some(status);
         let headers: Vec<(String, String)> = response
@@ -229,8 +229,8 @@ fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Ht
 }
 
 /// Maps a client error to the guest's error, recovering a policy denial from the resolver.
-fn connect_error(error: hyper_util::client::legacy::Error) -> HttpError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+fn connect_error(error: &hyper_util::client::legacy::Error) -> HttpError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
         if let Some(denied) = current.downcast_ref::<Denied>() {
             return HttpError::Denied(denied.0.clone());
@@ -245,7 +245,7 @@ fn connect_error(error: hyper_util::client::legacy::Error) -> HttpError {
         source = current.source();
     }
     let mut text = error.to_string();
-    if let Some(cause) = std::error::Error::source(&error) {
+    if let Some(cause) = std::error::Error::source(error) {
         text = format!("{text}: {cause}");
     }
     HttpError::Connect(text)
