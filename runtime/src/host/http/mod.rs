@@ -167,7 +167,11 @@ impl Egress {
         cap: u64,
         record: &mut HttpExchange,
     ) -> Result<HttpResponse, HttpError> {
-        let response = self.client.request(outgoing).await.map_err(|error| connect_error(&error))?;
+        let response = self
+            .client
+            .request(outgoing)
+            .await
+            .map_err(|error| connect_error(&error))?;
         let status = response.status().as_u16();
         record.status = Some(status);
         let headers: Vec<(String, String)> = response
