@@ -27,7 +27,7 @@ enum Command {
     Build {
         /// The crate's directory or its Cargo.toml.
         path: PathBuf,
-        /// Where to write the component (default: ./<crate>.wasm).
+        /// Where to write the component (default: `./CRATE.wasm`).
         #[arg(short, long)]
         out: Option<PathBuf>,
         /// The guest target.
