@@ -83,21 +83,33 @@ impl Default for Quotas {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpPolicy {
-    /// Rules that allow a destination; a request no rule allows is denied.
+    /// Rules that allow a destination for every tenant; a request no rule allows is
+    /// denied.
     pub allow: Vec<AllowRule>,
+    /// Further rules per tenant (`[[http.tenant_allow.acme]]`).
+    pub tenant_allow: BTreeMap<String, Vec<AllowRule>>,
     /// Ranges normally blocked (loopback, private, link-local, …) that the operator
     /// allows anyway, e.g. `127.0.0.1/32` for tests. Empty by default.
     pub allow_private_cidrs: Vec<IpNet>,
     /// Time to establish a connection.
     pub connect_timeout_ms: u64,
-    /// Time for a whole exchange, unless the guest asks for less.
+    /// Time from sending a request to its response headers (a server that never
+    /// answers, or trickles its headers, hits this).
+    pub first_byte_timeout_ms: u64,
+    /// Time for a whole exchange, redirects included, unless the guest asks for less.
     pub total_timeout_ms: u64,
+    /// Redirects followed (each hop is checked like the first request).
+    pub max_redirects: u32,
     /// Largest request body sent.
     pub max_request_body_bytes: u64,
     /// Largest response body read; past it the request fails with `too-large`.
     pub max_response_body_bytes: u64,
     /// Most request headers a guest may set.
     pub max_request_headers: u32,
+    /// Most bytes of request header names and values.
+    pub max_request_header_bytes: u64,
+    /// Most bytes of response headers read.
+    pub max_response_header_bytes: u64,
 }
 
 impl Default for HttpPolicy {
@@ -105,17 +117,23 @@ impl Default for HttpPolicy {
         Self {
             allow: Vec::new(),
             allow_private_cidrs: Vec::new(),
+            tenant_allow: BTreeMap::new(),
             connect_timeout_ms: 3_000,
+            first_byte_timeout_ms: 5_000,
             total_timeout_ms: 10_000,
+            max_redirects: 5,
             max_request_body_bytes: 1 << 20,
             max_response_body_bytes: 4 << 20,
             max_request_headers: 32,
+            max_request_header_bytes: 16 << 10,
+            max_response_header_bytes: 64 << 10,
         }
     }
 }
 
-/// One allowed destination: `host` is exact (`api.example.com`) or a subdomain pattern
-/// (`*.example.com`, which does not match `example.com` itself).
+/// One allowed destination: `host` is exact (`api.example.com`), a subdomain pattern
+/// (`*.example.com`, which does not match `example.com` itself) or `*` (any host; the
+/// blocked address ranges still apply).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowRule {
@@ -127,6 +145,21 @@ pub struct AllowRule {
     /// The port; the scheme's default when absent.
     #[serde(default)]
     pub port: Option<u16>,
+    /// Any port instead of `port`.
+    #[serde(default)]
+    pub any_port: bool,
+}
+
+impl AllowRule {
+    /// A rule for `host` on the scheme's default port, any scheme.
+    pub fn host(host: impl Into<String>) -> Self {
+        Self {
+            scheme: None,
+            host: host.into(),
+            port: None,
+            any_port: false,
+        }
+    }
 }
 
 /// The whole configuration of a runtime.
@@ -178,6 +211,10 @@ impl Config {
             ("limits.max_output_bytes", limits.max_output_bytes),
             ("limits.host_call_timeout_ms", limits.host_call_timeout_ms),
             ("http.connect_timeout_ms", self.http.connect_timeout_ms),
+            (
+                "http.first_byte_timeout_ms",
+                self.http.first_byte_timeout_ms,
+            ),
             ("http.total_timeout_ms", self.http.total_timeout_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
@@ -190,7 +227,12 @@ impl Config {
                 crate::engine::MAX_MEMORY_BYTES
             )));
         }
-        for rule in &self.http.allow {
+        for rule in self
+            .http
+            .allow
+            .iter()
+            .chain(self.http.tenant_allow.values().flatten())
+        {
             rule.check()?;
         }
         Ok(())
@@ -206,6 +248,9 @@ impl AllowRule {
             return Err(Error::Config(format!(
                 "http.allow: scheme {scheme:?} is not http or https"
             )));
+        }
+        if self.host == "*" {
+            return Ok(());
         }
         let host = self.host.strip_prefix("*.").unwrap_or(&self.host);
         let valid = !host.is_empty()
@@ -249,6 +294,9 @@ mod tests {
             [[http.allow]]
             host = "*.example.com"
             port = 8443
+            [[http.tenant_allow.acme]]
+            host = "*"
+            any_port = true
             [secrets.acme]
             crm_token = "t"
             "#,
@@ -258,6 +306,7 @@ mod tests {
         assert_eq!(config.limits.quotas.field_writes, 3);
         assert_eq!(config.limits.quotas.emails, Quotas::default().emails);
         assert_eq!(config.http.allow.len(), 1);
+        assert!(config.http.tenant_allow["acme"][0].any_port);
         assert!(Config::from_toml("[limits]\nfuel_units = 1").is_err());
         assert!(Config::from_toml("[limits]\nfuel = 0").is_err());
         assert!(Config::from_toml("[[http.allow]]\nhost = \"Evil Host\"").is_err());

@@ -5,7 +5,7 @@
 //! reaches the platform's stores until [`crate::Runtime`] applies the journal after `run`
 //! returned `Ok` within every limit.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::event::{Contact, FieldValue};
 
@@ -64,7 +64,7 @@ pub enum StateScope {
 }
 
 /// An e-mail a run queued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutgoingEmail {
     /// Stable per journaled message, so a retried delivery never makes a second message.
     pub message_id: String,
@@ -129,6 +129,17 @@ impl Journal {
             }
         }
         tags
+    }
+
+    /// Bytes of keys and values this run has written to state so far.
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.effects
+            .iter()
+            .map(|effect| match effect {
+                Effect::SetState { key, value, .. } => key.len() + value.len(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// The state value as the run sees it: `Some(..)` when the journal decides it

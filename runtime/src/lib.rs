@@ -12,6 +12,7 @@
 
 mod bindings;
 pub mod config;
+pub mod delivery;
 mod engine;
 mod error;
 mod event;
@@ -20,6 +21,7 @@ pub mod host;
 mod journal;
 mod registry;
 mod runtime;
+pub mod store;
 
 pub use config::{AllowRule, Config, HttpPolicy, Limits, Quotas};
 pub use engine::{EPOCH_TICK, EngineOptions, MAX_MEMORY_BYTES};
@@ -29,7 +31,8 @@ pub use executor::limits::Quota;
 pub use executor::report::{ErrorKind, RunError, RunOutcome, RunReport, RunStatus, Usage};
 pub use host::contact::{ContactStore, MemoryContacts};
 pub use host::email::{Mailer, Outbox};
-pub use host::state::{MemoryState, StateStore};
+pub use host::http::resolve::{Resolve, SystemResolver};
+pub use host::state::{MemoryState, StateStore, StateUsage};
 pub use host::{BackendError, BoxFuture};
 pub use journal::{Effect, OutgoingEmail, StateScope, apply_to_contact};
 pub use registry::{ActionComponent, DEFAULT_MAX_COMPONENT_BYTES};

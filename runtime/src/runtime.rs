@@ -15,6 +15,7 @@ use crate::executor::report::RunReport;
 use crate::host::contact::{ContactStore, MemoryContacts};
 use crate::host::email::{Mailer, Outbox};
 use crate::host::http::Egress;
+use crate::host::http::resolve::{Resolve, SystemResolver};
 use crate::host::state::{MemoryState, StateStore};
 use crate::host::{RunState, Services};
 use crate::registry::{self, ActionComponent, DEFAULT_MAX_COMPONENT_BYTES};
@@ -30,6 +31,7 @@ pub struct RuntimeBuilder {
     contacts: Arc<dyn ContactStore>,
     mailer: Arc<dyn Mailer>,
     state: Arc<dyn StateStore>,
+    resolver: Option<Arc<dyn Resolve>>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -50,6 +52,7 @@ impl Default for RuntimeBuilder {
             contacts: Arc::new(MemoryContacts::new()),
             mailer: Arc::new(Outbox::new()),
             state: Arc::new(MemoryState::new()),
+            resolver: None,
         }
     }
 }
@@ -91,6 +94,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How egress resolves host names (default: the system's configuration through
+    /// hickory). Every address it returns is still checked against the policy.
+    pub fn resolver(mut self, resolver: Arc<dyn Resolve>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     /// Builds the runtime: checks the configuration, creates the engine and starts its
     /// epoch thread.
     ///
@@ -105,8 +115,12 @@ impl RuntimeBuilder {
             .map_err(|error| Error::Engine(format!("linking WASI: {error:#}")))?;
         Action::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|error| Error::Engine(format!("linking fluxo:action: {error:#}")))?;
+        let resolver = match self.resolver {
+            Some(resolver) => resolver,
+            None => Arc::new(SystemResolver::new()?),
+        };
         let services = Arc::new(Services {
-            egress: Egress::new(&self.config.http)?,
+            egress: Egress::new(&self.config.http, resolver)?,
             state: self.state,
             secrets: self.config.secrets.clone(),
         });

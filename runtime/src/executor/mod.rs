@@ -322,23 +322,51 @@ fn check_outcome(outcome: wit::Outcome, limits: &Limits) -> Result<RunOutcome, R
 }
 
 fn redact_effects(redactor: &Redactor, effects: Vec<Effect>) -> Vec<Effect> {
+    use crate::event::FieldValue;
+    let text = |value: &str| redactor.redact(value);
+    let bytes = |value: &[u8]| match std::str::from_utf8(value) {
+        Ok(utf8) => redactor.redact(utf8).into_bytes(),
+        Err(_) => value.to_vec(),
+    };
     effects
         .into_iter()
         .map(|effect| match effect {
-            Effect::SetField {
-                name,
-                value: crate::event::FieldValue::Text(text),
-            } => Effect::SetField {
-                name,
-                value: crate::event::FieldValue::Text(redactor.redact(&text)),
+            Effect::SetField { name, value } => Effect::SetField {
+                name: text(&name),
+                value: match value {
+                    FieldValue::Text(value) => FieldValue::Text(text(&value)),
+                    FieldValue::DateTime { date_time } => FieldValue::DateTime {
+                        date_time: text(&date_time),
+                    },
+                    other => other,
+                },
+            },
+            Effect::AddTag { tag } => Effect::AddTag { tag: text(&tag) },
+            Effect::RemoveTag { tag } => Effect::RemoveTag { tag: text(&tag) },
+            Effect::SetState {
+                scope,
+                key,
+                value,
+                ttl_seconds,
+            } => Effect::SetState {
+                scope,
+                key: text(&key),
+                value: bytes(&value),
+                ttl_seconds,
+            },
+            Effect::DeleteState { scope, key } => Effect::DeleteState {
+                scope,
+                key: text(&key),
             },
             Effect::SendEmail(mut email) => {
-                email.subject = redactor.redact(&email.subject);
-                email.text = redactor.redact(&email.text);
-                email.html = email.html.map(|html| redactor.redact(&html));
+                email.to = email.to.iter().map(|a| text(a)).collect();
+                email.cc = email.cc.iter().map(|a| text(a)).collect();
+                email.reply_to = email.reply_to.map(|a| text(&a));
+                email.subject = text(&email.subject);
+                email.text = text(&email.text);
+                email.html = email.html.map(|html| text(&html));
                 Effect::SendEmail(email)
             }
-            other => other,
         })
         .collect()
 }

@@ -46,12 +46,23 @@ pub enum StateChange {
     },
 }
 
+/// How much state a tenant holds, and how much it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateUsage {
+    /// Bytes of live keys and values.
+    pub bytes: u64,
+    /// The tenant's cap.
+    pub limit: u64,
+}
+
 /// Durable key-value state. `apply` receives every change of one successful run and
-/// applies them atomically.
+/// applies them atomically, refusing the whole batch when a tenant would pass its cap.
 pub trait StateStore: Send + Sync + 'static {
     /// The live (unexpired) value under `key`.
     fn get<'a>(&'a self, key: &'a StateKey)
     -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>>;
+    /// The tenant's current use and cap.
+    fn usage<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<StateUsage, BackendError>>;
     /// Applies `changes` in order.
     fn apply<'a>(&'a self, changes: &'a [StateChange]) -> BoxFuture<'a, Result<(), BackendError>>;
 }
@@ -87,6 +98,24 @@ impl StateStore for MemoryState {
                 values.remove(key);
             }
             Ok(values.get(key).map(|(value, _)| value.clone()))
+        })
+    }
+
+    fn usage<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<StateUsage, BackendError>> {
+        Box::pin(async move {
+            let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let bytes = values
+                .iter()
+                .filter(|(key, (_, expiry))| {
+                    key.tenant == tenant && expiry.is_none_or(|at| at > now)
+                })
+                .map(|(key, (value, _))| key.key.len() + value.len())
+                .sum::<usize>();
+            Ok(StateUsage {
+                bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+                limit: u64::MAX,
+            })
         })
     }
 
@@ -194,6 +223,24 @@ impl Host for RunState {
             return Ok(Err(StateError::Invalid(reason)));
         }
         if value.len() > MAX_VALUE_BYTES {
+            return Ok(Err(StateError::TooLarge));
+        }
+        let store = self.services.state.clone();
+        let tenant = self.tenant.clone();
+        let usage = bounded(self.call_timeout(), "state.usage", async move {
+            store.usage(&tenant).await
+        })
+        .await?;
+        let usage = match usage {
+            Ok(usage) => usage,
+            Err(error) => return Ok(Err(StateError::Unavailable(error.0))),
+        };
+        let pending = self.journal.state_bytes() + key.len() + value.len();
+        if usage
+            .bytes
+            .saturating_add(u64::try_from(pending).unwrap_or(u64::MAX))
+            > usage.limit
+        {
             return Ok(Err(StateError::TooLarge));
         }
         self.journal.record(Effect::SetState {

@@ -10,6 +10,8 @@
 
 mod capabilities;
 mod cli;
+mod egress;
+mod email;
 mod examples;
 mod limits;
 mod loading;

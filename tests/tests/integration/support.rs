@@ -42,9 +42,13 @@ impl Received {
     }
 }
 
-type Handler = dyn Fn(&Received) -> (u16, String) + Send + Sync;
+/// Status, body and extra headers of a reply.
+pub type Reply = (u16, String, Vec<(String, String)>);
 
-/// A real HTTP server on 127.0.0.1 answering with `handler` and recording requests.
+type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
+
+/// A real HTTP server on a loopback address answering with a handler and recording
+/// requests.
 pub struct Upstream {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -52,10 +56,37 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// On 127.0.0.1, answering JSON bodies.
     pub async fn start(
         handler: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    /// On `addr` (any 127.x address), answering JSON bodies.
+    pub async fn start_on(
+        addr: SocketAddr,
+        handler: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(addr, move |request| {
+            let (status, body) = handler(request);
+            (status, body, Vec::new())
+        })
+        .await
+    }
+
+    /// On 127.0.0.1, with extra response headers.
+    pub async fn start_with_headers(
+        handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -91,14 +122,16 @@ impl Upstream {
                                         .collect(),
                                     body,
                                 };
-                                let (status, body) = handler(&received);
+                                let (status, body, headers) = handler(&received);
                                 log.lock().unwrap().push(received);
+                                let mut response = hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json");
+                                for (name, value) in headers {
+                                    response = response.header(name, value);
+                                }
                                 Ok::<_, Infallible>(
-                                    hyper::Response::builder()
-                                        .status(status)
-                                        .header("content-type", "application/json")
-                                        .body(Full::new(Bytes::from(body)))
-                                        .unwrap(),
+                                    response.body(Full::new(Bytes::from(body))).unwrap(),
                                 )
                             }
                         });
@@ -116,7 +149,7 @@ impl Upstream {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
+        format!("http://{}", self.addr)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -136,8 +169,8 @@ pub fn loopback_config(port: u16) -> Config {
     let mut config = Config::default();
     config.http.allow.push(AllowRule {
         scheme: Some("http".to_owned()),
-        host: "127.0.0.1".to_owned(),
         port: Some(port),
+        ..AllowRule::host("127.0.0.1")
     });
     config
         .http

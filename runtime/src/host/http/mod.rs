@@ -1,15 +1,17 @@
 //! `fluxo:action/http`: outbound requests under the egress policy, recorded per run.
 //!
-//! The client never follows redirects (a 3xx goes back to the guest as it is), connects
-//! only to addresses the policy checked (the resolver filters them, IP literals are
-//! checked before), caps request and response bodies while streaming, and bounds every
-//! exchange by the shortest of the guest's timeout, the policy's and the run's deadline.
+//! Every hop is checked: the URL against the tenant's allowlist (and an IP-literal host
+//! against the blocked ranges) before it is sent, and a name's addresses after it is
+//! resolved, the connection being pinned to the addresses that passed. Redirects are
+//! followed here, not by the client: at most `max_redirects`, each hop re-checked,
+//! credentials dropped across origins, methods rewritten per RFC 9110. Request headers
+//! and bodies are capped; the response body is capped while it streams; the exchange is
+//! bounded by connect, first-byte and total timeouts, the last cut to the run's deadline.
 
 pub mod policy;
+pub mod resolve;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,12 +20,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
+use url::Url;
 
 use self::policy::{Denied, EgressPolicy};
-use super::{BoxFuture, RunState};
+use self::resolve::{CheckedResolver, Resolve};
+use super::RunState;
 use crate::bindings::fluxo::action::http::{Host, HttpError, HttpRequest, HttpResponse, Method};
 use crate::config::HttpPolicy;
 use crate::executor::limits::Quota;
@@ -42,6 +45,9 @@ const HOST_OWNED_HEADERS: &[&str] = &[
     "expect",
 ];
 
+/// Headers dropped when a redirect leaves the origin they were meant for.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
 /// One HTTP exchange of a run, as recorded in its report (secrets redacted there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpExchange {
@@ -49,6 +55,8 @@ pub struct HttpExchange {
     pub method: String,
     /// The URL asked for.
     pub url: String,
+    /// The URLs redirected to, in order.
+    pub redirects: Vec<String>,
     /// The status, when a response came.
     pub status: Option<u16>,
     /// The request headers the guest set.
@@ -74,11 +82,20 @@ pub(crate) struct Egress {
     config: HttpPolicy,
 }
 
+/// One request as it goes out (changed by redirects).
+struct Outgoing {
+    method: http::Method,
+    url: Url,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
 impl Egress {
-    pub(crate) fn new(config: &HttpPolicy) -> Result<Self> {
+    pub(crate) fn new(config: &HttpPolicy, resolver: Arc<dyn Resolve>) -> Result<Self> {
         let policy = Arc::new(EgressPolicy::new(config));
         let mut http = HttpConnector::new_with_resolver(CheckedResolver {
             policy: policy.clone(),
+            resolver,
         });
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
@@ -91,6 +108,11 @@ impl Egress {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .http1_max_buf_size(
+                usize::try_from(config.max_response_header_bytes)
+                    .unwrap_or(usize::MAX)
+                    .max(8192),
+            )
             .build(https);
         Ok(Self {
             client,
@@ -99,21 +121,102 @@ impl Egress {
         })
     }
 
-    /// Sends `request` with at most `budget` body bytes left in the run and `time_left`
-    /// before its deadline; fills in `record`.
+    /// Sends `request` for `tenant` with at most `budget` body bytes left in the run and
+    /// `time_left` before its deadline, following redirects; fills in `record`.
     async fn send(
         &self,
+        tenant: &str,
         request: HttpRequest,
         budget: u64,
         time_left: Duration,
         record: &mut HttpExchange,
     ) -> Result<HttpResponse, HttpError> {
-        let url = url::Url::parse(&request.url)
-            .map_err(|error| HttpError::Invalid(format!("bad URL: {error}")))?;
-        self.policy
-            .check_url(&url)
-            .map_err(|Denied(reason)| HttpError::Denied(reason))?;
-        let body = request.body.unwrap_or_default();
+        let mut outgoing = self.prepare(
+            request.method,
+            &request.url,
+            &request.headers,
+            request.body,
+            budget,
+            record,
+        )?;
+        let asked = request
+            .timeout_ms
+            .map_or(Duration::MAX, |ms| Duration::from_millis(u64::from(ms)));
+        let total = asked
+            .min(Duration::from_millis(self.config.total_timeout_ms))
+            .min(time_left);
+        let deadline = Instant::now() + total;
+        let cap = self
+            .config
+            .max_response_body_bytes
+            .min(budget.saturating_sub(record.request_bytes));
+        let over_budget = cap < self.config.max_response_body_bytes;
+        let mut hops = 0;
+        loop {
+            self.policy
+                .check_url(tenant, &outgoing.url)
+                .map_err(|Denied(reason)| HttpError::Denied(reason))?;
+            let first_byte = Duration::from_millis(self.config.first_byte_timeout_ms)
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let response =
+                tokio::time::timeout(first_byte, self.client.request(outgoing.to_request()?))
+                    .await
+                    .map_err(|_| HttpError::Timeout)?
+                    .map_err(|error| connect_error(&error))?;
+            let status = response.status();
+            record.status = Some(status.as_u16());
+            record.response_headers = response
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let location = response.headers().get(http::header::LOCATION).cloned();
+            if let (true, Some(location)) = (status.is_redirection(), location) {
+                if hops >= self.config.max_redirects {
+                    return Err(HttpError::Denied(format!(
+                        "more than {} redirects",
+                        self.config.max_redirects
+                    )));
+                }
+                hops += 1;
+                outgoing = outgoing.redirect(status, &location)?;
+                record.redirects.push(outgoing.url.to_string());
+                continue;
+            }
+            let headers = record.response_headers.clone();
+            let body = response.into_body();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            return match tokio::time::timeout(remaining, read_body(body, cap, record)).await {
+                Err(_) => Err(HttpError::Timeout),
+                Ok(Err(HttpError::TooLarge)) if over_budget => Err(HttpError::LimitExceeded),
+                Ok(Err(error)) => Err(error),
+                Ok(Ok(body)) => Ok(HttpResponse {
+                    status: status.as_u16(),
+                    headers,
+                    body,
+                }),
+            };
+        }
+    }
+
+    /// Checks the guest's request and turns it into an [`Outgoing`].
+    fn prepare(
+        &self,
+        method_in: Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+        budget: u64,
+        record: &mut HttpExchange,
+    ) -> Result<Outgoing, HttpError> {
+        let url =
+            Url::parse(url).map_err(|error| HttpError::Invalid(format!("bad URL: {error}")))?;
+        let body = body.unwrap_or_default();
         record.request_bytes = u64::try_from(body.len()).unwrap_or(u64::MAX);
         if record.request_bytes > self.config.max_request_body_bytes {
             return Err(HttpError::Invalid(format!(
@@ -124,86 +227,99 @@ impl Egress {
         if record.request_bytes > budget {
             return Err(HttpError::LimitExceeded);
         }
-        let mut builder = http::Request::builder()
-            .method(method(request.method))
-            .uri(url.as_str());
-        if request.headers.len()
-            > usize::try_from(self.config.max_request_headers).unwrap_or(usize::MAX)
-        {
+        if headers.len() > usize::try_from(self.config.max_request_headers).unwrap_or(usize::MAX) {
             return Err(HttpError::Invalid(format!(
                 "more than {} request headers",
                 self.config.max_request_headers
             )));
         }
-        for (name, value) in &request.headers {
-            let (name, value) = check_header(name, value)?;
-            builder = builder.header(name, value);
-        }
-        let outgoing = builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|error| HttpError::Invalid(error.to_string()))?;
-
-        let asked = request
-            .timeout_ms
-            .map_or(Duration::MAX, |ms| Duration::from_millis(u64::from(ms)));
-        let timeout = asked
-            .min(Duration::from_millis(self.config.total_timeout_ms))
-            .min(time_left);
-        let cap = self
-            .config
-            .max_response_body_bytes
-            .min(budget - record.request_bytes);
-        let over_budget = cap < self.config.max_response_body_bytes;
-        match tokio::time::timeout(timeout, self.exchange(outgoing, cap, record)).await {
-            Ok(Err(HttpError::TooLarge)) if over_budget => Err(HttpError::LimitExceeded),
-            Ok(result) => result,
-            Err(_) => Err(HttpError::Timeout),
-        }
-    }
-
-    async fn exchange(
-        &self,
-        outgoing: http::Request<Full<Bytes>>,
-        cap: u64,
-        record: &mut HttpExchange,
-    ) -> Result<HttpResponse, HttpError> {
-        let response = self
-            .client
-            .request(outgoing)
-            .await
-            .map_err(|error| connect_error(&error))?;
-        let status = response.status().as_u16();
-        record.status = Some(status);
-        let headers: Vec<(String, String)> = response
-            .headers()
+        let header_bytes: usize = headers
             .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        record.response_headers.clone_from(&headers);
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|error| HttpError::Connect(format!("reading the body: {error}")))?;
-            if let Some(data) = frame.data_ref() {
-                record.response_bytes += u64::try_from(data.len()).unwrap_or(u64::MAX);
-                if record.response_bytes > cap {
-                    return Err(HttpError::TooLarge);
-                }
-                bytes.extend_from_slice(data);
-            }
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        if u64::try_from(header_bytes).unwrap_or(u64::MAX) > self.config.max_request_header_bytes {
+            return Err(HttpError::Invalid(format!(
+                "request headers of {header_bytes} bytes are over the {}-byte cap",
+                self.config.max_request_header_bytes
+            )));
         }
-        Ok(HttpResponse {
-            status,
+        let headers = headers
+            .iter()
+            .map(|(name, value)| check_header(name, value))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Outgoing {
+            method: method(method_in),
+            url,
             headers,
-            body: bytes,
+            body: Bytes::from(body),
         })
     }
+}
+
+impl Outgoing {
+    fn to_request(&self) -> Result<http::Request<Full<Bytes>>, HttpError> {
+        let mut builder = http::Request::builder()
+            .method(self.method.clone())
+            .uri(self.url.as_str());
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(Full::new(self.body.clone()))
+            .map_err(|error| HttpError::Invalid(error.to_string()))
+    }
+
+    /// The request to send after a redirect to `location` (RFC 9110 §15.4): 303, and 301
+    /// or 302 after a POST, become a GET without a body; credentials are dropped when the
+    /// origin changes.
+    fn redirect(
+        mut self,
+        status: http::StatusCode,
+        location: &HeaderValue,
+    ) -> Result<Self, HttpError> {
+        let location = location
+            .to_str()
+            .map_err(|_| HttpError::Invalid("redirect location is not text".to_owned()))?;
+        let next = self.url.join(location).map_err(|error| {
+            HttpError::Invalid(format!("bad redirect location {location:?}: {error}"))
+        })?;
+        let to_get = status == http::StatusCode::SEE_OTHER && self.method != http::Method::HEAD
+            || matches!(status.as_u16(), 301 | 302) && self.method == http::Method::POST;
+        if to_get {
+            self.method = http::Method::GET;
+            self.body = Bytes::new();
+            self.headers
+                .retain(|(name, _)| name != http::header::CONTENT_TYPE);
+        }
+        if next.origin() != self.url.origin() {
+            self.headers
+                .retain(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.as_str()));
+        }
+        self.url = next;
+        Ok(self)
+    }
+}
+
+/// Reads a body, failing with `too-large` as soon as it passes `cap` (whatever
+/// `Content-Length` claimed).
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    cap: u64,
+    record: &mut HttpExchange,
+) -> Result<Vec<u8>, HttpError> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|error| HttpError::Connect(format!("reading the body: {error}")))?;
+        if let Some(data) = frame.data_ref() {
+            record.response_bytes += u64::try_from(data.len()).unwrap_or(u64::MAX);
+            if record.response_bytes > cap {
+                return Err(HttpError::TooLarge);
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    Ok(bytes)
 }
 
 fn method(method: Method) -> http::Method {
@@ -255,49 +371,6 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> HttpError {
     HttpError::Connect(text)
 }
 
-/// Resolves a name and returns only the addresses the policy allows, so the connection
-/// is pinned to checked addresses; fails with [`Denied`] when none is left.
-#[derive(Clone)]
-struct CheckedResolver {
-    policy: Arc<EgressPolicy>,
-}
-
-impl tower_service::Service<Name> for CheckedResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut first_denial = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|addr| match policy.check_ip(addr.ip()) {
-                    Ok(()) => true,
-                    Err(denied) => {
-                        first_denial.get_or_insert(denied);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let Denied(reason) = first_denial
-                    .unwrap_or_else(|| Denied("the name resolved to no address".to_owned()));
-                return Err(std::io::Error::other(Denied(format!("{host}: {reason}"))));
-            }
-            Ok(allowed.into_iter())
-        })
-    }
-}
-
 impl Host for RunState {
     async fn request(
         &mut self,
@@ -308,6 +381,7 @@ impl Host for RunState {
         let mut record = HttpExchange {
             method: method(request.method).to_string(),
             url: request.url.clone(),
+            redirects: Vec::new(),
             status: None,
             request_headers: request.headers.clone(),
             response_headers: Vec::new(),
@@ -324,7 +398,7 @@ impl Host for RunState {
         let services = self.services.clone();
         let result = services
             .egress
-            .send(request, budget, self.remaining(), &mut record)
+            .send(&self.tenant, request, budget, self.remaining(), &mut record)
             .await;
         record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         record.error = result.as_ref().err().map(describe);

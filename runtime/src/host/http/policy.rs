@@ -6,6 +6,7 @@
 //! IP-literal hosts are checked here; names are checked after resolution by the client's
 //! resolver, which returns only the checked addresses (the connection is pinned to them).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -22,6 +23,7 @@ pub struct Denied(pub String);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EgressPolicy {
     allow: Vec<AllowRule>,
+    tenant_allow: BTreeMap<String, Vec<AllowRule>>,
     allow_private: Vec<IpNet>,
 }
 
@@ -29,12 +31,13 @@ impl EgressPolicy {
     pub(crate) fn new(config: &HttpPolicy) -> Self {
         Self {
             allow: config.allow.clone(),
+            tenant_allow: config.tenant_allow.clone(),
             allow_private: config.allow_private_cidrs.clone(),
         }
     }
 
-    /// Checks the URL's form and the allowlist, and an IP-literal host's range.
-    pub(crate) fn check_url(&self, url: &Url) -> Result<(), Denied> {
+    /// Checks the URL's form and `tenant`'s allowlist, and an IP-literal host's range.
+    pub(crate) fn check_url(&self, tenant: &str, url: &Url) -> Result<(), Denied> {
         let scheme = url.scheme();
         if scheme != "http" && scheme != "https" {
             return Err(Denied(format!("scheme {scheme:?} is not http or https")));
@@ -53,11 +56,11 @@ impl EgressPolicy {
             Host::Ipv4(ip) => ip.to_string(),
             Host::Ipv6(ip) => ip.to_string(),
         };
-        if !self
+        let mut rules = self
             .allow
             .iter()
-            .any(|rule| rule_matches(rule, scheme, &host_text, port))
-        {
+            .chain(self.tenant_allow.get(tenant).into_iter().flatten());
+        if !rules.any(|rule| rule_matches(rule, scheme, &host_text, port)) {
             return Err(Denied(format!(
                 "no egress rule allows {scheme}://{host_text}:{port}"
             )));
@@ -92,8 +95,9 @@ impl EgressPolicy {
 fn rule_matches(rule: &AllowRule, scheme: &str, host: &str, port: u16) -> bool {
     let scheme_ok = rule.scheme.as_deref().is_none_or(|s| s == scheme);
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let port_ok = rule.port.unwrap_or(default_port) == port;
+    let port_ok = rule.any_port || rule.port.unwrap_or(default_port) == port;
     let host_ok = match rule.host.strip_prefix("*.") {
+        _ if rule.host == "*" => true,
         Some(suffix) => host
             .strip_suffix(suffix)
             .is_some_and(|prefix| prefix.len() > 1 && prefix.ends_with('.')),
@@ -181,21 +185,14 @@ mod tests {
 
     fn policy(hosts: &[&str], private: &[&str]) -> EgressPolicy {
         EgressPolicy::new(&HttpPolicy {
-            allow: hosts
-                .iter()
-                .map(|host| AllowRule {
-                    scheme: None,
-                    host: (*host).to_owned(),
-                    port: None,
-                })
-                .collect(),
+            allow: hosts.iter().map(|host| AllowRule::host(*host)).collect(),
             allow_private_cidrs: private.iter().map(|n| n.parse().unwrap()).collect(),
             ..HttpPolicy::default()
         })
     }
 
     fn check(policy: &EgressPolicy, url: &str) -> Result<(), Denied> {
-        policy.check_url(&Url::parse(url).map_err(|e| Denied(e.to_string()))?)
+        policy.check_url("acme", &Url::parse(url).map_err(|e| Denied(e.to_string()))?)
     }
 
     #[test]
@@ -273,6 +270,27 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(blocked_range(ip).is_none(), "{ip} must be allowed");
         }
+    }
+
+    #[test]
+    fn tenant_rules_apply_to_their_tenant_only() {
+        let mut config = HttpPolicy::default();
+        config.tenant_allow.insert(
+            "acme".into(),
+            vec![AllowRule {
+                any_port: true,
+                ..AllowRule::host("*")
+            }],
+        );
+        let p = EgressPolicy::new(&config);
+        let url = Url::parse("https://anything.example:8443/").unwrap();
+        assert!(p.check_url("acme", &url).is_ok());
+        assert!(p.check_url("other", &url).is_err());
+        // A wildcard host does not open the blocked ranges.
+        assert!(
+            p.check_url("acme", &Url::parse("http://10.0.0.1/").unwrap())
+                .is_err()
+        );
     }
 
     #[test]

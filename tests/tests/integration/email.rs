@@ -1,0 +1,260 @@
+//! E-mail across a real SMTP conversation on 127.0.0.1: delivered once, retried on 4xx
+//! and on a dropped connection, failed on 5xx with the reply recorded.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fluxo_runtime::delivery::{Delivery, DeliveryPolicy, PassStats, SmtpConfig, SmtpTransport};
+use fluxo_runtime::store::SqliteStore;
+use fluxo_runtime::store::outbox::{OutboxStatus, SqliteOutbox};
+use fluxo_runtime::{RunReport, Runtime};
+use fluxo_tests::guests;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::support::{event, guest};
+
+/// What the sink does when a message's DATA arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Accept,
+    TempFail,
+    PermFail,
+    DropMidData,
+}
+
+/// A minimal SMTP server: follows a script for successive messages (then accepts), and
+/// keeps the messages it accepted.
+struct SmtpSink {
+    addr: SocketAddr,
+    accepted: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    async fn start(script: &[Step]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let kept = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(session(stream, script.clone(), kept.clone()));
+            }
+        });
+        Self { addr, accepted }
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+async fn session(
+    stream: tokio::net::TcpStream,
+    script: Arc<Mutex<VecDeque<Step>>>,
+    accepted: Arc<Mutex<Vec<String>>>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 ok\r\n",
+            "QUIT" => {
+                let _ = write.write_all(b"221 bye\r\n").await;
+                return;
+            }
+            "DATA" => {
+                let step = script.lock().unwrap().pop_front().unwrap_or(Step::Accept);
+                let _ = write.write_all(b"354 go ahead\r\n").await;
+                let mut message = String::new();
+                while let Ok(Some(data)) = lines.next_line().await {
+                    if step == Step::DropMidData && message.len() > 20 {
+                        return; // hang up in the middle of the message
+                    }
+                    if data == "." {
+                        break;
+                    }
+                    message.push_str(&data);
+                    message.push('\n');
+                }
+                match step {
+                    Step::Accept | Step::DropMidData => {
+                        accepted.lock().unwrap().push(message);
+                        b"250 queued\r\n"
+                    }
+                    Step::TempFail => b"451 4.3.0 try again later\r\n",
+                    Step::PermFail => b"550 5.1.1 no such mailbox\r\n",
+                }
+            }
+            _ => b"502 unknown\r\n",
+        };
+        if write.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Rig {
+    runtime: Runtime,
+    outbox: SqliteOutbox,
+    delivery: Delivery,
+}
+
+fn rig(sink: &SmtpSink) -> Rig {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let outbox = SqliteOutbox::new(store);
+    let runtime = Runtime::builder()
+        .mailer(Arc::new(outbox.clone()))
+        .build()
+        .unwrap();
+    let transport = SmtpTransport::new(&SmtpConfig {
+        url: format!("smtp://{}", sink.addr),
+        from: "Fluxo <no-reply@platform.test>".into(),
+        username: None,
+        password: None,
+        timeout_ms: 2_000,
+    })
+    .unwrap();
+    let policy = DeliveryPolicy {
+        max_attempts: 4,
+        base_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..DeliveryPolicy::default()
+    };
+    Rig {
+        delivery: Delivery::new(outbox.clone(), Arc::new(transport), policy),
+        runtime,
+        outbox,
+    }
+}
+
+async fn send_one(rig: &Rig) -> (RunReport, String) {
+    let action = rig.runtime.load(&guest(guests::MAIL_AND_STATE)).unwrap();
+    let report = rig
+        .runtime
+        .run(&action, &event("visits", json!({}), json!({})))
+        .await;
+    assert!(report.succeeded(), "{report:#?}");
+    let id = report.outcome.as_ref().unwrap().output["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (report, id)
+}
+
+/// Passes until nothing is due, waiting out backoffs; returns the summed stats.
+async fn deliver_all(delivery: &Delivery) -> PassStats {
+    let mut total = PassStats::default();
+    for _ in 0..40 {
+        let stats = delivery.pass().await.unwrap();
+        total.sent += stats.sent;
+        total.retried += stats.retried;
+        total.failed += stats.failed;
+        if stats.retried == 0 && stats.sent + stats.failed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    total
+}
+
+fn with_id(messages: &[String], id: &str) -> usize {
+    messages
+        .iter()
+        .filter(|m| m.contains(&format!("Message-ID: {id}")))
+        .count()
+}
+
+#[tokio::test]
+async fn a_committed_email_is_delivered_once() {
+    let sink = SmtpSink::start(&[]).await;
+    let rig = rig(&sink);
+    let (_, id) = send_one(&rig).await;
+    assert_eq!(
+        deliver_all(&rig.delivery).await,
+        PassStats {
+            sent: 1,
+            retried: 0,
+            failed: 0
+        }
+    );
+    assert_eq!(
+        rig.delivery.pass().await.unwrap(),
+        PassStats::default(),
+        "nothing left to send"
+    );
+    let accepted = sink.accepted();
+    assert_eq!(with_id(&accepted, &id), 1, "{accepted:?}");
+    assert!(
+        accepted[0].contains("Subject: visit 1 of c1"),
+        "{}",
+        accepted[0]
+    );
+    assert_eq!(
+        rig.outbox.find(&id).await.unwrap().unwrap().status,
+        OutboxStatus::Sent
+    );
+}
+
+#[tokio::test]
+async fn a_temporary_failure_is_retried_into_exactly_one_message() {
+    let sink = SmtpSink::start(&[Step::TempFail]).await;
+    let rig = rig(&sink);
+    let (_, id) = send_one(&rig).await;
+    let stats = deliver_all(&rig.delivery).await;
+    assert_eq!((stats.retried, stats.sent), (1, 1));
+    assert_eq!(with_id(&sink.accepted(), &id), 1);
+    let message = rig.outbox.find(&id).await.unwrap().unwrap();
+    assert_eq!((message.status, message.attempts), (OutboxStatus::Sent, 2));
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_recorded_with_the_reply() {
+    let sink = SmtpSink::start(&[Step::PermFail]).await;
+    let rig = rig(&sink);
+    let (_, id) = send_one(&rig).await;
+    assert_eq!(deliver_all(&rig.delivery).await.failed, 1);
+    let message = rig.outbox.find(&id).await.unwrap().unwrap();
+    assert_eq!(message.status, OutboxStatus::Failed);
+    let reply = message.last_error.unwrap();
+    assert!(
+        reply.contains("550") || reply.contains("no such mailbox"),
+        "{reply}"
+    );
+    assert!(sink.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_data_is_retried_into_one_message() {
+    let sink = SmtpSink::start(&[Step::DropMidData]).await;
+    let rig = rig(&sink);
+    let (_, id) = send_one(&rig).await;
+    let stats = deliver_all(&rig.delivery).await;
+    assert_eq!((stats.retried, stats.sent), (1, 1), "{stats:?}");
+    assert_eq!(with_id(&sink.accepted(), &id), 1);
+}
+
+#[tokio::test]
+async fn a_failed_run_commits_no_email() {
+    let sink = SmtpSink::start(&[]).await;
+    let rig = rig(&sink);
+    let action = rig.runtime.load(&guest(guests::PANIC_AFTER_WRITE)).unwrap();
+    let report = rig
+        .runtime
+        .run(&action, &event("panic", json!({}), json!({})))
+        .await;
+    assert!(!report.succeeded());
+    assert!(rig.outbox.messages().await.unwrap().is_empty());
+    assert_eq!(rig.delivery.pass().await.unwrap(), PassStats::default());
+}
