@@ -172,6 +172,8 @@ pub struct Config {
     pub http: HttpPolicy,
     /// Secrets by tenant, then by name.
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Where committed e-mails go; without it they stay in the outbox.
+    pub email: Option<crate::delivery::SmtpConfig>,
 }
 
 impl Config {

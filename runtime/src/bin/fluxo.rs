@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::sync::Arc;
+
+use fluxo_runtime::delivery::{Delivery, DeliveryPolicy, SmtpConfig, SmtpTransport};
+use fluxo_runtime::store::SqliteStore;
+use fluxo_runtime::store::outbox::{OutboxStatus, SqliteOutbox};
+use fluxo_runtime::store::state::{DEFAULT_TENANT_STATE_BYTES, SqliteState};
 use fluxo_runtime::{Config, Event, RunReport, Runtime};
 use fluxo_toolchain::{Scope, Target, Toolchain};
 
@@ -50,6 +56,9 @@ enum Command {
         /// Apply nothing, whatever the outcome.
         #[arg(long)]
         dry_run: bool,
+        /// Keep state and the e-mail outbox in DIR/fluxo.db (default: in memory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -79,7 +88,14 @@ fn main() -> ExitCode {
             event,
             config,
             dry_run,
-        } => run(&component, &event, config.as_deref(), dry_run),
+            data_dir,
+        } => run(
+            &component,
+            &event,
+            config.as_deref(),
+            dry_run,
+            data_dir.as_deref(),
+        ),
     };
     match result {
         Ok(code) => code,
@@ -170,6 +186,7 @@ fn run(
     event: &Path,
     config: Option<&Path>,
     dry_run: bool,
+    data_dir: Option<&Path>,
 ) -> Result<ExitCode, UsageError> {
     let config = match config {
         Some(path) => Config::from_file(path).map_err(|error| usage(error.into()))?,
@@ -189,9 +206,23 @@ fn run(
         .build()
         .context("starting the async runtime")
         .map_err(usage)?;
+    let store = match data_dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .and_then(|()| SqliteStore::open(&dir.join("fluxo.db")).map_err(Into::into)),
+        None => SqliteStore::open_in_memory().map_err(Into::into),
+    }
+    .map_err(usage)?;
+    let outbox = SqliteOutbox::new(store.clone());
+    let smtp = config.email.clone();
     let report = tokio.block_on(async {
         let runtime = Runtime::builder()
             .config(config)
+            .state(Arc::new(SqliteState::new(
+                store,
+                DEFAULT_TENANT_STATE_BYTES,
+            )))
+            .mailer(Arc::new(outbox.clone()))
             .build()
             .map_err(|error| usage(error.into()))?;
         let report = match runtime.load(&bytes) {
@@ -199,6 +230,7 @@ fn run(
             Ok(action) => runtime.run(&action, &event).await,
             Err(error) => RunReport::invalid_component(&error),
         };
+        deliver(&outbox, smtp.as_ref()).await?;
         Ok::<_, UsageError>(report)
     })?;
     let json = serde_json::to_string_pretty(&report)
@@ -210,4 +242,41 @@ fn run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Sends what the outbox holds through `smtp`, once per message (failures stay queued
+/// in the data directory with their error); without `smtp`, says what was kept.
+async fn deliver(outbox: &SqliteOutbox, smtp: Option<&SmtpConfig>) -> Result<(), UsageError> {
+    let pending = |messages: &[fluxo_runtime::store::outbox::OutboxMessage]| {
+        messages
+            .iter()
+            .filter(|m| m.status == OutboxStatus::Queued)
+            .count()
+    };
+    let messages = outbox
+        .messages()
+        .await
+        .map_err(|error| usage(error.into()))?;
+    if pending(&messages) == 0 {
+        return Ok(());
+    }
+    let Some(smtp) = smtp else {
+        eprintln!(
+            "fluxo: {} e-mail(s) kept in the outbox: configure [email] to send them",
+            pending(&messages)
+        );
+        return Ok(());
+    };
+    let transport = SmtpTransport::new(smtp).map_err(|error| usage(error.into()))?;
+    let delivery = Delivery::new(
+        outbox.clone(),
+        Arc::new(transport),
+        DeliveryPolicy::default(),
+    );
+    let stats = delivery.pass().await.map_err(|error| usage(error.into()))?;
+    eprintln!(
+        "fluxo: e-mail: {} sent, {} queued for retry, {} failed",
+        stats.sent, stats.retried, stats.failed
+    );
+    Ok(())
 }

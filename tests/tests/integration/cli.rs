@@ -195,3 +195,51 @@ fn build_turns_an_example_crate_into_a_checked_component() {
         .load(&bytes)
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_keeps_state_in_the_data_dir_and_sends_email_over_smtp() {
+    let sink = crate::email::SmtpSink::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "fluxo.toml",
+        &format!(
+            "[email]\nurl = \"smtp://{}\"\nfrom = \"Fluxo <no-reply@platform.test>\"\n",
+            sink.addr
+        ),
+    );
+    let event = write(
+        dir.path(),
+        "event.json",
+        r#"{"tenant":"acme","action":"visits","contact":{"id":"c9"}}"#,
+    );
+    let data = dir.path().join("data");
+    let args = [
+        "run",
+        guests::MAIL_AND_STATE,
+        "--event",
+        event.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]
+    .map(str::to_owned);
+    for visit in 1..=2 {
+        let args = args.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            fluxo(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert_eq!(
+            report(&output)["outcome"]["output"]["visits"],
+            visit,
+            "state persists in the data dir"
+        );
+        assert!(stderr.contains("1 sent"), "{stderr}");
+    }
+    assert_eq!(sink.accepted().len(), 2);
+}

@@ -381,6 +381,12 @@ async fn a_server_that_never_answers_times_out_at_first_byte() {
     )
     .await;
     assert_eq!(error_of(&report), "http request timed out");
+    let took = Duration::from_millis(report.http[0].duration_ms);
+    eprintln!("never-answering server: aborted after {took:?} (first-byte timeout 500 ms)");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(500) + MARGIN,
+        "{took:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_millis(500) + MARGIN,
         "{:?}",
@@ -408,6 +414,12 @@ async fn a_slowloris_server_is_cut_off() {
     )
     .await;
     assert_eq!(error_of(&report), "http request timed out");
+    let took = Duration::from_millis(report.http[0].duration_ms);
+    eprintln!("slowloris server: aborted after {took:?} (first-byte timeout 500 ms)");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(500) + MARGIN,
+        "{took:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_millis(500) + MARGIN,
         "{:?}",
@@ -456,6 +468,7 @@ async fn an_endless_body_stops_at_the_cap() {
     let (report, elapsed) = endless_body(None).await;
     assert_eq!(error_of(&report), "http response too large");
     let read = report.http[0].response_bytes;
+    eprintln!("endless chunked body: read {read} bytes for a 65536-byte cap, in {elapsed:?}");
     assert!(
         read > 64 << 10 && read <= (64 << 10) + (64 << 10),
         "read {read} bytes"
@@ -468,7 +481,9 @@ async fn a_false_content_length_is_not_trusted() {
     // Claims 1 GiB: the cap still stops it at 64 KiB plus one buffer.
     let (report, _) = endless_body(Some(1 << 30)).await;
     assert_eq!(error_of(&report), "http response too large");
-    assert!(report.http[0].response_bytes <= (64 << 10) + (64 << 10));
+    let read = report.http[0].response_bytes;
+    eprintln!("Content-Length 1 GiB, endless body: read {read} bytes for a 65536-byte cap");
+    assert!(read <= (64 << 10) + (64 << 10));
     // Claims less than it sends: only the claimed bytes are read.
     let (addr, _) = raw_server(|mut stream, _| async move {
         drain_request(&mut stream).await;

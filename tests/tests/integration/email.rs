@@ -19,7 +19,7 @@ use crate::support::{event, guest};
 
 /// What the sink does when a message's DATA arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Accept,
     TempFail,
     PermFail,
@@ -28,13 +28,13 @@ enum Step {
 
 /// A minimal SMTP server: follows a script for successive messages (then accepts), and
 /// keeps the messages it accepted.
-struct SmtpSink {
-    addr: SocketAddr,
+pub(crate) struct SmtpSink {
+    pub(crate) addr: SocketAddr,
     accepted: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
-    async fn start(script: &[Step]) -> Self {
+    pub(crate) async fn start(script: &[Step]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(Mutex::new(Vec::new()));
@@ -48,7 +48,7 @@ impl SmtpSink {
         Self { addr, accepted }
     }
 
-    fn accepted(&self) -> Vec<String> {
+    pub(crate) fn accepted(&self) -> Vec<String> {
         self.accepted.lock().unwrap().clone()
     }
 }
