@@ -174,6 +174,39 @@ pub struct Config {
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Where committed e-mails go; without it they stay in the outbox.
     pub email: Option<crate::delivery::SmtpConfig>,
+    /// The server's registry and scheduler.
+    pub server: ServerSettings,
+}
+
+/// Settings of `fluxo serve`: uploads and the run queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// The largest component accepted.
+    pub max_component_bytes: usize,
+    /// Time one upload's compilation may take before it is killed.
+    pub compile_timeout_ms: u64,
+    /// Address space the compiler may map.
+    pub compile_max_memory_bytes: u64,
+    /// Runs executing at once.
+    pub workers: usize,
+    /// Runs of one tenant executing at once.
+    pub per_tenant: usize,
+    /// Accepted runs waiting for a worker; past it, submits get 429.
+    pub queue_capacity: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: crate::registry::DEFAULT_MAX_COMPONENT_BYTES,
+            compile_timeout_ms: 60_000,
+            compile_max_memory_bytes: 2 << 30,
+            workers: 8,
+            per_tenant: 4,
+            queue_capacity: 1024,
+        }
+    }
 }
 
 impl Config {

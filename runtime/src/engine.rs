@@ -45,6 +45,30 @@ impl Default for EngineOptions {
 
 /// Builds the engine: async, fuel, epochs, pooled instances, no backtrace symbolication.
 pub(crate) fn build(options: EngineOptions) -> Result<Engine> {
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(options)));
+    Engine::new(&config).map_err(|error| Error::Engine(format!("{error:#}")))
+}
+
+/// An engine that only compiles: the same code generation settings as [`build`], but
+/// no instance pool (it reserves no address space, so it runs under a tight `ulimit -v`).
+pub(crate) fn build_compiler() -> Result<Engine> {
+    Engine::new(&base_config()).map_err(|error| Error::Engine(format!("{error:#}")))
+}
+
+fn base_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        // Component-model async is not used: without it calls are 2-4x cheaper.
+        .concurrency_support(false)
+        // Do not inherit RUST_BACKTRACE: symbolicating the first trap costs ~140 ms.
+        .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+    config
+}
+
+fn pool(options: EngineOptions) -> PoolingAllocationConfig {
     let slots = options.max_concurrent_runs.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
@@ -60,17 +84,7 @@ pub(crate) fn build(options: EngineOptions) -> Result<Engine> {
         // without a page fault storm.
         .linear_memory_keep_resident(64 << 10)
         .table_keep_resident(16 << 10);
-
-    let mut config = wasmtime::Config::new();
-    config
-        .consume_fuel(true)
-        .epoch_interruption(true)
-        // Component-model async is not used: without it calls are 2-4x cheaper.
-        .concurrency_support(false)
-        // Do not inherit RUST_BACKTRACE: symbolicating the first trap costs ~140 ms.
-        .wasm_backtrace_details(WasmBacktraceDetails::Disable)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|error| Error::Engine(format!("{error:#}")))
+    pool
 }
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] on its own thread until dropped.

@@ -19,8 +19,11 @@ mod event;
 mod executor;
 pub mod host;
 mod journal;
-mod registry;
+pub mod metrics;
+pub mod registry;
 mod runtime;
+pub mod scheduler;
+pub mod server;
 pub mod store;
 
 pub use config::{AllowRule, Config, HttpPolicy, Limits, Quotas};
@@ -32,8 +35,9 @@ pub use executor::report::{ErrorKind, RunError, RunOutcome, RunReport, RunStatus
 pub use host::contact::{ContactStore, MemoryContacts};
 pub use host::email::{Mailer, Outbox};
 pub use host::http::resolve::{Resolve, SystemResolver};
+pub use host::secrets::{SecretSource, StaticSecrets};
 pub use host::state::{MemoryState, StateStore, StateUsage};
 pub use host::{BackendError, BoxFuture};
 pub use journal::{Effect, OutgoingEmail, StateScope, apply_to_contact};
-pub use registry::{ActionComponent, DEFAULT_MAX_COMPONENT_BYTES};
+pub use registry::{ActionComponent, DEFAULT_MAX_COMPONENT_BYTES, Registry, RegistryError};
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -16,10 +16,12 @@ use crate::host::contact::{ContactStore, MemoryContacts};
 use crate::host::email::{Mailer, Outbox};
 use crate::host::http::Egress;
 use crate::host::http::resolve::{Resolve, SystemResolver};
+use crate::host::secrets::{SecretSource, StaticSecrets};
 use crate::host::state::{MemoryState, StateStore};
 use crate::host::{RunState, Services};
 use crate::registry::{self, ActionComponent, DEFAULT_MAX_COMPONENT_BYTES};
 use crate::{Error, Result};
+use wasmtime::component::Component;
 
 /// Configures a [`Runtime`]: limits and policy, pool size, and the platform's backends.
 /// Every backend has a real in-memory default.
@@ -32,6 +34,7 @@ pub struct RuntimeBuilder {
     mailer: Arc<dyn Mailer>,
     state: Arc<dyn StateStore>,
     resolver: Option<Arc<dyn Resolve>>,
+    secrets: Option<Arc<dyn SecretSource>>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -53,6 +56,7 @@ impl Default for RuntimeBuilder {
             mailer: Arc::new(Outbox::new()),
             state: Arc::new(MemoryState::new()),
             resolver: None,
+            secrets: None,
         }
     }
 }
@@ -101,6 +105,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where tenants' secrets come from (default: the configuration's `[secrets]`).
+    pub fn secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
     /// Builds the runtime: checks the configuration, creates the engine and starts its
     /// epoch thread.
     ///
@@ -122,7 +132,9 @@ impl RuntimeBuilder {
         let services = Arc::new(Services {
             egress: Egress::new(&self.config.http, resolver)?,
             state: self.state,
-            secrets: self.config.secrets.clone(),
+            secrets: self
+                .secrets
+                .unwrap_or_else(|| Arc::new(StaticSecrets::new(self.config.secrets.clone()))),
         });
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Runtime {
@@ -197,11 +209,22 @@ impl Runtime {
         registry::load(self.engine(), &self.linker, bytes, self.max_component_bytes)
     }
 
+    /// The largest component accepted.
+    #[must_use]
+    pub fn max_component_bytes(&self) -> usize {
+        self.max_component_bytes
+    }
+
+    /// Checks a compiled component against the world and links it.
+    pub(crate) fn link(&self, component: &Component, size: usize) -> Result<ActionComponent> {
+        registry::link_checked(self.engine(), &self.linker, component, size)
+    }
+
     /// Runs `action` for `event` with the configured limits and applies its effects if
     /// it succeeds.
     pub async fn run(&self, action: &ActionComponent, event: &Event) -> RunReport {
         self.executor
-            .run(action, event, &self.config.limits, true)
+            .run(None, action, event, &self.config.limits, true)
             .await
     }
 
@@ -212,13 +235,31 @@ impl Runtime {
         event: &Event,
         limits: &Limits,
     ) -> RunReport {
-        self.executor.run(action, event, limits, true).await
+        self.executor.run(None, action, event, limits, true).await
+    }
+
+    /// Runs `action` as the run `run_id` (an id the caller already recorded).
+    pub async fn run_as(
+        &self,
+        run_id: String,
+        action: &ActionComponent,
+        event: &Event,
+    ) -> RunReport {
+        self.executor
+            .run(Some(run_id), action, event, &self.config.limits, true)
+            .await
+    }
+
+    /// A fresh run id.
+    #[must_use]
+    pub fn new_run_id(&self) -> String {
+        crate::executor::new_run_id()
     }
 
     /// Runs `action` like [`Runtime::run`] but applies nothing, whatever the outcome.
     pub async fn dry_run(&self, action: &ActionComponent, event: &Event) -> RunReport {
         self.executor
-            .run(action, event, &self.config.limits, false)
+            .run(None, action, event, &self.config.limits, false)
             .await
     }
 }

@@ -50,16 +50,28 @@ impl Executor {
     /// nothing is applied even on success.
     pub(crate) async fn run(
         &self,
+        run_id: Option<String>,
         component: &ActionComponent,
         event: &Event,
         limits: &Limits,
         apply: bool,
     ) -> RunReport {
-        let run_id = new_run_id();
+        let run_id = run_id.unwrap_or_else(new_run_id);
+        let timeout = Duration::from_millis(limits.host_call_timeout_ms);
+        let secrets =
+            match tokio::time::timeout(timeout, self.services.secrets.secrets(&event.tenant)).await
+            {
+                Ok(Ok(secrets)) => secrets,
+                Ok(Err(error)) => {
+                    return RunReport::unavailable(run_id, &format!("secrets: {error}"));
+                }
+                Err(_) => return RunReport::unavailable(run_id, "secrets: timed out"),
+            };
         let state = RunState::new(
             run_id.clone(),
             event.tenant.clone(),
             event.contact.clone(),
+            secrets,
             limits.clone(),
             self.services.clone(),
         );
@@ -93,13 +105,7 @@ impl Executor {
         apply: bool,
         run_id: String,
     ) -> RunReport {
-        let redactor = Redactor::new(
-            self.services
-                .secrets
-                .get(&state.tenant)
-                .into_iter()
-                .flat_map(|secrets| secrets.values()),
-        );
+        let redactor = Redactor::new(state.secrets.values());
         let (logs, logs_truncated) = state
             .log
             .lock()
@@ -403,7 +409,7 @@ fn to_wit_event(event: &Event) -> wit::Event {
 }
 
 /// A run id: time-ordered and unique within the process.
-fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)

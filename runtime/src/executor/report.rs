@@ -48,6 +48,8 @@ pub enum ErrorKind {
     InvalidComponent,
     /// The run succeeded but its effects could not be applied.
     ApplyFailed,
+    /// A platform backend (secrets, state) could not be reached before the run.
+    BackendUnavailable,
 }
 
 /// A typed failure with its explanation.
@@ -118,14 +120,33 @@ impl RunReport {
     /// The report of a run that never started because its component was refused.
     #[must_use]
     pub fn invalid_component(error: &crate::Error) -> Self {
+        Self::not_started(
+            String::new(),
+            ErrorKind::InvalidComponent,
+            error.to_string(),
+            false,
+        )
+    }
+
+    /// The report of a run that never started because a backend was unavailable.
+    pub(crate) fn unavailable(run_id: String, message: &str) -> Self {
+        Self::not_started(
+            run_id,
+            ErrorKind::BackendUnavailable,
+            message.to_owned(),
+            true,
+        )
+    }
+
+    fn not_started(run_id: String, kind: ErrorKind, message: String, retryable: bool) -> Self {
         Self {
-            run_id: String::new(),
+            run_id,
             status: RunStatus::Failed,
             outcome: None,
             error: Some(RunError {
-                kind: ErrorKind::InvalidComponent,
-                message: error.to_string(),
-                retryable: false,
+                kind,
+                message,
+                retryable,
             }),
             effects: Vec::new(),
             applied: false,

@@ -37,7 +37,7 @@ pub struct BackendError(pub String);
 pub(crate) struct Services {
     pub(crate) egress: http::Egress,
     pub(crate) state: Arc<dyn state::StateStore>,
-    pub(crate) secrets: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) secrets: Arc<dyn secrets::SecretSource>,
 }
 
 /// Calls made so far, by quota kind.
@@ -56,6 +56,7 @@ pub(crate) struct RunState {
     pub(crate) run_id: String,
     pub(crate) tenant: String,
     pub(crate) contact: Contact,
+    pub(crate) secrets: BTreeMap<String, String>,
     pub(crate) limits: Limits,
     pub(crate) deadline: Instant,
     pub(crate) journal: Journal,
@@ -73,6 +74,7 @@ impl RunState {
         run_id: String,
         tenant: String,
         contact: Contact,
+        secrets: BTreeMap<String, String>,
         limits: Limits,
         services: Arc<Services>,
     ) -> Self {
@@ -92,6 +94,7 @@ impl RunState {
             run_id,
             tenant,
             contact,
+            secrets,
             limits,
             deadline,
             journal: Journal::default(),

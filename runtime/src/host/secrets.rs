@@ -1,7 +1,41 @@
 //! `fluxo:action/secrets`, and the redactor that keeps secret values out of every record.
 
-use super::{RunState, check_name};
+use std::collections::BTreeMap;
+
+use super::{BackendError, BoxFuture, RunState, check_name};
 use crate::bindings::fluxo::action::secrets::{Host, SecretError};
+
+/// Where a tenant's secrets come from. Read once at the start of each run.
+pub trait SecretSource: Send + Sync + 'static {
+    /// The tenant's secrets by name.
+    fn secrets<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, BackendError>>;
+}
+
+/// Secrets fixed in the configuration (`[secrets.TENANT]`).
+#[derive(Debug, Clone, Default)]
+pub struct StaticSecrets {
+    by_tenant: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl StaticSecrets {
+    /// Secrets by tenant, then by name.
+    #[must_use]
+    pub fn new(by_tenant: BTreeMap<String, BTreeMap<String, String>>) -> Self {
+        Self { by_tenant }
+    }
+}
+
+impl SecretSource for StaticSecrets {
+    fn secrets<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, BackendError>> {
+        Box::pin(async move { Ok(self.by_tenant.get(tenant).cloned().unwrap_or_default()) })
+    }
+}
 
 /// Replaces secret values in text written to records (logs, HTTP exchanges, errors,
 /// outputs). Longer values are replaced first so overlapping secrets leave no tail.
@@ -59,13 +93,11 @@ impl Host for RunState {
         if let Err(reason) = check_name("secret name", &name, 128) {
             return Ok(Err(SecretError::Invalid(reason)));
         }
-        let value = self
-            .services
+        Ok(self
             .secrets
-            .get(&self.tenant)
-            .and_then(|secrets| secrets.get(&name))
-            .cloned();
-        Ok(value.ok_or(SecretError::NotFound))
+            .get(&name)
+            .cloned()
+            .ok_or(SecretError::NotFound))
     }
 }
 

@@ -15,4 +15,5 @@ mod email;
 mod examples;
 mod limits;
 mod loading;
+mod server;
 mod support;

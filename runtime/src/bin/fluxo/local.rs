@@ -1,14 +1,10 @@
-//! `fluxo`: build actions into components and run them once with the real host.
-//!
-//! Exit codes: 0 success, 1 the run (or the build) failed, 2 usage or configuration error.
+//! The local commands: `build` (a crate into a component) and `run` (a component once).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use fluxo_runtime::delivery::{Delivery, DeliveryPolicy, SmtpConfig, SmtpTransport};
 use fluxo_runtime::store::SqliteStore;
 use fluxo_runtime::store::outbox::{OutboxStatus, SqliteOutbox};
@@ -16,101 +12,13 @@ use fluxo_runtime::store::state::{DEFAULT_TENANT_STATE_BYTES, SqliteState};
 use fluxo_runtime::{Config, Event, RunReport, Runtime};
 use fluxo_toolchain::{Scope, Target, Toolchain};
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "fluxo",
-    version,
-    about = "WebAssembly-sandboxed actions for chat platforms"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use crate::{GuestTarget, UsageError};
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Build a Rust action crate into a component.
-    Build {
-        /// The crate's directory or its Cargo.toml.
-        path: PathBuf,
-        /// Where to write the component (default: `./CRATE.wasm`).
-        #[arg(short, long)]
-        out: Option<PathBuf>,
-        /// The guest target.
-        #[arg(long, value_enum, default_value_t = GuestTarget::Wasip2)]
-        target: GuestTarget,
-        /// cargo's target directory (default: the crate's own `target/`).
-        #[arg(long)]
-        target_dir: Option<PathBuf>,
-    },
-    /// Run a component once for an event and print the run report as JSON.
-    Run {
-        /// The component file.
-        component: PathBuf,
-        /// The event, a JSON file.
-        #[arg(long)]
-        event: PathBuf,
-        /// Limits, HTTP allowlist and secrets, a TOML file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Apply nothing, whatever the outcome.
-        #[arg(long)]
-        dry_run: bool,
-        /// Keep state and the e-mail outbox in DIR/fluxo.db (default: in memory).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum GuestTarget {
-    /// wasm32-wasip2: a component straight from rustc (std imports WASI 0.2).
-    Wasip2,
-    /// wasm32-unknown-unknown, componentized afterwards.
-    Unknown,
-}
-
-/// A failure that is the user's input, not the run: exit code 2.
-#[derive(Debug)]
-struct UsageError(anyhow::Error);
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Build {
-            path,
-            out,
-            target,
-            target_dir,
-        } => build(&path, out, target, target_dir),
-        Command::Run {
-            component,
-            event,
-            config,
-            dry_run,
-            data_dir,
-        } => run(
-            &component,
-            &event,
-            config.as_deref(),
-            dry_run,
-            data_dir.as_deref(),
-        ),
-    };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("fluxo: {:#}", error.0);
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn usage(error: anyhow::Error) -> UsageError {
+pub(crate) fn usage(error: anyhow::Error) -> UsageError {
     UsageError(error)
 }
 
-fn build(
+pub(crate) fn build(
     path: &Path,
     out: Option<PathBuf>,
     target: GuestTarget,
@@ -181,7 +89,7 @@ fn build(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(
+pub(crate) fn run(
     component: &Path,
     event: &Path,
     config: Option<&Path>,

@@ -1,5 +1,4 @@
-//! Loading components: size cap, component check, world conformance, compilation and
-//! linking. This is the only module that compiles wasm.
+//! Checking components: size cap, component framing, world conformance, linking.
 
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -74,13 +73,21 @@ impl ActionComponent {
     }
 }
 
-/// Checks, compiles and links `bytes`.
+/// Checks, compiles (in this process) and links `bytes`.
 pub(crate) fn load(
     engine: &Engine,
     linker: &Linker<RunState>,
     bytes: &[u8],
     max_bytes: usize,
 ) -> Result<ActionComponent> {
+    pre_check(bytes, max_bytes)?;
+    let component = Component::new(engine, bytes)
+        .map_err(|error| Error::InvalidComponent(format!("{error:#}")))?;
+    link(engine, linker, &component, bytes.len())
+}
+
+/// The checks that need no compilation: size and framing.
+pub(crate) fn pre_check(bytes: &[u8], max_bytes: usize) -> Result<()> {
     if bytes.len() > max_bytes {
         return Err(Error::ComponentTooLarge {
             size: bytes.len(),
@@ -88,22 +95,25 @@ pub(crate) fn load(
         });
     }
     match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
-        Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => {
-            return Err(Error::InvalidComponent(
-                "this is a core wasm module, not a component: build for wasm32-wasip2, or turn \
-                 the module into a component (`fluxo build` does both)"
-                    .to_owned(),
-            ));
-        }
-        _ => {
-            return Err(Error::InvalidComponent(
-                "not a WebAssembly component (bad magic or version)".to_owned(),
-            ));
-        }
+        Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => Err(Error::InvalidComponent(
+            "this is a core wasm module, not a component: build for wasm32-wasip2, or turn \
+             the module into a component (`fluxo build` does both)"
+                .to_owned(),
+        )),
+        _ => Err(Error::InvalidComponent(
+            "not a WebAssembly component (bad magic or version)".to_owned(),
+        )),
     }
-    let component = Component::new(engine, bytes)
-        .map_err(|error| Error::InvalidComponent(format!("{error:#}")))?;
+}
+
+/// Checks a compiled component against the world and links it.
+pub(crate) fn link(
+    engine: &Engine,
+    linker: &Linker<RunState>,
+    component: &Component,
+    size: usize,
+) -> Result<ActionComponent> {
     let component_type = component.component_type();
     let imports: Vec<String> = component_type
         .imports(engine)
@@ -126,14 +136,10 @@ pub(crate) fn load(
         ));
     }
     let pre = linker
-        .instantiate_pre(&component)
+        .instantiate_pre(component)
         .map_err(|error| Error::InvalidComponent(format!("{error:#}")))?;
     let pre = ActionPre::new(pre).map_err(|error| Error::InvalidComponent(format!("{error:#}")))?;
-    Ok(ActionComponent {
-        pre,
-        imports,
-        size: bytes.len(),
-    })
+    Ok(ActionComponent { pre, imports, size })
 }
 
 /// Whether an import name (`pkg:ns/iface@version`) is inside the world.
