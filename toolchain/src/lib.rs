@@ -135,7 +135,8 @@ impl Toolchain {
     }
 
     /// Builds the crate at `manifest` (with `scope` [`Scope::Workspace`], every crate of
-    /// its workspace) for `target` into `target_dir`; returns one component per `cdylib`.
+    /// its workspace) for `target`, into `target_dir` or cargo's default target directory;
+    /// returns one component per `cdylib`.
     ///
     /// cargo's progress and diagnostics go to this process's stderr.
     ///
@@ -146,12 +147,15 @@ impl Toolchain {
         manifest: &Path,
         scope: Scope,
         target: Target,
-        target_dir: &Path,
+        target_dir: Option<&Path>,
     ) -> Result<Vec<Component>, ToolchainError> {
         let mut command = self.cargo_command(target);
         command.arg("build").arg("--release");
         if scope == Scope::Workspace {
             command.arg("--workspace");
+        }
+        if let Some(target_dir) = target_dir {
+            command.arg("--target-dir").arg(target_dir);
         }
         command
             .arg("--lib")
@@ -160,8 +164,6 @@ impl Toolchain {
             .arg(target.triple())
             .arg("--manifest-path")
             .arg(manifest)
-            .arg("--target-dir")
-            .arg(target_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().map_err(|source| ToolchainError::Spawn {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Admin, Tenant, hash_token, new_token};
 use super::error::ApiError;
+use super::json::JsonBody;
 use crate::event::{Contact, Event, Message, Trigger};
 use crate::journal::{Effect, apply_to_contact};
 use crate::registry::check_name;
@@ -67,7 +68,7 @@ pub struct NewTenant {
 pub async fn create_tenant(
     _: Admin,
     State(state): State<AppState>,
-    Json(body): Json<NewTenant>,
+    JsonBody(body): JsonBody<NewTenant>,
 ) -> ApiResult {
     check_name(&body.id)
         .map_err(|_| ApiError::bad_request(format!("invalid tenant id {:?}", body.id)))?;
@@ -204,7 +205,7 @@ pub async fn activate(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Json(body): Json<Activate>,
+    JsonBody(body): JsonBody<Activate>,
 ) -> ApiResult {
     if state.catalog.activate(&tenant, &name, body.version).await? {
         ok(
@@ -332,7 +333,7 @@ pub async fn test_action(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Json(body): Json<EventBody>,
+    JsonBody(body): JsonBody<EventBody>,
 ) -> ApiResult {
     let (event, version) = body.into_event(&tenant, &name, Trigger::Test);
     let (_, pinned, component) = state.registry.resolve(&tenant, &name, version).await?;
@@ -356,7 +357,7 @@ pub async fn test_action(
 pub async fn submit_run(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Json(body): Json<EventBody>,
+    JsonBody(body): JsonBody<EventBody>,
 ) -> ApiResult {
     let action = body
         .action
@@ -458,7 +459,7 @@ pub async fn set_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Json(body): Json<SecretValue>,
+    JsonBody(body): JsonBody<SecretValue>,
 ) -> ApiResult {
     crate::host::check_name("secret name", &name, 128).map_err(ApiError::bad_request)?;
     if body.value.is_empty() || body.value.len() > 4096 {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 pub mod host;
+mod json;
 pub mod routes;
 
 use std::net::SocketAddr;

@@ -243,3 +243,114 @@ async fn run_keeps_state_in_the_data_dir_and_sends_email_over_smtp() {
     }
     assert_eq!(sink.accepted().len(), 2);
 }
+
+/// A `fluxo serve` on 127.0.0.1 with its own data directory; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    admin: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &str) -> Served {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = write(dir.path(), "fluxo.toml", config);
+    let data = dir.path().join("data");
+    let mut child = Command::new(fluxo_bin().unwrap_or_else(|problem| panic!("{problem}")))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config_file.to_str().unwrap(),
+        ])
+        .env_remove("FLUXO_ADMIN_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let line = lines.next().unwrap().unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    let admin = std::fs::read_to_string(data.join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Served {
+        child,
+        url,
+        admin,
+        dir,
+    }
+}
+
+impl Served {
+    fn fluxo(&self, token: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--server", self.url.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        fluxo(&all)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
+    let crm = Upstream::start(|_| (200, json!({ "_id": "deal-e2e" }).to_string())).await;
+    let port = crm.addr.port();
+    let crm_url = crm.url();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let server = serve(&format!(
+            "[http]\nallow_private_cidrs = [\"127.0.0.1/32\"]\n[[http.tenant_allow.acme]]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ));
+        let created = server.fluxo(&server.admin, &["tenant", "create", "acme"]);
+        assert_eq!(created.status.code(), Some(0), "{}", String::from_utf8_lossy(&created.stdout));
+        let token_out = server.fluxo(&server.admin, &["token", "create", "acme"]);
+        let token = String::from_utf8_lossy(&token_out.stdout).trim().to_owned();
+        assert!(token.starts_with("fxt_"), "{token}");
+
+        assert_eq!(server.fluxo("fxt_wrong", &["actions", "list"]).status.code(), Some(1));
+        assert_eq!(server.fluxo(&token, &["secrets", "set", "crm_token", "e2e-secret"]).status.code(), Some(0));
+        let uploaded = server.fluxo(&token, &["upload", "crm-lead", guests::CRM_LEAD, "--description", "Sync leads"]);
+        let summary = String::from_utf8_lossy(&uploaded.stdout);
+        assert_eq!(uploaded.status.code(), Some(0), "{summary}");
+        assert!(summary.contains("crm-lead v1") && summary.contains("fluxo:action/http@0.1.0"), "{summary}");
+        let listed = server.fluxo(&token, &["actions", "list"]);
+        assert!(String::from_utf8_lossy(&listed.stdout).contains("Sync leads"));
+
+        let event = write(
+            server.dir.path(),
+            "event.json",
+            &json!({ "contact": { "id": "c7", "fields": { "name": "Bia" } }, "input": { "crm_url": crm_url } }).to_string(),
+        );
+        let tested = server.fluxo(&token, &["--json", "test", "crm-lead", "--event", event.to_str().unwrap()]);
+        let tested: Value = serde_json::from_slice(&tested.stdout).unwrap();
+        assert_eq!(tested["report"]["applied"], false);
+        assert_eq!(tested["contact"]["fields"]["crm_deal_id"]["after"], "deal-e2e");
+
+        let run = server.fluxo(&token, &["--json", "runs", "submit", "crm-lead", "--event", event.to_str().unwrap(), "--wait"]);
+        assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stdout));
+        let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(run["state"], "succeeded");
+        assert_eq!(run["report"]["applied"], true);
+        assert!(!run.to_string().contains("e2e-secret"));
+        let runs = server.fluxo(&token, &["runs", "list"]);
+        assert!(String::from_utf8_lossy(&runs.stdout).contains("succeeded"));
+    })
+    .await;
+    outcome.unwrap();
+    assert_eq!(crm.received().len(), 2);
+}

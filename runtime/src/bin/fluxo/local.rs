@@ -40,15 +40,13 @@ pub(crate) fn build(
         GuestTarget::Wasip2 => Target::Wasip2,
         GuestTarget::Unknown => Target::Unknown,
     };
-    let crate_dir = manifest.parent().unwrap_or(Path::new("."));
-    let target_dir = target_dir.unwrap_or_else(|| crate_dir.join("target"));
     eprintln!(
         "fluxo: building {} for {} with {}",
         manifest.display(),
         target.triple(),
         toolchain.name()
     );
-    let components = match toolchain.build(&manifest, Scope::Crate, target, &target_dir) {
+    let components = match toolchain.build(&manifest, Scope::Crate, target, target_dir.as_deref()) {
         Ok(components) => components,
         Err(error) => {
             eprintln!("fluxo: {error}");

@@ -70,7 +70,7 @@ enum Command {
         /// The guest target.
         #[arg(long, value_enum, default_value_t = GuestTarget::Wasip2)]
         target: GuestTarget,
-        /// cargo's target directory (default: the crate's own `target/`).
+        /// cargo's target directory (default: cargo's own choice for the crate).
         #[arg(long)]
         target_dir: Option<PathBuf>,
     },
