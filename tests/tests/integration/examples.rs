@@ -74,22 +74,26 @@ async fn crm_lead_built_from_a_core_module_runs_the_same() {
     crm_lead_against(guests::CRM_LEAD_CORE).await;
 }
 
+/// Runs `crm-lead` for contact Ana against `crm` under `config`.
+async fn run_crm_lead(
+    config: fluxo_runtime::Config,
+    crm: &Upstream,
+) -> (Host, fluxo_runtime::RunReport) {
+    let host = Host::new(config);
+    let action = host.runtime.load(&guest(guests::CRM_LEAD)).unwrap();
+    let event = event(
+        "crm-lead",
+        json!({ "name": "Ana" }),
+        json!({ "crm_url": crm.url() }),
+    );
+    let report = host.runtime.run(&action, &event).await;
+    (host, report)
+}
+
 #[tokio::test]
 async fn crm_lead_fails_retryably_on_a_5xx_and_changes_nothing() {
     let crm = Upstream::start(|_| (503, "{}".to_owned())).await;
-    let host = Host::new(loopback_config(crm.addr.port()));
-    let action = host.runtime.load(&guest(guests::CRM_LEAD)).unwrap();
-    let report = host
-        .runtime
-        .run(
-            &action,
-            &event(
-                "crm-lead",
-                json!({ "name": "Ana" }),
-                json!({ "crm_url": crm.url() }),
-            ),
-        )
-        .await;
+    let (host, report) = run_crm_lead(loopback_config(crm.addr.port()), &crm).await;
     let error = report.error.as_ref().unwrap();
     assert_eq!(error.kind, ErrorKind::ActionError);
     assert!(error.retryable);
@@ -102,19 +106,7 @@ async fn egress_is_denied_without_an_allow_rule() {
     let crm = Upstream::start(|_| (200, json!({ "_id": "x" }).to_string())).await;
     let mut config = loopback_config(crm.addr.port());
     config.http.allow.clear();
-    let host = Host::new(config);
-    let action = host.runtime.load(&guest(guests::CRM_LEAD)).unwrap();
-    let report = host
-        .runtime
-        .run(
-            &action,
-            &event(
-                "crm-lead",
-                json!({ "name": "Ana" }),
-                json!({ "crm_url": crm.url() }),
-            ),
-        )
-        .await;
+    let (_host, report) = run_crm_lead(config, &crm).await;
     assert_eq!(report.error_kind(), Some(ErrorKind::ActionError));
     let refusal = report.http[0].error.as_deref().unwrap();
     assert!(
@@ -129,19 +121,7 @@ async fn loopback_is_refused_unless_the_operator_allows_it() {
     let crm = Upstream::start(|_| (200, json!({ "_id": "x" }).to_string())).await;
     let mut config = loopback_config(crm.addr.port());
     config.http.allow_private_cidrs.clear();
-    let host = Host::new(config);
-    let action = host.runtime.load(&guest(guests::CRM_LEAD)).unwrap();
-    let report = host
-        .runtime
-        .run(
-            &action,
-            &event(
-                "crm-lead",
-                json!({ "name": "Ana" }),
-                json!({ "crm_url": crm.url() }),
-            ),
-        )
-        .await;
+    let (_host, report) = run_crm_lead(config, &crm).await;
     let refusal = report.http[0].error.as_deref().unwrap();
     assert!(refusal.contains("loopback"), "{refusal}");
     assert!(crm.received().is_empty());

@@ -22,7 +22,7 @@ pub(crate) fn build(
     path: &Path,
     out: Option<PathBuf>,
     target: GuestTarget,
-    target_dir: Option<PathBuf>,
+    target_dir: Option<&Path>,
 ) -> Result<ExitCode, UsageError> {
     let manifest = if path.is_dir() {
         path.join("Cargo.toml")
@@ -46,7 +46,7 @@ pub(crate) fn build(
         target.triple(),
         toolchain.name()
     );
-    let components = match toolchain.build(&manifest, Scope::Crate, target, target_dir.as_deref()) {
+    let components = match toolchain.build(&manifest, Scope::Crate, target, target_dir) {
         Ok(components) => components,
         Err(error) => {
             eprintln!("fluxo: {error}");

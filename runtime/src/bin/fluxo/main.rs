@@ -258,7 +258,7 @@ fn main() -> ExitCode {
             out,
             target,
             target_dir,
-        } => local::build(&path, out, target, target_dir),
+        } => local::build(&path, out, target, target_dir.as_deref()),
         Command::Run {
             component,
             event,
