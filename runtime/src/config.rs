@@ -48,6 +48,65 @@ impl Default for Limits {
     }
 }
 
+/// Per-action limit overrides: each may only lower the host's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Fuel, at most the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Deadline, at most the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Memory, at most the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// These limits tightened by `overrides`.
+    ///
+    /// # Errors
+    /// When an override is zero or above the host's limit (it may only tighten).
+    pub fn with_overrides(&self, overrides: &LimitOverrides) -> Result<Self> {
+        let pick = |name: &str, host: u64, wanted: Option<u64>| match wanted {
+            None => Ok(host),
+            Some(0) => Err(Error::Config(format!("{name} must be greater than zero"))),
+            Some(value) if value > host => Err(Error::Config(format!(
+                "{name} {value} is above the host's limit of {host}"
+            ))),
+            Some(value) => Ok(value),
+        };
+        Ok(Self {
+            fuel: pick("fuel", self.fuel, overrides.fuel)?,
+            deadline_ms: pick("deadline_ms", self.deadline_ms, overrides.deadline_ms)?,
+            max_memory_bytes: pick(
+                "max_memory_bytes",
+                self.max_memory_bytes,
+                overrides.max_memory_bytes,
+            )?,
+            ..self.clone()
+        })
+    }
+}
+
+impl Limits {
+    /// These limits with each override applied where it is tighter (what runs use:
+    /// should the host's limits be lowered after an override was set, the host's win).
+    #[must_use]
+    pub fn tightened_by(&self, overrides: &LimitOverrides) -> Self {
+        let tighter = |host: u64, wanted: Option<u64>| {
+            wanted.filter(|v| *v > 0).map_or(host, |v| v.min(host))
+        };
+        Self {
+            fuel: tighter(self.fuel, overrides.fuel),
+            deadline_ms: tighter(self.deadline_ms, overrides.deadline_ms),
+            max_memory_bytes: tighter(self.max_memory_bytes, overrides.max_memory_bytes),
+            ..self.clone()
+        }
+    }
+}
+
 /// How many host calls of each kind a run may make.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +372,47 @@ mod tests {
         assert!(config.http.allow_private_cidrs.is_empty());
         assert!(config.limits.fuel > 0 && config.limits.deadline_ms > 0);
         config.check().unwrap();
+    }
+
+    #[test]
+    fn overrides_only_tighten() {
+        let limits = Limits::default();
+        let tighter = limits
+            .with_overrides(&LimitOverrides {
+                fuel: Some(10),
+                deadline_ms: None,
+                max_memory_bytes: Some(1 << 20),
+            })
+            .unwrap();
+        assert_eq!(
+            (tighter.fuel, tighter.deadline_ms, tighter.max_memory_bytes),
+            (10, limits.deadline_ms, 1 << 20)
+        );
+        assert!(
+            limits
+                .with_overrides(&LimitOverrides {
+                    fuel: Some(limits.fuel + 1),
+                    ..LimitOverrides::default()
+                })
+                .is_err()
+        );
+        assert!(
+            limits
+                .with_overrides(&LimitOverrides {
+                    deadline_ms: Some(0),
+                    ..LimitOverrides::default()
+                })
+                .is_err()
+        );
+        let clamped = limits.tightened_by(&LimitOverrides {
+            fuel: Some(u64::MAX),
+            deadline_ms: Some(7),
+            max_memory_bytes: Some(0),
+        });
+        assert_eq!(
+            (clamped.fuel, clamped.deadline_ms, clamped.max_memory_bytes),
+            (limits.fuel, 7, limits.max_memory_bytes)
+        );
     }
 
     #[test]

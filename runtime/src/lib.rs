@@ -26,7 +26,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 
-pub use config::{AllowRule, Config, HttpPolicy, Limits, Quotas};
+pub use config::{AllowRule, Config, HttpPolicy, LimitOverrides, Limits, Quotas};
 pub use engine::{EPOCH_TICK, EngineOptions, MAX_MEMORY_BYTES};
 pub use error::{Error, Result};
 pub use event::{Contact, Event, FieldValue, Message, Trigger};
@@ -40,4 +40,4 @@ pub use host::state::{MemoryState, StateStore, StateUsage};
 pub use host::{BackendError, BoxFuture};
 pub use journal::{Effect, OutgoingEmail, StateScope, apply_to_contact};
 pub use registry::{ActionComponent, DEFAULT_MAX_COMPONENT_BYTES, Registry, RegistryError};
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use runtime::{RunOptions, Runtime, RuntimeBuilder};

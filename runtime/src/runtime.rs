@@ -152,6 +152,27 @@ impl RuntimeBuilder {
     }
 }
 
+/// How one run is made.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run's id (one the caller already recorded); a fresh one when `None`.
+    pub run_id: Option<String>,
+    /// Limits instead of the configured ones.
+    pub limits: Option<Limits>,
+    /// Apply the effects of a successful run (`false`: a dry run).
+    pub apply: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            run_id: None,
+            limits: None,
+            apply: true,
+        }
+    }
+}
+
 /// The Fluxo host: loads components and runs them in fresh sandboxes.
 ///
 /// ```no_run
@@ -238,15 +259,16 @@ impl Runtime {
         self.executor.run(None, action, event, limits, true).await
     }
 
-    /// Runs `action` as the run `run_id` (an id the caller already recorded).
-    pub async fn run_as(
+    /// Runs `action` with explicit [`RunOptions`].
+    pub async fn run_with(
         &self,
-        run_id: String,
         action: &ActionComponent,
         event: &Event,
+        options: RunOptions,
     ) -> RunReport {
+        let limits = options.limits.as_ref().unwrap_or(&self.config.limits);
         self.executor
-            .run(Some(run_id), action, event, &self.config.limits, true)
+            .run(options.run_id, action, event, limits, options.apply)
             .await
     }
 

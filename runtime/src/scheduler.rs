@@ -19,7 +19,8 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use crate::store::StoreError;
-use crate::store::runs::{RunRecord, RunState, Runs};
+use crate::store::port::RunStore;
+use crate::store::runs::{RunRecord, RunState};
 use crate::{RunStatus, Runtime};
 
 /// Sizes of the scheduler.
@@ -72,7 +73,7 @@ struct Job {
 /// The run scheduler.
 pub struct Scheduler {
     sender: mpsc::Sender<Job>,
-    runs: Runs,
+    runs: Arc<dyn RunStore>,
     registry: Arc<Registry>,
     finished: Arc<Notify>,
 }
@@ -86,7 +87,7 @@ impl std::fmt::Debug for Scheduler {
 struct Workers {
     runtime: Arc<Runtime>,
     registry: Arc<Registry>,
-    runs: Runs,
+    runs: Arc<dyn RunStore>,
     finished: Arc<Notify>,
     metrics: Arc<Metrics>,
     per_tenant: usize,
@@ -98,7 +99,7 @@ impl Scheduler {
     pub fn start(
         runtime: Arc<Runtime>,
         registry: Arc<Registry>,
-        runs: Runs,
+        runs: Arc<dyn RunStore>,
         metrics: Arc<Metrics>,
         config: SchedulerConfig,
     ) -> Self {
@@ -208,15 +209,19 @@ impl Workers {
             return;
         };
         let _ = self.runs.start(&job.run_id).await;
-        let report = match self
+        let resolved = self
             .registry
             .resolve(&job.tenant, &job.action, Some(job.version))
-            .await
-        {
-            Ok((_, _, component)) => {
-                self.runtime
-                    .run_as(job.run_id.clone(), &component, &job.event)
-                    .await
+            .await;
+        let report = match resolved {
+            Ok((action, _, component)) => {
+                let limits = self.runtime.config().limits.tightened_by(&action.limits);
+                let options = crate::RunOptions {
+                    run_id: Some(job.run_id.clone()),
+                    limits: Some(limits),
+                    apply: true,
+                };
+                self.runtime.run_with(&component, &job.event, options).await
             }
             Err(error) => {
                 let mut report = crate::RunReport::invalid_component(

@@ -154,6 +154,7 @@ impl Executor {
                         *value = redactor.redact(value);
                     }
                     exchange.error = exchange.error.map(|e| redactor.redact(&e));
+                    exchange.response_body = redactor.redact(&exchange.response_body);
                     exchange
                 })
                 .collect(),

@@ -1,10 +1,10 @@
 //! The registry: validates, compiles (only here) and stores tenants' components, with
 //! versions and a lifecycle (enable, disable, activate, delete).
 //!
-//! Upload: name check → size and framing ([`validate::pre_check`]) → the component is
+//! Upload: name check → size and framing (`validate::pre_check`) → the component is
 //! written under its SHA-256 in the component directory → compiled out of process into
 //! the artifact directory ([`compile`]) → loaded from there and checked against the world
-//! ([`validate::link`]) → recorded as a new version, which becomes active. Both
+//! (`validate::link`) → recorded as a new version, which becomes active. Both
 //! directories are opened with `cap-std` and only ever addressed by host-made names.
 
 pub mod compile;
@@ -23,7 +23,8 @@ pub use self::validate::{ActionComponent, DEFAULT_MAX_COMPONENT_BYTES};
 pub(crate) use self::validate::{link as link_checked, load};
 use crate::Runtime;
 use crate::store::StoreError;
-use crate::store::catalog::{ActionRecord, Catalog, VersionRecord};
+use crate::store::catalog::{ActionRecord, VersionRecord};
+use crate::store::port::CatalogStore;
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,7 @@ pub enum RegistryError {
 /// The registry of a Fluxo host.
 pub struct Registry {
     runtime: Arc<Runtime>,
-    catalog: Catalog,
+    catalog: Arc<dyn CatalogStore>,
     root: PathBuf,
     components: Dir,
     artifacts: Dir,
@@ -110,7 +111,7 @@ impl Registry {
     /// When the directories cannot be created or opened.
     pub fn open(
         runtime: Arc<Runtime>,
-        catalog: Catalog,
+        catalog: Arc<dyn CatalogStore>,
         data_dir: &Path,
         compiler: Compiler,
     ) -> Result<Self, RegistryError> {
@@ -135,7 +136,7 @@ impl Registry {
 
     /// The catalog this registry records into.
     #[must_use]
-    pub fn catalog(&self) -> &Catalog {
+    pub fn catalog(&self) -> &Arc<dyn CatalogStore> {
         &self.catalog
     }
 

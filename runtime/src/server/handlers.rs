@@ -231,6 +231,31 @@ async fn set_enabled(state: &AppState, tenant: &str, name: &str, enabled: bool) 
     }
 }
 
+/// `PUT /v1/actions/{name}/limits`: overrides that may only tighten the host's limits.
+pub async fn set_limits(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<crate::config::LimitOverrides>,
+) -> ApiResult {
+    state
+        .runtime
+        .config()
+        .limits
+        .with_overrides(&body)
+        .map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_limits", error.to_string())
+        })?;
+    if state.catalog.set_limits(&tenant, &name, &body).await? {
+        ok(
+            StatusCode::OK,
+            json!({ "action": state.catalog.action(&tenant, &name).await? }),
+        )
+    } else {
+        Err(ApiError::not_found(format!("no action named {name:?}")))
+    }
+}
+
 /// `POST /v1/actions/{name}/enable`
 pub async fn enable(
     Tenant(tenant): Tenant,
@@ -336,8 +361,14 @@ pub async fn test_action(
     JsonBody(body): JsonBody<EventBody>,
 ) -> ApiResult {
     let (event, version) = body.into_event(&tenant, &name, Trigger::Test);
-    let (_, pinned, component) = state.registry.resolve(&tenant, &name, version).await?;
-    let report = state.runtime.dry_run(&component, &event).await;
+    let (action, pinned, component) = state.registry.resolve(&tenant, &name, version).await?;
+    let limits = state.runtime.config().limits.tightened_by(&action.limits);
+    let options = crate::RunOptions {
+        run_id: None,
+        limits: Some(limits),
+        apply: false,
+    };
+    let report = state.runtime.run_with(&component, &event, options).await;
     let emails: Vec<_> = report
         .effects
         .iter()

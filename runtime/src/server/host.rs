@@ -10,10 +10,10 @@ use crate::metrics::Metrics;
 use crate::registry::{Compiler, Registry};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::SqliteStore;
-use crate::store::catalog::Catalog;
+use crate::store::catalog::SqliteCatalog;
 use crate::store::contacts::SqliteContacts;
 use crate::store::outbox::SqliteOutbox;
-use crate::store::runs::Runs;
+use crate::store::runs::SqliteRuns;
 use crate::store::state::{DEFAULT_TENANT_STATE_BYTES, SqliteState};
 use crate::{Config, Runtime};
 
@@ -41,7 +41,7 @@ pub fn build(data_dir: &Path, options: ServerOptions) -> Result<AppState, crate:
     };
     std::fs::create_dir_all(data_dir).map_err(|e| fail("data directory", &e))?;
     let store = SqliteStore::open(&data_dir.join("fluxo.db")).map_err(|e| fail("store", &e))?;
-    let catalog = Catalog::new(store.clone());
+    let catalog = Arc::new(SqliteCatalog::new(store.clone()));
     let outbox = SqliteOutbox::new(store.clone());
     if let Some(smtp) = &options.config.email {
         let transport = SmtpTransport::new(smtp)?;
@@ -62,7 +62,7 @@ pub fn build(data_dir: &Path, options: ServerOptions) -> Result<AppState, crate:
             )))
             .mailer(Arc::new(outbox))
             .contacts(Arc::new(SqliteContacts::new(store.clone())))
-            .secrets(Arc::new(catalog.clone()))
+            .secrets(catalog.clone())
             .build()?,
     );
     let registry = Arc::new(
@@ -70,7 +70,7 @@ pub fn build(data_dir: &Path, options: ServerOptions) -> Result<AppState, crate:
             .map_err(|e| fail("registry", &e))?,
     );
     let store_for_contacts = store.clone();
-    let runs = Runs::new(store);
+    let runs = Arc::new(SqliteRuns::new(store));
     let metrics = Arc::new(Metrics::default());
     let scheduler = Arc::new(Scheduler::start(
         runtime.clone(),

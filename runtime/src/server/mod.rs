@@ -19,9 +19,8 @@ use crate::Runtime;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
-use crate::store::catalog::Catalog;
 use crate::store::contacts::SqliteContacts;
-use crate::store::runs::Runs;
+use crate::store::port::{CatalogStore, RunStore};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -29,8 +28,8 @@ pub struct AppState {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) scheduler: Arc<Scheduler>,
-    pub(crate) catalog: Catalog,
-    pub(crate) runs: Runs,
+    pub(crate) catalog: Arc<dyn CatalogStore>,
+    pub(crate) runs: Arc<dyn RunStore>,
     pub(crate) contacts: SqliteContacts,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) admin_token_hash: String,
@@ -49,7 +48,7 @@ impl AppState {
         runtime: Arc<Runtime>,
         registry: Arc<Registry>,
         scheduler: Arc<Scheduler>,
-        runs: Runs,
+        runs: Arc<dyn RunStore>,
         contacts: SqliteContacts,
         metrics: Arc<Metrics>,
         admin_token: &str,

@@ -136,6 +136,16 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         ),
         (
             doc(
+                "PUT",
+                "/v1/actions/{name}/limits",
+                "Set limit overrides (only tighter than the host's): {\"fuel\", \"deadline_ms\", \"max_memory_bytes\"}",
+                Tenant,
+                200,
+            ),
+            put(h::set_limits),
+        ),
+        (
+            doc(
                 "POST",
                 "/v1/actions/{name}/enable",
                 "Accept new runs",

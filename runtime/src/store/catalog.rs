@@ -18,6 +18,8 @@ pub struct ActionRecord {
     pub active_version: u32,
     /// When it was first uploaded (ms since the epoch).
     pub created_ms: i64,
+    /// Limits tighter than the host's, for this action's runs.
+    pub limits: crate::config::LimitOverrides,
 }
 
 /// One uploaded version of an action.
@@ -37,7 +39,7 @@ pub struct VersionRecord {
 
 /// Catalog queries over the embedded store.
 #[derive(Debug, Clone)]
-pub struct Catalog {
+pub struct SqliteCatalog {
     store: SqliteStore,
 }
 
@@ -53,16 +55,18 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
 }
 
 fn action_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ActionRecord> {
+    let limits: String = row.get(5)?;
     Ok(ActionRecord {
         name: row.get(0)?,
         description: row.get(1)?,
         enabled: row.get(2)?,
         active_version: row.get(3)?,
         created_ms: row.get(4)?,
+        limits: serde_json::from_str(&limits).unwrap_or_default(),
     })
 }
 
-impl Catalog {
+impl SqliteCatalog {
     /// The catalog in `store`.
     #[must_use]
     pub fn new(store: SqliteStore) -> Self {
@@ -193,7 +197,7 @@ impl Catalog {
         self.store
             .with(move |c| {
                 let mut statement = c.prepare(
-                    "SELECT name, description, enabled, active_version, created_ms FROM actions
+                    "SELECT name, description, enabled, active_version, created_ms, limits FROM actions
                      WHERE tenant = ?1 ORDER BY name",
                 )?;
                 let rows = statement.query_map(params![tenant], action_row)?;
@@ -215,7 +219,7 @@ impl Catalog {
         self.store
             .with(move |c| {
                 Ok(c.query_row(
-                    "SELECT name, description, enabled, active_version, created_ms FROM actions
+                    "SELECT name, description, enabled, active_version, created_ms, limits FROM actions
                      WHERE tenant = ?1 AND name = ?2",
                     params![tenant, name],
                     action_row,
@@ -287,6 +291,28 @@ impl Catalog {
                 Ok(c.execute(
                     "UPDATE actions SET enabled = ?3 WHERE tenant = ?1 AND name = ?2",
                     params![tenant, name, enabled],
+                )? == 1)
+            })
+            .await
+    }
+
+    /// Sets the action's limit overrides; `false` when there is no such action.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn set_limits(
+        &self,
+        tenant: &str,
+        name: &str,
+        limits: &crate::config::LimitOverrides,
+    ) -> Result<bool, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        let limits = serde_json::to_string(limits).unwrap_or_else(|_| "{}".to_owned());
+        self.store
+            .with(move |c| {
+                Ok(c.execute(
+                    "UPDATE actions SET limits = ?3 WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name, limits],
                 )? == 1)
             })
             .await
@@ -390,7 +416,7 @@ impl Catalog {
     }
 }
 
-impl crate::host::secrets::SecretSource for Catalog {
+impl crate::host::secrets::SecretSource for SqliteCatalog {
     fn secrets<'a>(
         &'a self,
         tenant: &'a str,
@@ -398,6 +424,10 @@ impl crate::host::secrets::SecretSource for Catalog {
         'a,
         Result<std::collections::BTreeMap<String, String>, crate::host::BackendError>,
     > {
-        Box::pin(async move { Catalog::secrets(self, tenant).await.map_err(Into::into) })
+        Box::pin(async move {
+            SqliteCatalog::secrets(self, tenant)
+                .await
+                .map_err(Into::into)
+        })
     }
 }

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod contacts;
 pub mod outbox;
+pub mod port;
 pub mod runs;
 pub mod state;
 
@@ -123,6 +124,8 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (tenant, id)
     );",
+    // 4: per-action limit overrides.
+    "ALTER TABLE actions ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// The embedded store. Cheap to clone.

@@ -104,11 +104,11 @@ fn run_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
 
 /// Run queries over the embedded store.
 #[derive(Debug, Clone)]
-pub struct Runs {
+pub struct SqliteRuns {
     store: SqliteStore,
 }
 
-impl Runs {
+impl SqliteRuns {
     /// The runs in `store`.
     #[must_use]
     pub fn new(store: SqliteStore) -> Self {

@@ -255,6 +255,10 @@ async fn a_tenant_uploads_tests_and_runs_an_action() {
         json!(["crm-synced"])
     );
     assert_eq!(tested.body["report"]["http"][0]["status"], 200);
+    assert_eq!(
+        tested.body["report"]["http"][0]["response_body"],
+        r#"{"_id":"deal-7"}"#
+    );
     assert!(!tested.body.to_string().contains("api-held-secret"));
     assert_eq!(
         api.get("/v1/contacts/c1", &token).await.status,
@@ -659,4 +663,66 @@ async fn a_full_queue_answers_429_with_retry_after() {
         accepted.len(),
         "a refused run leaves no record"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_overrides_only_tighten() {
+    let api = api(config_for(9));
+    let token = api.tenant("acme").await;
+    api.upload(&token, "greeter", guest(guests::STD_IO)).await;
+    let looser = api
+        .json(
+            Method::PUT,
+            "/v1/actions/greeter/limits",
+            Some(&token),
+            json!({ "fuel": u64::MAX }),
+        )
+        .await;
+    assert_eq!(
+        (looser.status, looser.body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_limits"))
+    );
+    let tighter = api
+        .json(
+            Method::PUT,
+            "/v1/actions/greeter/limits",
+            Some(&token),
+            json!({ "fuel": 1000 }),
+        )
+        .await;
+    assert_eq!(tighter.status, StatusCode::OK, "{}", tighter.body);
+    assert_eq!(tighter.body["action"]["limits"], json!({ "fuel": 1000 }));
+
+    let tested = api
+        .json(
+            Method::POST,
+            "/v1/actions/greeter/test",
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        tested.body["report"]["error"]["kind"], "fuel_exhausted",
+        "{}",
+        tested.body
+    );
+    let run = api
+        .json(
+            Method::POST,
+            "/v1/runs",
+            Some(&token),
+            json!({ "action": "greeter" }),
+        )
+        .await;
+    let finished = api.wait(&token, run.body["run_id"].as_str().unwrap()).await;
+    assert_eq!(finished["error_kind"], "fuel_exhausted", "{finished:#}");
+    let missing = api
+        .json(
+            Method::PUT,
+            "/v1/actions/nope/limits",
+            Some(&token),
+            json!({ "fuel": 10 }),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

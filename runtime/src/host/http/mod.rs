@@ -45,6 +45,9 @@ const HOST_OWNED_HEADERS: &[&str] = &[
     "expect",
 ];
 
+/// How much of a response body an exchange record keeps.
+pub const RECORDED_BODY_BYTES: usize = 16 << 10;
+
 /// Headers dropped when a redirect leaves the origin they were meant for.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
 
@@ -67,6 +70,9 @@ pub struct HttpExchange {
     pub request_bytes: u64,
     /// Response body bytes read.
     pub response_bytes: u64,
+    /// The start of the response body as text (at most [`RECORDED_BODY_BYTES`]; secrets
+    /// redacted in reports).
+    pub response_body: String,
     /// Time from start to the end of the body.
     pub duration_ms: u64,
     /// Why there was no response (`denied: …`, `timeout`, …).
@@ -195,11 +201,17 @@ impl Egress {
                 Err(_) => Err(HttpError::Timeout),
                 Ok(Err(HttpError::TooLarge)) if over_budget => Err(HttpError::LimitExceeded),
                 Ok(Err(error)) => Err(error),
-                Ok(Ok(body)) => Ok(HttpResponse {
-                    status: status.as_u16(),
-                    headers,
-                    body,
-                }),
+                Ok(Ok(body)) => {
+                    let kept = body
+                        .get(..RECORDED_BODY_BYTES.min(body.len()))
+                        .unwrap_or_default();
+                    record.response_body = String::from_utf8_lossy(kept).into_owned();
+                    Ok(HttpResponse {
+                        status: status.as_u16(),
+                        headers,
+                        body,
+                    })
+                }
             };
         }
     }
@@ -387,6 +399,7 @@ impl Host for RunState {
             response_headers: Vec::new(),
             request_bytes: 0,
             response_bytes: 0,
+            response_body: String::new(),
             duration_ms: 0,
             error: None,
         };
