@@ -116,13 +116,22 @@ impl Toolchain {
         if rustup_has_targets() {
             return Ok(Self::Rustup);
         }
+        Self::debian()
+    }
+
+    /// Debian's fallback, if it is installed (for choosing it over rustup on purpose).
+    ///
+    /// # Errors
+    /// [`ToolchainError::NotInstalled`] when it is not.
+    pub fn debian() -> Result<Self, ToolchainError> {
         if Path::new(DEBIAN_RUSTC).exists()
             && Path::new(DEBIAN_RUST_SRC).exists()
             && Path::new(DEBIAN_LLVM_BIN).join("wasm-ld").exists()
         {
-            return Ok(Self::Debian);
+            Ok(Self::Debian)
+        } else {
+            Err(ToolchainError::NotInstalled)
         }
-        Err(ToolchainError::NotInstalled)
     }
 
     /// A short name for progress lines.

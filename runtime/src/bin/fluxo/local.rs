@@ -12,7 +12,7 @@ use fluxo_runtime::store::state::{DEFAULT_TENANT_STATE_BYTES, SqliteState};
 use fluxo_runtime::{Config, Event, RunReport, Runtime};
 use fluxo_toolchain::{Scope, Target, Toolchain};
 
-use crate::{GuestTarget, UsageError};
+use crate::{GuestTarget, ToolchainChoice, UsageError};
 
 pub(crate) fn usage(error: anyhow::Error) -> UsageError {
     UsageError(error)
@@ -23,6 +23,7 @@ pub(crate) fn build(
     out: Option<PathBuf>,
     target: GuestTarget,
     target_dir: Option<&Path>,
+    choice: ToolchainChoice,
 ) -> Result<ExitCode, UsageError> {
     let manifest = if path.is_dir() {
         path.join("Cargo.toml")
@@ -35,7 +36,12 @@ pub(crate) fn build(
             path.display()
         )));
     }
-    let toolchain = Toolchain::detect().map_err(|error| usage(error.into()))?;
+    let toolchain = match choice {
+        ToolchainChoice::Auto => Toolchain::detect(),
+        ToolchainChoice::Rustup => Ok(Toolchain::Rustup),
+        ToolchainChoice::Debian => Toolchain::debian(),
+    }
+    .map_err(|error| usage(error.into()))?;
     let target = match target {
         GuestTarget::Wasip2 => Target::Wasip2,
         GuestTarget::Unknown => Target::Unknown,

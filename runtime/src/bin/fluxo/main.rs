@@ -73,6 +73,9 @@ enum Command {
         /// cargo's target directory (default: cargo's own choice for the crate).
         #[arg(long)]
         target_dir: Option<PathBuf>,
+        /// Which toolchain: rustup's targets if installed, else Debian's (`auto`).
+        #[arg(long, value_enum, default_value_t = ToolchainChoice::Auto)]
+        toolchain: ToolchainChoice,
     },
     /// Run a component once for an event and print the run report as JSON.
     Run {
@@ -238,6 +241,16 @@ enum SecretsCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ToolchainChoice {
+    /// rustup's targets when installed, else Debian's fallback.
+    Auto,
+    /// rustup's `wasm32-wasip2` and `wasm32-unknown-unknown` targets.
+    Rustup,
+    /// Debian's rustc-web with `-Zbuild-std`.
+    Debian,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum GuestTarget {
     /// wasm32-wasip2: a component straight from rustc (std imports WASI 0.2).
@@ -258,7 +271,8 @@ fn main() -> ExitCode {
             out,
             target,
             target_dir,
-        } => local::build(&path, out, target, target_dir.as_deref()),
+            toolchain,
+        } => local::build(&path, out, target, target_dir.as_deref(), toolchain),
         Command::Run {
             component,
             event,
