@@ -108,6 +108,15 @@ impl Api {
             .await
     }
 
+    async fn submit(&self, token: &str, body: Value) -> Answer {
+        self.json(Method::POST, "/v1/runs", Some(token), body).await
+    }
+
+    async fn post(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::POST, path, Some(token), Bytes::new())
+            .await
+    }
+
     async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token), Bytes::new())
             .await
@@ -268,7 +277,7 @@ async fn a_tenant_uploads_tests_and_runs_an_action() {
 
     let mut run = event;
     run["action"] = json!("crm-lead");
-    let submitted = api.json(Method::POST, "/v1/runs", Some(&token), run).await;
+    let submitted = api.submit(&token, run).await;
     assert_eq!(submitted.status, StatusCode::ACCEPTED, "{}", submitted.body);
     let run_id = submitted.body["run_id"].as_str().unwrap();
     let finished = api.wait(&token, run_id).await;
@@ -352,14 +361,7 @@ async fn tokens_are_checked_and_tenants_see_only_their_own() {
         )
         .await;
     assert_eq!(deleted.status, StatusCode::NOT_FOUND);
-    let run = api
-        .json(
-            Method::POST,
-            "/v1/runs",
-            Some(&acme),
-            json!({ "action": "second-copy" }),
-        )
-        .await;
+    let run = api.submit(&acme, json!({ "action": "second-copy" })).await;
     let run_id = run.body["run_id"].as_str().unwrap();
     assert_eq!(
         api.get(&format!("/v1/runs/{run_id}"), &other).await.status,
@@ -516,14 +518,7 @@ async fn versions_enable_disable_and_delete() {
         )
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    let run = api
-        .json(
-            Method::POST,
-            "/v1/runs",
-            Some(&token),
-            json!({ "action": "greeter" }),
-        )
-        .await;
+    let run = api.submit(&token, json!({ "action": "greeter" })).await;
     let finished = api.wait(&token, run.body["run_id"].as_str().unwrap()).await;
     assert_eq!(
         (finished["version"].clone(), finished["state"].clone()),
@@ -531,12 +526,7 @@ async fn versions_enable_disable_and_delete() {
         "{finished:#}"
     );
     let pinned = api
-        .json(
-            Method::POST,
-            "/v1/runs",
-            Some(&token),
-            json!({ "action": "greeter", "version": 2 }),
-        )
+        .submit(&token, json!({ "action": "greeter", "version": 2 }))
         .await;
     assert_eq!(
         api.wait(&token, pinned.body["run_id"].as_str().unwrap())
@@ -544,41 +534,17 @@ async fn versions_enable_disable_and_delete() {
         2
     );
 
-    api.call(
-        Method::POST,
-        "/v1/actions/greeter/disable",
-        Some(&token),
-        Bytes::new(),
-    )
-    .await;
-    let refused = api
-        .json(
-            Method::POST,
-            "/v1/runs",
-            Some(&token),
-            json!({ "action": "greeter" }),
-        )
-        .await;
+    api.post("/v1/actions/greeter/disable", &token).await;
+    let refused = api.submit(&token, json!({ "action": "greeter" })).await;
     assert_eq!(
         (refused.status, refused.body["code"].clone()),
         (StatusCode::CONFLICT, json!("action_disabled"))
     );
-    api.call(
-        Method::POST,
-        "/v1/actions/greeter/enable",
-        Some(&token),
-        Bytes::new(),
-    )
-    .await;
+    api.post("/v1/actions/greeter/enable", &token).await;
     assert_eq!(
-        api.json(
-            Method::POST,
-            "/v1/runs",
-            Some(&token),
-            json!({ "action": "greeter" })
-        )
-        .await
-        .status,
+        api.submit(&token, json!({ "action": "greeter" }))
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
 
@@ -627,14 +593,7 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let mut accepted = Vec::new();
     let mut rejected = 0;
     for _ in 0..4 {
-        let answer = api
-            .json(
-                Method::POST,
-                "/v1/runs",
-                Some(&token),
-                json!({ "action": "spin" }),
-            )
-            .await;
+        let answer = api.submit(&token, json!({ "action": "spin" })).await;
         match answer.status {
             StatusCode::ACCEPTED => {
                 accepted.push(answer.body["run_id"].as_str().unwrap().to_owned())
@@ -706,14 +665,7 @@ async fn limit_overrides_only_tighten() {
         "{}",
         tested.body
     );
-    let run = api
-        .json(
-            Method::POST,
-            "/v1/runs",
-            Some(&token),
-            json!({ "action": "greeter" }),
-        )
-        .await;
+    let run = api.submit(&token, json!({ "action": "greeter" })).await;
     let finished = api.wait(&token, run.body["run_id"].as_str().unwrap()).await;
     assert_eq!(finished["error_kind"], "fuel_exhausted", "{finished:#}");
     let missing = api
