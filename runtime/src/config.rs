@@ -69,24 +69,27 @@ impl Limits {
     /// # Errors
     /// When an override is zero or above the host's limit (it may only tighten).
     pub fn with_overrides(&self, overrides: &LimitOverrides) -> Result<Self> {
-        let pick = |name: &str, host: u64, wanted: Option<u64>| match wanted {
-            None => Ok(host),
-            Some(0) => Err(Error::Config(format!("{name} must be greater than zero"))),
-            Some(value) if value > host => Err(Error::Config(format!(
-                "{name} {value} is above the host's limit of {host}"
-            ))),
-            Some(value) => Ok(value),
-        };
-        Ok(Self {
-            fuel: pick("fuel", self.fuel, overrides.fuel)?,
-            deadline_ms: pick("deadline_ms", self.deadline_ms, overrides.deadline_ms)?,
-            max_memory_bytes: pick(
+        let checks = [
+            ("fuel", self.fuel, overrides.fuel),
+            ("deadline_ms", self.deadline_ms, overrides.deadline_ms),
+            (
                 "max_memory_bytes",
                 self.max_memory_bytes,
                 overrides.max_memory_bytes,
-            )?,
-            ..self.clone()
-        })
+            ),
+        ];
+        for (name, host, wanted) in checks {
+            match wanted {
+                Some(0) => return Err(Error::Config(format!("{name} must be greater than zero"))),
+                Some(value) if value > host => {
+                    return Err(Error::Config(format!(
+                        "{name} {value} is above the host's limit of {host}"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(self.tightened_by(overrides))
     }
 }
 

@@ -111,14 +111,16 @@ impl Executor {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .finish();
-        let effects = state.journal.effects().to_vec();
         let mut result = match end {
             CallEnd::Returned(outcome) => check_outcome(outcome, limits),
             CallEnd::Failed(error) => Err(error),
         };
         let mut applied = false;
         if apply && let Ok(_) = &result {
-            match self.apply(&state.tenant, &state.contact.id, &effects).await {
+            match self
+                .apply(&state.tenant, &state.contact.id, state.journal.effects())
+                .await
+            {
                 Ok(()) => applied = true,
                 Err(error) => result = Err(error),
             }
