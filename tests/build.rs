@@ -24,7 +24,14 @@ fn build() -> Result<(), ToolchainError> {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest_dir.parent().unwrap_or(&manifest_dir).to_owned();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    for watched in ["guest-examples", "tests/fixtures", "sdk", "wit"] {
+    for watched in [
+        "guest-examples",
+        "tests/fixtures",
+        "tests/triage",
+        "tests/extism-baseline/plugin",
+        "sdk",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -73,6 +80,22 @@ fn build() -> Result<(), ToolchainError> {
             component.name,
             component.target.triple(),
             const_name(component),
+            file.display().to_string(),
+        );
+    }
+    // The Extism contender's plug-in stays a core module: Extism does not run components.
+    let plugin = root.join("tests/extism-baseline/plugin/Cargo.toml");
+    for module in toolchain.build_core_modules(&plugin, Scope::Crate, Some(&guest_target))? {
+        let file = out_dir.join(format!("{}.core.wasm", module.name));
+        std::fs::write(&file, &module.bytes).map_err(|source| ToolchainError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let _ = writeln!(
+            index,
+            "/// The `{}` Extism plug-in, a core module for `wasm32-unknown-unknown`.\npub const {}: &str = {:?};",
+            module.name,
+            module.name.to_uppercase(),
             file.display().to_string(),
         );
     }

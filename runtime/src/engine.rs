@@ -33,34 +33,99 @@ pub struct EngineOptions {
     /// Runs that may hold an instance at once; the pool is sized for it. Each slot
     /// reserves address space (not memory) for [`MAX_MEMORY_BYTES`] plus guards.
     pub max_concurrent_runs: u32,
+    /// How runaway guests are stopped (default: fuel and epochs).
+    pub metering: Metering,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_concurrent_runs: 128,
+            metering: Metering::default(),
         }
     }
 }
 
-/// Builds the engine: async, fuel, epochs, pooled instances, no backtrace symbolication.
+/// The mechanisms that stop a guest which computes too long. Both are compiled into the
+/// guest's code, so components compiled under one setting do not load under another.
+///
+/// The default, both, is what the product runs. Turning one off trades a guarantee for
+/// speed: without fuel a run's budget is wall-clock only ([`Limits::fuel`] is ignored and
+/// usage reports no fuel); without epochs only fuel stops a spinning guest (the
+/// deadline still ends runs that wait in host calls). With neither, a guest that never
+/// calls the host holds its worker forever: that setting exists to measure the cost of
+/// the other two, not to run tenants' code.
+///
+/// [`Limits::fuel`]: crate::Limits::fuel
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    /// Count fuel and stop at the run's budget.
+    pub fuel: bool,
+    /// Check the epoch and stop at the run's deadline.
+    pub epoch: bool,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Self {
+            fuel: true,
+            epoch: true,
+        }
+    }
+}
+
+impl Metering {
+    /// The flag `fluxo compile-artifact` takes for this setting (`fuel,epoch`, `fuel`,
+    /// `epoch` or `none`).
+    #[must_use]
+    pub fn as_flag(self) -> &'static str {
+        match (self.fuel, self.epoch) {
+            (true, true) => "fuel,epoch",
+            (true, false) => "fuel",
+            (false, true) => "epoch",
+            (false, false) => "none",
+        }
+    }
+
+    /// Parses [`Metering::as_flag`]'s form.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for anything else.
+    pub fn from_flag(flag: &str) -> Result<Self> {
+        let (fuel, epoch) = match flag {
+            "fuel,epoch" | "epoch,fuel" => (true, true),
+            "fuel" => (true, false),
+            "epoch" => (false, true),
+            "none" => (false, false),
+            other => {
+                return Err(Error::Config(format!(
+                    "metering {other:?}: expected fuel,epoch, fuel, epoch or none"
+                )));
+            }
+        };
+        Ok(Self { fuel, epoch })
+    }
+}
+
+/// Builds the engine: async, the chosen metering, pooled instances, no backtrace
+/// symbolication.
 pub(crate) fn build(options: EngineOptions) -> Result<Engine> {
-    let mut config = base_config();
+    let mut config = base_config(options.metering);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(options)));
     Engine::new(&config).map_err(|error| Error::Engine(format!("{error:#}")))
 }
 
 /// An engine that only compiles: the same code generation settings as [`build`], but
 /// no instance pool (it reserves no address space, so it runs under a tight `ulimit -v`).
-pub(crate) fn build_compiler() -> Result<Engine> {
-    Engine::new(&base_config()).map_err(|error| Error::Engine(format!("{error:#}")))
+pub(crate) fn build_compiler(metering: Metering) -> Result<Engine> {
+    Engine::new(&base_config(metering)).map_err(|error| Error::Engine(format!("{error:#}")))
 }
 
-fn base_config() -> wasmtime::Config {
+fn base_config(metering: Metering) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config
-        .consume_fuel(true)
-        .epoch_interruption(true)
+        .consume_fuel(metering.fuel)
+        .epoch_interruption(metering.epoch)
         // Component-model async is not used: without it calls are 2-4x cheaper.
         .concurrency_support(false)
         // Do not inherit RUST_BACKTRACE: symbolicating the first trap costs ~140 ms.
@@ -143,9 +208,19 @@ mod tests {
     }
 
     #[test]
+    fn metering_flags_round_trip() {
+        for (fuel, epoch) in [(true, true), (true, false), (false, true), (false, false)] {
+            let metering = Metering { fuel, epoch };
+            assert_eq!(Metering::from_flag(metering.as_flag()).unwrap(), metering);
+        }
+        assert!(Metering::from_flag("fast").is_err());
+    }
+
+    #[test]
     fn the_ticker_advances_and_stops() {
         let engine = build(EngineOptions {
             max_concurrent_runs: 2,
+            ..EngineOptions::default()
         })
         .unwrap();
         let ticker = EpochTicker::start(engine).unwrap();

@@ -27,7 +27,7 @@ pub mod server;
 pub mod store;
 
 pub use config::{AllowRule, Config, HttpPolicy, LimitOverrides, Limits, Quotas};
-pub use engine::{EPOCH_TICK, EngineOptions, MAX_MEMORY_BYTES};
+pub use engine::{EPOCH_TICK, EngineOptions, MAX_MEMORY_BYTES, Metering};
 pub use error::{Error, Result};
 pub use event::{Contact, Event, FieldValue, Message, Trigger};
 pub use executor::limits::Quota;

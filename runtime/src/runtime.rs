@@ -136,10 +136,15 @@ impl RuntimeBuilder {
                 .secrets
                 .unwrap_or_else(|| Arc::new(StaticSecrets::new(self.config.secrets.clone()))),
         });
-        let ticker = EpochTicker::start(engine.clone())?;
+        let ticker = if self.engine.metering.epoch {
+            Some(EpochTicker::start(engine.clone())?)
+        } else {
+            None
+        };
         Ok(Runtime {
             executor: Executor {
                 engine,
+                metering: self.engine.metering,
                 services,
                 contacts: self.contacts,
                 mailer: self.mailer,
@@ -147,6 +152,7 @@ impl RuntimeBuilder {
             linker,
             config: self.config,
             max_component_bytes: self.max_component_bytes,
+            engine_options: self.engine,
             _ticker: ticker,
         })
     }
@@ -191,8 +197,9 @@ pub struct Runtime {
     linker: Linker<RunState>,
     config: Config,
     max_component_bytes: usize,
-    // Dropped last among the fields that matter: stops the epoch thread.
-    _ticker: EpochTicker,
+    engine_options: EngineOptions,
+    // Dropped last among the fields that matter: stops the epoch thread (if one runs).
+    _ticker: Option<EpochTicker>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -207,6 +214,12 @@ impl Runtime {
     /// A builder with safe defaults.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// The engine settings this runtime was built with.
+    #[must_use]
+    pub fn engine_options(&self) -> EngineOptions {
+        self.engine_options
     }
 
     /// The engine (for embedders that precompile or inspect).

@@ -158,6 +158,55 @@ impl Toolchain {
         target: Target,
         target_dir: Option<&Path>,
     ) -> Result<Vec<Component>, ToolchainError> {
+        self.cargo_build(manifest, scope, target, target_dir)?
+            .into_iter()
+            .map(|(name, path)| {
+                let bytes = read(&path)?;
+                let bytes = match target {
+                    Target::Wasip2 => bytes,
+                    Target::Unknown => componentize(&path, &bytes)?,
+                };
+                Ok(Component {
+                    name,
+                    target,
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// Builds the crate at `manifest` (or its whole workspace) for
+    /// `wasm32-unknown-unknown` and returns the core modules as built, not
+    /// componentized: for hosts of other plug-in systems (the Extism benchmark).
+    ///
+    /// # Errors
+    /// When cargo fails or an artifact cannot be read.
+    pub fn build_core_modules(
+        self,
+        manifest: &Path,
+        scope: Scope,
+        target_dir: Option<&Path>,
+    ) -> Result<Vec<CoreModule>, ToolchainError> {
+        self.cargo_build(manifest, scope, Target::Unknown, target_dir)?
+            .into_iter()
+            .map(|(name, path)| {
+                Ok(CoreModule {
+                    bytes: read(&path)?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `cargo build --release` for the `cdylib`s and returns each artifact's crate
+    /// name and `.wasm` path.
+    fn cargo_build(
+        self,
+        manifest: &Path,
+        scope: Scope,
+        target: Target,
+        target_dir: Option<&Path>,
+    ) -> Result<Vec<(String, PathBuf)>, ToolchainError> {
         let mut command = self.cargo_command(target);
         command.arg("build").arg("--release");
         if scope == Scope::Workspace {
@@ -196,24 +245,7 @@ impl Toolchain {
                 status: status.to_string(),
             });
         }
-        artifacts
-            .into_iter()
-            .map(|(name, path)| {
-                let bytes = std::fs::read(&path).map_err(|source| ToolchainError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let bytes = match target {
-                    Target::Wasip2 => bytes,
-                    Target::Unknown => componentize(&path, &bytes)?,
-                };
-                Ok(Component {
-                    name,
-                    target,
-                    bytes,
-                })
-            })
-            .collect()
+        Ok(artifacts)
     }
 
     fn cargo_command(self, target: Target) -> Command {
@@ -247,6 +279,22 @@ impl Toolchain {
         }
         command
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ToolchainError> {
+    std::fs::read(path).map_err(|source| ToolchainError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A core module built from one crate for `wasm32-unknown-unknown`.
+#[derive(Debug, Clone)]
+pub struct CoreModule {
+    /// The crate's library name (`triage_plugin`).
+    pub name: String,
+    /// The module's bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// A component built from one crate.

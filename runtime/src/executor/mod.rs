@@ -18,7 +18,7 @@ use self::limits::LimitHit;
 use self::report::{ErrorKind, RunError, RunOutcome, RunReport, RunStatus, Usage};
 use crate::bindings::fluxo::action::types as wit;
 use crate::config::Limits;
-use crate::engine::{EPOCH_TICK, deadline_ticks};
+use crate::engine::{EPOCH_TICK, Metering, deadline_ticks};
 use crate::event::{Event, Trigger};
 use crate::host::contact::{ContactStore, to_wit};
 use crate::host::email::Mailer;
@@ -34,6 +34,8 @@ const BACKSTOP_TICKS: u32 = 5;
 /// Runs actions against the engine and the platform's backends.
 pub(crate) struct Executor {
     pub(crate) engine: Engine,
+    /// Which of fuel and epochs the engine compiles in.
+    pub(crate) metering: Metering,
     pub(crate) services: Arc<Services>,
     pub(crate) contacts: Arc<dyn ContactStore>,
     pub(crate) mailer: Arc<dyn Mailer>,
@@ -78,15 +80,26 @@ impl Executor {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let deadline = Duration::from_millis(limits.deadline_ms);
-        store.set_epoch_deadline(deadline_ticks(deadline));
-        store.epoch_deadline_trap();
+        if self.metering.epoch {
+            store.set_epoch_deadline(deadline_ticks(deadline));
+            store.epoch_deadline_trap();
+        }
         let started = Instant::now();
-        let end = match store.set_fuel(limits.fuel) {
+        let fueled = if self.metering.fuel {
+            store.set_fuel(limits.fuel)
+        } else {
+            Ok(())
+        };
+        let end = match fueled {
             Ok(()) => call(component, &mut store, event, deadline, limits).await,
             Err(error) => CallEnd::Failed(trap_error(&error, limits)),
         };
         let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel = if self.metering.fuel {
+            limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
         let state = store.into_data();
         let usage = Usage {
             fuel,

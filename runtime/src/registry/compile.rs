@@ -14,7 +14,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::Error;
-use crate::engine;
+use crate::engine::{self, Metering};
 
 /// Bounds on one compilation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,7 @@ impl Compiler {
     pub(crate) async fn compile(
         &self,
         engine: &Engine,
+        metering: Metering,
         input: &Path,
         output: &Path,
     ) -> Result<(), CompileError> {
@@ -83,12 +84,15 @@ impl Compiler {
                 let kib = (limits.max_memory_bytes / 1024).max(1).to_string();
                 let mut child = tokio::process::Command::new("/bin/sh")
                     .arg("-c")
-                    .arg(r#"ulimit -v "$1" && exec "$2" compile-artifact "$3" "$4""#)
+                    .arg(
+                        r#"ulimit -v "$1" && exec "$2" compile-artifact --metering "$5" "$3" "$4""#,
+                    )
                     .arg("fluxo-compile")
                     .arg(kib)
                     .arg(program)
                     .arg(input)
                     .arg(output)
+                    .arg(metering.as_flag())
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
@@ -126,14 +130,14 @@ impl Compiler {
 }
 
 /// The child side of [`Compiler::Subprocess`]: compiles `input` into `output` with an
-/// engine configured like the host's.
+/// engine configured like the host's (`metering` is the host's).
 ///
 /// # Errors
 /// When the component cannot be read, compiled or written.
-pub fn compile_artifact(input: &Path, output: &Path) -> Result<(), Error> {
+pub fn compile_artifact(input: &Path, output: &Path, metering: Metering) -> Result<(), Error> {
     let bytes = std::fs::read(input)
         .map_err(|e| Error::InvalidComponent(format!("reading {}: {e}", input.display())))?;
-    let engine = engine::build_compiler()?;
+    let engine = engine::build_compiler(metering)?;
     let artifact = engine
         .precompile_component(&bytes)
         .map_err(|error| Error::InvalidComponent(format!("{error:#}")))?;

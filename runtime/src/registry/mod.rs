@@ -247,6 +247,7 @@ impl Registry {
                 .compiler
                 .compile(
                     self.runtime.engine(),
+                    self.runtime.engine_options().metering,
                     &self.root.join("components").join(format!("{hash}.wasm")),
                     &self.root.join("artifacts").join(&partial),
                 )

@@ -8,6 +8,7 @@
     reason = "tests fail loudly"
 )]
 
+mod bench_smoke;
 mod capabilities;
 mod cli;
 mod egress;

@@ -133,6 +133,9 @@ enum Command {
     /// Compile a component into a precompiled artifact (used by the server).
     #[command(hide = true)]
     CompileArtifact {
+        /// The host's metering: `fuel,epoch`, `fuel`, `epoch` or `none`.
+        #[arg(long, default_value = "fuel,epoch")]
+        metering: String,
         /// The component.
         input: PathBuf,
         /// The artifact to write.
@@ -291,11 +294,16 @@ fn main() -> ExitCode {
             data_dir,
             config,
         } => serve(listen, &data_dir, config.as_deref()),
-        Command::CompileArtifact { input, output } => {
-            fluxo_runtime::registry::compile::compile_artifact(&input, &output)
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(|error| usage(error.into()))
-        }
+        Command::CompileArtifact {
+            metering,
+            input,
+            output,
+        } => fluxo_runtime::Metering::from_flag(&metering)
+            .and_then(|metering| {
+                fluxo_runtime::registry::compile::compile_artifact(&input, &output, metering)
+            })
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|error| usage(error.into())),
         command => manage(&cli.server, cli.token, cli.json, command),
     };
     match result {

@@ -1,0 +1,184 @@
+//! **R** and its variants: Fluxo's real executor path — a fresh store with fuel, an
+//! epoch deadline, the memory limiter, quotas, the journal, the host implementations,
+//! effects applied to the default in-memory contact store, and a full run report.
+//! **R-epoch**, **R-fuel** and **R-none** build the engine with one interruption
+//! mechanism or none ([`Metering`]).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use fluxo_runtime::{
+    ActionComponent, Config, Contact, Effect, EngineOptions, Event, FieldValue, Metering,
+    RunReport, RunStatus, Runtime, Trigger,
+};
+
+use super::{BoxFuture, Contender, Observed};
+
+/// A Fluxo runtime with one loaded action and the event to run it on.
+pub struct Fluxo {
+    label: String,
+    runtime: Arc<Runtime>,
+    action: ActionComponent,
+    event: Event,
+}
+
+impl Fluxo {
+    /// `label`'s runtime: `metering`, a pool of `slots`, `config`, running `component`
+    /// on an event whose input is `input` (JSON).
+    ///
+    /// # Errors
+    /// When the runtime cannot be built, the component does not load, or `input` is not
+    /// JSON.
+    pub fn new(
+        label: &str,
+        metering: Metering,
+        slots: u32,
+        config: Config,
+        component: &[u8],
+        input: &str,
+    ) -> anyhow::Result<Self> {
+        let runtime = Runtime::builder()
+            .config(config)
+            .engine_options(EngineOptions {
+                max_concurrent_runs: slots,
+                metering,
+            })
+            .build()?;
+        let action = runtime.load(component)?;
+        Self::on(label, Arc::new(runtime), action, input)
+    }
+
+    /// `label`: `action` on `runtime`, for an event whose input is `input` (JSON).
+    ///
+    /// # Errors
+    /// When `input` is not JSON.
+    pub fn on(
+        label: &str,
+        runtime: Arc<Runtime>,
+        action: ActionComponent,
+        input: &str,
+    ) -> anyhow::Result<Self> {
+        let event = Event {
+            tenant: "bench".to_owned(),
+            action: "triage".to_owned(),
+            trigger: Trigger::Conversation,
+            contact: Contact {
+                id: "contact-48213".to_owned(),
+                ..Contact::default()
+            },
+            message: None,
+            input: serde_json::from_str(input).context("the event input is not JSON")?,
+        };
+        Ok(Self {
+            label: label.to_owned(),
+            runtime,
+            action,
+            event,
+        })
+    }
+
+    /// The same runtime and action on another input.
+    ///
+    /// # Errors
+    /// When `input` is not JSON.
+    pub fn with_input(&self, input: &str) -> anyhow::Result<Self> {
+        Self::on(
+            &self.label,
+            self.runtime.clone(),
+            self.action.clone(),
+            input,
+        )
+    }
+
+    /// The four metering variants, labelled `R`, `R-epoch`, `R-fuel`, `R-none`.
+    #[must_use]
+    pub fn variants() -> [(&'static str, Metering); 4] {
+        [
+            ("R", Metering::default()),
+            (
+                "R-epoch",
+                Metering {
+                    fuel: false,
+                    epoch: true,
+                },
+            ),
+            (
+                "R-fuel",
+                Metering {
+                    fuel: true,
+                    epoch: false,
+                },
+            ),
+            (
+                "R-none",
+                Metering {
+                    fuel: false,
+                    epoch: false,
+                },
+            ),
+        ]
+    }
+
+    /// One run, failing unless it succeeded.
+    ///
+    /// # Errors
+    /// With the run's error when it did not succeed.
+    pub async fn report(&self) -> anyhow::Result<RunReport> {
+        let report = self.runtime.run(&self.action, &self.event).await;
+        if report.status != RunStatus::Succeeded {
+            anyhow::bail!("{} failed: {:?}", self.label, report.error);
+        }
+        Ok(report)
+    }
+}
+
+impl Contender for Fluxo {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn isolation(&self) -> &'static str {
+        "wasm instance + fuel/epoch/memory limits"
+    }
+
+    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            black_box(self.report().await?);
+            Ok(())
+        })
+    }
+
+    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
+        Box::pin(async move {
+            let report = self.report().await?;
+            Ok(Observed {
+                output: report
+                    .outcome
+                    .map(|outcome| outcome.output)
+                    .unwrap_or_default(),
+                effects: report.effects.iter().map(effect_row).collect(),
+            })
+        })
+    }
+}
+
+/// A journal effect in the smoke test's row form.
+fn effect_row(effect: &Effect) -> Vec<String> {
+    match effect {
+        Effect::SetField {
+            name,
+            value: FieldValue::Text(text),
+        } => vec!["set_field".to_owned(), name.clone(), text.clone()],
+        Effect::AddTag { tag } => vec!["add_tag".to_owned(), tag.clone()],
+        other => vec![format!("{other:?}")],
+    }
+}
+
+impl std::fmt::Debug for Fluxo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fluxo")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}

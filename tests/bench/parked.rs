@@ -1,0 +1,144 @@
+//! Memory per in-flight action: N runs of the `fetch` guest parked inside
+//! `http-request` on the slow loopback server, measured as this process's resident
+//! memory and mappings before and while they wait.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fluxo_runtime::{AllowRule, Config, Metering, RunStatus};
+
+use super::contenders::fluxo::Fluxo;
+use super::server::LoopbackServer;
+
+/// How long the parked runs may take to start and to finish.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// What `in_flight` parked runs cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Parked {
+    /// Runs parked at once.
+    pub in_flight: usize,
+    /// Resident memory added, per run (bytes).
+    pub rss_per_run: f64,
+    /// Anonymous (private) resident memory added, per run (bytes).
+    pub anon_per_run: f64,
+    /// Mappings added, per run.
+    pub maps_per_run: f64,
+    /// Mappings of the whole process while they wait.
+    pub maps_total: u64,
+    /// Time from the first spawn until all were parked.
+    pub park_time: Duration,
+}
+
+/// A snapshot of this process's memory (Linux `/proc/self`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// `VmRSS`, bytes.
+    pub rss: u64,
+    /// `RssAnon`, bytes.
+    pub anon: u64,
+    /// Lines of `/proc/self/maps`.
+    pub maps: u64,
+}
+
+impl Memory {
+    /// Reads the snapshot now.
+    ///
+    /// # Errors
+    /// When `/proc/self` cannot be read (not Linux).
+    pub fn now() -> anyhow::Result<Self> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024)
+        };
+        let maps = std::fs::read_to_string("/proc/self/maps")?.lines().count();
+        Ok(Self {
+            rss: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            maps: u64::try_from(maps).unwrap_or(u64::MAX),
+        })
+    }
+}
+
+/// Parks `in_flight` runs of `fetch` (the fetch guest's bytes) on `server` and measures.
+///
+/// # Errors
+/// When the runtime cannot be built for that many runs, or runs fail.
+pub async fn measure(
+    server: &mut LoopbackServer,
+    fetch: &[u8],
+    in_flight: usize,
+) -> anyhow::Result<Parked> {
+    let mut config = Config::default();
+    config.http.allow.push(AllowRule {
+        scheme: Some("http".to_owned()),
+        port: Some(server.port()),
+        ..AllowRule::host("127.0.0.1")
+    });
+    config
+        .http
+        .allow_private_cidrs
+        .push("127.0.0.1/32".parse()?);
+    let patience = u64::try_from(PATIENCE.as_millis()).unwrap_or(u64::MAX);
+    config.limits.deadline_ms = patience;
+    config.limits.host_call_timeout_ms = patience;
+    config.http.first_byte_timeout_ms = patience;
+    config.http.total_timeout_ms = patience;
+    let slots = u32::try_from(in_flight + 8)?;
+    let input = |url: String| serde_json::json!({ "url": url }).to_string();
+    let warm = Fluxo::new(
+        "R",
+        Metering::default(),
+        slots,
+        config,
+        fetch,
+        &input(server.fast_url()),
+    )?;
+    // Fault in the code, the pool's first slots and the HTTP client before measuring.
+    for _ in 0..3 {
+        warm.report().await?;
+    }
+    let parking = Arc::new(warm.with_input(&input(server.park_url()))?);
+    let before = Memory::now()?;
+    let started = Instant::now();
+    let runs: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let parking = parking.clone();
+            tokio::spawn(async move { parking.report().await.map(|report| report.status) })
+        })
+        .collect();
+    let parked = server.wait_parked(in_flight, PATIENCE).await;
+    let park_time = started.elapsed();
+    let during = Memory::now()?;
+    server.release().await?;
+    let mut failed = 0;
+    let mut first_error = None;
+    for run in runs {
+        match run.await? {
+            Ok(RunStatus::Succeeded) => {}
+            Ok(RunStatus::Failed) => failed += 1,
+            Err(error) => {
+                failed += 1;
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    parked?;
+    if let Some(error) = first_error {
+        anyhow::bail!("{failed} of {in_flight} parked runs failed; the first: {error:#}");
+    }
+    let per_run = |after: u64, before: u64| after.saturating_sub(before) as f64 / in_flight as f64;
+    Ok(Parked {
+        in_flight,
+        rss_per_run: per_run(during.rss, before.rss),
+        anon_per_run: per_run(during.anon, before.anon),
+        maps_per_run: per_run(during.maps, before.maps),
+        maps_total: during.maps,
+        park_time,
+    })
+}
