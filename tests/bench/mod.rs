@@ -57,6 +57,8 @@ pub struct Paths {
 pub struct Guests {
     /// The triage action.
     pub triage: Vec<u8>,
+    /// The triage action built without WASI (unknown-unknown, componentized).
+    pub triage_core: Vec<u8>,
     /// The CPU-heavy scan action.
     pub scan: Vec<u8>,
     /// The `fetch` guest (one HTTP request).
@@ -71,10 +73,11 @@ impl Guests {
     /// # Errors
     /// When a file is missing.
     pub fn load() -> anyhow::Result<Self> {
-        use crate::guests::{BENCH_LARGE, BENCH_SCAN, BENCH_TRIAGE, FETCH};
+        use crate::guests::{BENCH_LARGE, BENCH_SCAN, BENCH_TRIAGE, BENCH_TRIAGE_CORE, FETCH};
         let read = |path: &str| std::fs::read(path).with_context(|| format!("reading {path}"));
         Ok(Self {
             triage: read(BENCH_TRIAGE)?,
+            triage_core: read(BENCH_TRIAGE_CORE)?,
             scan: read(BENCH_SCAN)?,
             fetch: read(FETCH)?,
             large: read(BENCH_LARGE)?,
@@ -101,6 +104,8 @@ pub struct Plan {
     pub parked: Vec<usize>,
     /// Repetitions of the cold paths.
     pub cold_repetitions: usize,
+    /// Only these latency rows, and no other section (for profiling one contender).
+    pub only: Option<Vec<String>>,
 }
 
 impl Plan {
@@ -116,6 +121,7 @@ impl Plan {
             in_flight: vec![1, 16, 64, 256],
             parked: vec![1_000, 10_000],
             cold_repetitions: 2,
+            only: None,
         }
     }
 
@@ -131,6 +137,7 @@ impl Plan {
             in_flight: vec![1, 16, 64, 256],
             parked: vec![1_000, 10_000],
             cold_repetitions: 5,
+            only: None,
         }
     }
 }
@@ -144,11 +151,7 @@ pub fn triage_entrants(paths: &Paths, guests: &Guests) -> anyhow::Result<Vec<Ent
     let local = |contender: Arc<dyn Contender>| Entrant::Local(contender);
     let mut entrants = vec![
         local(Arc::new(Native::new(event.clone()))),
-        local(Arc::new(Floor::new_from_bytes(
-            &guests.triage,
-            &event,
-            SLOTS,
-        )?)),
+        local(Arc::new(Floor::new("W0", &guests.triage, &event, SLOTS)?)),
     ];
     for (label, metering) in Fluxo::variants() {
         entrants.push(local(Arc::new(Fluxo::new(
@@ -160,6 +163,20 @@ pub fn triage_entrants(paths: &Paths, guests: &Guests) -> anyhow::Result<Vec<Ent
             &event,
         )?)));
     }
+    entrants.push(local(Arc::new(Floor::new(
+        "W0-core",
+        &guests.triage_core,
+        &event,
+        SLOTS,
+    )?)));
+    entrants.push(local(Arc::new(Fluxo::new(
+        "R-core",
+        Metering::default(),
+        SLOTS,
+        Config::default(),
+        &guests.triage_core,
+        &event,
+    )?)));
     let extism = Arc::new(Extism::new(
         &paths.extism_runner,
         &paths.extism_plugin,
@@ -250,7 +267,11 @@ pub fn http_entrants(server: &LoopbackServer, guests: &Guests) -> anyhow::Result
 pub async fn run(paths: &Paths, guests: &Guests, plan: &Plan) -> anyhow::Result<Report> {
     let mut report = Report::new(plan);
     progress("latency at concurrency 1");
-    let entrants = triage_entrants(paths, guests)?;
+    let mut entrants = triage_entrants(paths, guests)?;
+    if let Some(only) = &plan.only {
+        entrants.retain(|entrant| only.iter().any(|label| label == entrant.label()));
+        anyhow::ensure!(!entrants.is_empty(), "--only matched no contender");
+    }
     let rounds = Rounds::run(&entrants, plan.rounds, plan.window, plan.min_runs).await?;
     let index = |label: &str| entrants.iter().position(|e| e.label() == label);
     let (w0, r) = (index("W0"), index("R"));
@@ -262,6 +283,9 @@ pub async fn run(paths: &Paths, guests: &Guests, plan: &Plan) -> anyhow::Result<
             over_w0: stats::spread(&w0.map(|w0| rounds.ratios(i, w0)).unwrap_or_default()),
             over_r: stats::spread(&r.map(|r| rounds.ratios(i, r)).unwrap_or_default()),
         });
+    }
+    if plan.only.is_some() {
+        return Ok(report);
     }
     let hints: Vec<Option<Duration>> = rounds
         .round_p50

@@ -322,6 +322,25 @@ impl Report {
             }
         }
         out.push('\n');
+        for (in_flight, parked) in &self.parked {
+            let Ok(parked) = parked else { continue };
+            let _ = writeln!(
+                out,
+                "Where the resident memory of {in_flight} parked runs went:\n\n\
+                 | part of the address space | reserved per run | resident per run |\n\
+                 |---|---:|---:|"
+            );
+            for region in &parked.breakdown {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} KiB |",
+                    region.name,
+                    bytes(region.span_per_run),
+                    region.rss_per_run / 1024.0
+                );
+            }
+            out.push('\n');
+        }
     }
 
     fn cold_table(&self, out: &mut String) {
@@ -348,6 +367,19 @@ impl Report {
             summary(&cold.upload_first_run),
             summary(&cold.restart_first_run)
         );
+    }
+}
+
+/// A size with a binary unit.
+fn bytes(value: f64) -> String {
+    if value <= 0.0 {
+        "–".to_owned()
+    } else if value >= f64::from(1 << 30) {
+        format!("{:.1} GiB", value / f64::from(1 << 30))
+    } else if value >= f64::from(1 << 20) {
+        format!("{:.1} MiB", value / f64::from(1 << 20))
+    } else {
+        format!("{:.0} KiB", value / 1024.0)
     }
 }
 

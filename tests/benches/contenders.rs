@@ -3,6 +3,8 @@
 //!
 //! `scripts/bench [--quick | --full] [--out FILE]` builds what it needs and runs this
 //! (`cargo bench -p fluxo-tests --bench contenders -- …`). Quick is the default.
+//! `--only W0,R [--seconds S]` times just those latency rows for S seconds, for a
+//! profiler to watch (`perf record -g -- target/release/deps/contenders-… --only R`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,23 +23,34 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {
-    let plan = if args.iter().any(|arg| arg == "--full") {
+    let value = |flag: &str| {
+        args.iter()
+            .position(|arg| arg == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let mut plan = if args.iter().any(|arg| arg == "--full") {
         Plan::full()
     } else {
         Plan::quick()
     };
-    let out = args
-        .iter()
-        .position(|arg| arg == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(
-            || {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../target/bench")
-                    .join(format!("contenders-{}.md", plan.name))
-            },
-            PathBuf::from,
+    // `--only W0,R --seconds 20`: those latency rows alone, one long round (to profile).
+    if let Some(only) = value("--only") {
+        plan.only = Some(only.split(',').map(str::to_owned).collect());
+        plan.rounds = 1;
+        plan.window = std::time::Duration::from_secs(
+            value("--seconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(10),
         );
+    }
+    let out = value("--out").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/bench")
+                .join(format!("contenders-{}.md", plan.name))
+        },
+        PathBuf::from,
+    );
     let paths = Paths {
         server_bin: PathBuf::from(env!("CARGO_BIN_EXE_fluxo-loopback-server")),
         process_bin: PathBuf::from(env!("CARGO_BIN_EXE_fluxo-triage-process")),

@@ -61,18 +61,44 @@ impl Redactor {
 
     pub(crate) fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
+        self.redact_in_place(&mut text);
+        text
+    }
+
+    /// True when there is nothing to redact.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Redacts `text` where it is; allocates only when a secret is found.
+    pub(crate) fn redact_in_place(&self, text: &mut String) {
         for value in &self.values {
             if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), REDACTED);
+                *text = text.replace(value.as_str(), REDACTED);
             }
         }
-        text
+    }
+
+    /// Redacts bytes that are UTF-8 text; other bytes are left as they are.
+    pub(crate) fn redact_bytes(&self, bytes: &mut Vec<u8>) {
+        if self.values.is_empty() {
+            return;
+        }
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            let redacted = self.redact(text);
+            if redacted != text {
+                *bytes = redacted.into_bytes();
+            }
+        }
     }
 
     /// Redacts every string inside a JSON value (keys included).
     pub(crate) fn redact_json(&self, value: &mut serde_json::Value) {
+        if self.values.is_empty() {
+            return;
+        }
         match value {
-            serde_json::Value::String(text) => *text = self.redact(text),
+            serde_json::Value::String(text) => self.redact_in_place(text),
             serde_json::Value::Array(items) => {
                 items.iter_mut().for_each(|item| self.redact_json(item))
             }

@@ -4,8 +4,9 @@
 
 use std::hint::black_box;
 
+use fluxo_runtime::EngineOptions;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Engine, InstanceAllocationStrategy, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{BoxFuture, Contender, Observed};
@@ -21,30 +22,29 @@ use self::fluxo::action::{contact, email, http, log, secrets, state, types};
 
 /// The floor contender.
 pub struct Floor {
+    label: &'static str,
     engine: Engine,
     pre: ActionPre<FloorState>,
     event: types::Event,
 }
 
 impl Floor {
-    /// Loads `component` (bytes) into an engine pooled for `slots` instances.
+    /// `label`: loads `component` (bytes) into an engine pooled for `slots` instances.
     ///
     /// # Errors
     /// When the engine cannot be built or the component does not load and link.
-    pub fn new_from_bytes(component: &[u8], input: &str, slots: u32) -> anyhow::Result<Self> {
-        let mut pool = PoolingAllocationConfig::default();
-        // The same per-component shape and residency as Fluxo's pool.
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 16)
-            .total_memories(slots * 2)
-            .total_tables(slots * 16)
-            .total_stacks(slots)
-            .max_core_instances_per_component(16)
-            .max_memories_per_component(2)
-            .max_tables_per_component(16)
-            .max_memory_size(256 << 20)
-            .linear_memory_keep_resident(64 << 10)
-            .table_keep_resident(16 << 10);
+    pub fn new(
+        label: &'static str,
+        component: &[u8],
+        input: &str,
+        slots: u32,
+    ) -> anyhow::Result<Self> {
+        // Fluxo's own pool, so that the floor measures only what Fluxo adds per run.
+        let pool = EngineOptions {
+            max_concurrent_runs: slots,
+            ..EngineOptions::default()
+        }
+        .pooling_config();
         let mut config = wasmtime::Config::new();
         config
             .concurrency_support(false)
@@ -68,7 +68,12 @@ impl Floor {
             message: None,
             input: input.to_owned(),
         };
-        Ok(Self { engine, pre, event })
+        Ok(Self {
+            label,
+            engine,
+            pre,
+            event,
+        })
     }
 
     async fn once(&self) -> anyhow::Result<(String, Vec<Vec<String>>)> {
@@ -84,7 +89,7 @@ impl Floor {
 
 impl Contender for Floor {
     fn label(&self) -> &str {
-        "W0"
+        self.label
     }
 
     fn isolation(&self) -> &'static str {

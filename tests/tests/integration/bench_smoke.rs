@@ -28,7 +28,8 @@ async fn every_contender_produces_the_same_output_and_effects() {
     assert_eq!(
         labels,
         [
-            "N0", "W0", "R", "R-epoch", "R-fuel", "R-none", "Q", "X", "P", "Q-warm", "X-warm"
+            "N0", "W0", "R", "R-epoch", "R-fuel", "R-none", "W0-core", "R-core", "Q", "X", "P",
+            "Q-warm", "X-warm"
         ]
     );
     for (label, seen) in &observed {

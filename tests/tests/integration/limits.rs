@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use fluxo_runtime::{ErrorKind, Limits, RunReport};
+use fluxo_runtime::{EngineOptions, ErrorKind, Limits, Metering, RunReport, Runtime};
 use fluxo_tests::guests;
 use serde_json::json;
 
@@ -244,4 +244,79 @@ async fn the_host_keeps_running_after_every_hostile_guest() {
         .run(&action, &event("std-io", json!({}), json!({})))
         .await;
     assert!(report.succeeded(), "{report:#?}");
+}
+
+/// A runtime whose engine meters with `metering` only.
+fn metered(metering: Metering) -> Runtime {
+    Runtime::builder()
+        .engine_options(EngineOptions {
+            max_concurrent_runs: 4,
+            metering,
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn without_fuel_the_epoch_still_stops_a_spinner_and_no_fuel_is_reported() {
+    let runtime = metered(Metering {
+        fuel: false,
+        epoch: true,
+    });
+    let action = runtime.load(&guest(guests::SPIN)).unwrap();
+    let limits = Limits {
+        fuel: 1_000,
+        deadline_ms: 200,
+        ..Limits::default()
+    };
+    let report = runtime
+        .run_with_limits(&action, &event("spin", json!({}), json!({})), &limits)
+        .await;
+    // With fuel metered, 1 000 units would have ended it first.
+    assert_eq!(report.error_kind(), Some(ErrorKind::DeadlineExceeded));
+    assert_eq!(report.usage.fuel, 0);
+}
+
+#[tokio::test]
+async fn without_epochs_fuel_still_stops_a_spinner() {
+    let runtime = metered(Metering {
+        fuel: true,
+        epoch: false,
+    });
+    let action = runtime.load(&guest(guests::SPIN)).unwrap();
+    let limits = Limits {
+        fuel: 5_000_000,
+        deadline_ms: 60_000,
+        ..Limits::default()
+    };
+    let report = runtime
+        .run_with_limits(&action, &event("spin", json!({}), json!({})), &limits)
+        .await;
+    assert_eq!(report.error_kind(), Some(ErrorKind::FuelExhausted));
+    assert_eq!(report.usage.fuel, 5_000_000);
+}
+
+#[tokio::test]
+async fn every_metering_runs_an_action_to_the_same_result() {
+    let triage = guest(guests::BENCH_TRIAGE);
+    let input: serde_json::Value = serde_json::from_str(&fluxo_triage::sample_event()).unwrap();
+    let mut results = Vec::new();
+    for (fuel, epoch) in [(true, true), (true, false), (false, true), (false, false)] {
+        let runtime = metered(Metering { fuel, epoch });
+        let action = runtime.load(&triage).unwrap();
+        let report = runtime
+            .dry_run(&action, &event("triage", json!({}), input.clone()))
+            .await;
+        assert_eq!(report.error, None);
+        assert_eq!(
+            report.usage.fuel > 0,
+            fuel,
+            "fuel reported only when metered"
+        );
+        results.push((report.outcome.map(|outcome| outcome.output), report.effects));
+    }
+    assert!(
+        results.windows(2).all(|pair| pair[0] == pair[1]),
+        "{results:?}"
+    );
 }

@@ -3,7 +3,9 @@
 use fluxo_runtime::{Error, Runtime};
 use fluxo_tests::guests;
 
-use crate::support::guest;
+use serde_json::json;
+
+use crate::support::{event, guest};
 
 fn runtime() -> Runtime {
     Runtime::builder().build().unwrap()
@@ -101,4 +103,54 @@ fn imports_list_what_the_action_may_do() {
             .iter()
             .all(|i| i.starts_with("fluxo:action/") || i.starts_with("wasi:"))
     );
+}
+
+#[tokio::test]
+async fn uploads_compile_for_the_host_s_metering() {
+    use std::sync::Arc;
+
+    use fluxo_runtime::registry::{CompileLimits, Compiler, Registry};
+    use fluxo_runtime::store::SqliteStore;
+    use fluxo_runtime::store::catalog::SqliteCatalog;
+    use fluxo_runtime::{EngineOptions, Metering, RunStatus};
+
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(SqliteCatalog::new(
+        SqliteStore::open(&dir.path().join("fluxo.db")).unwrap(),
+    ));
+    catalog.create_tenant("acme").await.unwrap();
+    // Epoch-only code: an artifact compiled with the default (fuel too) would not load.
+    let runtime = Arc::new(
+        Runtime::builder()
+            .engine_options(EngineOptions {
+                max_concurrent_runs: 4,
+                metering: Metering {
+                    fuel: false,
+                    epoch: true,
+                },
+            })
+            .build()
+            .unwrap(),
+    );
+    let registry = Registry::open(
+        runtime.clone(),
+        catalog,
+        dir.path(),
+        Compiler::Subprocess {
+            program: fluxo_tests::fluxo_bin().unwrap_or_else(|problem| panic!("{problem}")),
+            limits: CompileLimits::default(),
+        },
+    )
+    .unwrap();
+    registry
+        .upload("acme", "triage", None, &guest(guests::BENCH_TRIAGE))
+        .await
+        .unwrap();
+    let (_, _, action) = registry.resolve("acme", "triage", None).await.unwrap();
+    let input: serde_json::Value = serde_json::from_str(&fluxo_triage::sample_event()).unwrap();
+    let report = runtime
+        .dry_run(&action, &event("triage", json!({}), input))
+        .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.usage.fuel, 0);
 }
