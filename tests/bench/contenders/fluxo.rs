@@ -139,7 +139,24 @@ impl Contender for Fluxo {
     }
 
     fn isolation(&self) -> &'static str {
-        "wasm instance + fuel/epoch/memory limits"
+        match self.runtime.engine_options().metering {
+            Metering {
+                fuel: true,
+                epoch: true,
+            } => "wasm instance + fuel, epoch, memory limits",
+            Metering {
+                fuel: false,
+                epoch: true,
+            } => "wasm instance + epoch, memory limits",
+            Metering {
+                fuel: true,
+                epoch: false,
+            } => "wasm instance + fuel, memory limits",
+            Metering {
+                fuel: false,
+                epoch: false,
+            } => "wasm instance + memory limit (no CPU bound)",
+        }
     }
 
     fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {

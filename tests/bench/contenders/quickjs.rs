@@ -3,7 +3,7 @@
 //! host functions as globals. **Q-warm** keeps one context per worker thread and only
 //! calls `run` again: it does not isolate runs (globals survive), so it is a separate row.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -69,6 +69,9 @@ struct Sandbox {
     context: Context,
     _runtime: Runtime,
     effects: Effects,
+    /// When the current call must stop; each call sets its own (a warm sandbox outlives
+    /// many deadlines).
+    deadline: Rc<Cell<Instant>>,
 }
 
 impl Sandbox {
@@ -76,8 +79,9 @@ impl Sandbox {
         let runtime = Runtime::new()?;
         runtime.set_memory_limit(MEMORY_LIMIT);
         runtime.set_max_stack_size(STACK_LIMIT);
-        let deadline = Instant::now() + DEADLINE;
-        runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+        let deadline = Rc::new(Cell::new(Instant::now() + DEADLINE));
+        let watched = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() > watched.get())));
         let context = Context::full(&runtime)?;
         let effects = Effects::default();
         context.with(|ctx| install(&ctx, &effects))?;
@@ -85,10 +89,12 @@ impl Sandbox {
             context,
             _runtime: runtime,
             effects,
+            deadline,
         })
     }
 
     fn call(&self, event: &str) -> anyhow::Result<(String, Vec<Vec<String>>)> {
+        self.deadline.set(Instant::now() + DEADLINE);
         let output = self.context.with(|ctx| -> anyhow::Result<String> {
             let run: Function = ctx.globals().get("run")?;
             run.call::<_, String>((event,))
