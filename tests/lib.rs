@@ -1,6 +1,6 @@
 //! Support for the integration tests and the benchmarks: the guest components built by
 //! `build.rs`, where the `fluxo` binary and the Extism runner are, and the benchmark
-//! harness ([`bench`]).
+//! harness ([`mod@bench`]).
 
 pub mod bench;
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluxo_runtime::{AllowRule, Config, Metering, RunStatus};
+use fluxo_runtime::{Metering, RunStatus};
 
 use super::contenders::fluxo::Fluxo;
 use super::server::LoopbackServer;
@@ -187,16 +187,7 @@ pub async fn measure(
     fetch: &[u8],
     in_flight: usize,
 ) -> anyhow::Result<Parked> {
-    let mut config = Config::default();
-    config.http.allow.push(AllowRule {
-        scheme: Some("http".to_owned()),
-        port: Some(server.port()),
-        ..AllowRule::host("127.0.0.1")
-    });
-    config
-        .http
-        .allow_private_cidrs
-        .push("127.0.0.1/32".parse()?);
+    let mut config = super::loopback_config(server.port())?;
     let patience = u64::try_from(PATIENCE.as_millis()).unwrap_or(u64::MAX);
     config.limits.deadline_ms = patience;
     config.limits.host_call_timeout_ms = patience;

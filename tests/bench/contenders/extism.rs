@@ -90,14 +90,6 @@ impl Extism {
     /// # Errors
     /// When the runner fails or reports something unreadable.
     pub async fn observe(&self) -> anyhow::Result<Observed> {
-        let report = self.invoke("once", 1).await?;
-        let output = report
-            .get("output")
-            .and_then(serde_json::Value::as_str)
-            .context("no output")?;
-        Ok(Observed {
-            output: serde_json::from_str(output)?,
-            effects: serde_json::from_value(report.get("effects").cloned().unwrap_or_default())?,
-        })
+        Observed::from_report(&self.invoke("once", 1).await?)
     }
 }

@@ -2,14 +2,12 @@
 //! `InstancePre`, a fresh `Store` per run, no fuel, no epochs, no limiter, no journal,
 //! no report: host functions that only record the two effects.
 
-use std::hint::black_box;
-
 use fluxo_runtime::EngineOptions;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{BoxFuture, Contender, Observed};
+use super::{BoxFuture, Contender, Raw};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -76,7 +74,7 @@ impl Floor {
         })
     }
 
-    async fn once(&self) -> anyhow::Result<(String, Vec<Vec<String>>)> {
+    async fn call(&self) -> anyhow::Result<Raw> {
         let mut store = Store::new(&self.engine, FloorState::default());
         let action = self.pre.instantiate_async(&mut store).await?;
         let outcome = action
@@ -96,21 +94,8 @@ impl Contender for Floor {
         "wasm instance (no CPU bounds)"
     }
 
-    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            black_box(self.once().await?);
-            Ok(())
-        })
-    }
-
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
-        Box::pin(async move {
-            let (output, effects) = self.once().await?;
-            Ok(Observed {
-                output: serde_json::from_str(&output)?,
-                effects,
-            })
-        })
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>> {
+        Box::pin(self.call())
     }
 }
 

@@ -13,7 +13,7 @@ use fluxo_runtime::{
     RunReport, RunStatus, Runtime, Trigger,
 };
 
-use super::{BoxFuture, Contender, Observed};
+use super::{BoxFuture, Contender, Raw};
 
 /// A Fluxo runtime with one loaded action and the event to run it on.
 pub struct Fluxo {
@@ -159,23 +159,22 @@ impl Contender for Fluxo {
         }
     }
 
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>> {
+        Box::pin(async move {
+            let report = self.report().await?;
+            let output = report
+                .outcome
+                .map(|outcome| outcome.output.to_string())
+                .unwrap_or_default();
+            Ok((output, report.effects.iter().map(effect_row).collect()))
+        })
+    }
+
+    // Timed: the run and its report, without converting the effects.
     fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             black_box(self.report().await?);
             Ok(())
-        })
-    }
-
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
-        Box::pin(async move {
-            let report = self.report().await?;
-            Ok(Observed {
-                output: report
-                    .outcome
-                    .map(|outcome| outcome.output)
-                    .unwrap_or_default(),
-                effects: report.effects.iter().map(effect_row).collect(),
-            })
         })
     }
 }

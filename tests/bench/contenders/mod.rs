@@ -45,14 +45,55 @@ impl Observed {
     }
 }
 
+impl Observed {
+    /// From an output (JSON text) and effect rows.
+    ///
+    /// # Errors
+    /// When the output is not JSON.
+    pub fn parse(output: &str, effects: Vec<Vec<String>>) -> anyhow::Result<Self> {
+        Ok(Self {
+            output: serde_json::from_str(output)?,
+            effects,
+        })
+    }
+
+    /// From a child process's report, `{"output": "<json text>", "effects": [[…]]}`.
+    ///
+    /// # Errors
+    /// When the report does not have that shape.
+    pub fn from_report(report: &serde_json::Value) -> anyhow::Result<Self> {
+        let output = report
+            .get("output")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("the report has no output: {report}"))?;
+        let effects = serde_json::from_value(report.get("effects").cloned().unwrap_or_default())?;
+        Self::parse(output, effects)
+    }
+}
+
+/// What one action returned, before parsing: output text and effect rows.
+pub type Raw = (String, Vec<Vec<String>>);
+
 /// A contender that runs in this process (or spawns per action), one action per call.
 pub trait Contender: Send + Sync {
     /// The row label (`R`, `W0`, …).
     fn label(&self) -> &str;
     /// What keeps one run from another.
     fn isolation(&self) -> &'static str;
-    /// One action, from a fresh sandbox to recorded effects: the timed path.
-    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// One action, from a fresh sandbox to recorded effects.
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>>;
+    /// The timed path: one action, its result kept from the optimizer.
+    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            std::hint::black_box(self.once().await?);
+            Ok(())
+        })
+    }
     /// One action, reporting what it produced (not timed).
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>>;
+    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
+        Box::pin(async move {
+            let (output, effects) = self.once().await?;
+            Observed::parse(&output, effects)
+        })
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use super::{BoxFuture, Contender, Observed};
+use super::{BoxFuture, Contender, Raw};
 
 /// The native contender.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ impl Native {
         Self { event }
     }
 
-    fn once(&self) -> anyhow::Result<(String, Vec<Vec<String>>)> {
+    fn call(&self) -> anyhow::Result<Raw> {
         let decision = fluxo_triage::triage(black_box(&self.event))?;
         let effects = vec![
             vec![
@@ -40,20 +40,7 @@ impl Contender for Native {
         "none (a function call)"
     }
 
-    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            black_box(self.once()?);
-            Ok(())
-        })
-    }
-
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
-        Box::pin(async move {
-            let (output, effects) = self.once()?;
-            Ok(Observed {
-                output: serde_json::from_str(&output)?,
-                effects,
-            })
-        })
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>> {
+        Box::pin(async move { self.call() })
     }
 }

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{BoxFuture, Contender, Observed};
+use super::{BoxFuture, Contender, Raw};
 
 /// A pooled hyper client and the URL it fetches.
 pub struct NativeHttp {
@@ -30,7 +30,7 @@ impl NativeHttp {
         })
     }
 
-    async fn once(&self) -> anyhow::Result<(u16, Bytes)> {
+    async fn get(&self) -> anyhow::Result<(u16, Bytes)> {
         let response = self.client.get(self.url.clone()).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
@@ -47,23 +47,22 @@ impl Contender for NativeHttp {
         "none (a hyper call)"
     }
 
-    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>> {
         Box::pin(async move {
-            black_box(self.once().await?);
-            Ok(())
+            let (status, body) = self.get().await?;
+            let output = serde_json::json!({
+                "status": status,
+                "body": String::from_utf8_lossy(&body),
+            });
+            Ok((output.to_string(), Vec::new()))
         })
     }
 
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
+    // Timed: the bare request, without building the observation.
+    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
-            let (status, body) = self.once().await?;
-            Ok(Observed {
-                output: serde_json::json!({
-                    "status": status,
-                    "body": String::from_utf8_lossy(&body),
-                }),
-                effects: Vec::new(),
-            })
+            black_box(self.get().await?);
+            Ok(())
         })
     }
 }

@@ -1,14 +1,13 @@
 //! **P**: a process per action — spawn a native binary, the event on its stdin, its
 //! output and effects as JSON on its stdout.
 
-use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::Context as _;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{BoxFuture, Contender, Observed};
+use super::{BoxFuture, Contender, Observed, Raw};
 
 /// The process-per-action contender.
 #[derive(Debug)]
@@ -24,7 +23,7 @@ impl Process {
         Self { program, event }
     }
 
-    async fn once(&self) -> anyhow::Result<serde_json::Value> {
+    async fn call(&self) -> anyhow::Result<Raw> {
         let mut child = tokio::process::Command::new(&self.program)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -39,7 +38,10 @@ impl Process {
         if !output.status.success() {
             anyhow::bail!("{} exited with {}", self.program.display(), output.status);
         }
-        Ok(serde_json::from_slice(&output.stdout)?)
+        // The host reads the effects from the child's report, as a platform would.
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let observed = Observed::from_report(&report)?;
+        Ok((observed.output.to_string(), observed.effects))
     }
 }
 
@@ -52,26 +54,7 @@ impl Contender for Process {
         "OS process (no limits set)"
     }
 
-    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            black_box(self.once().await?);
-            Ok(())
-        })
-    }
-
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
-        Box::pin(async move {
-            let report = self.once().await?;
-            let output = report
-                .get("output")
-                .and_then(serde_json::Value::as_str)
-                .context("no output")?;
-            Ok(Observed {
-                output: serde_json::from_str(output)?,
-                effects: serde_json::from_value(
-                    report.get("effects").cloned().unwrap_or_default(),
-                )?,
-            })
-        })
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>> {
+        Box::pin(self.call())
     }
 }

@@ -4,13 +4,12 @@
 //! calls `run` again: it does not isolate runs (globals survive), so it is a separate row.
 
 use std::cell::{Cell, RefCell};
-use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rquickjs::{CatchResultExt as _, Context, Ctx, Function, Runtime};
 
-use super::{BoxFuture, Contender, Observed};
+use super::{BoxFuture, Contender, Raw};
 
 /// Memory a fresh JS runtime may allocate (as Fluxo's runs: 16 MiB).
 const MEMORY_LIMIT: usize = 16 << 20;
@@ -41,7 +40,7 @@ impl QuickJs {
         Self { event, warm: true }
     }
 
-    fn once(&self) -> anyhow::Result<(String, Vec<Vec<String>>)> {
+    fn call(&self) -> anyhow::Result<Raw> {
         if self.warm {
             WARM.with(|warm| {
                 let mut warm = warm.borrow_mut();
@@ -93,7 +92,7 @@ impl Sandbox {
         })
     }
 
-    fn call(&self, event: &str) -> anyhow::Result<(String, Vec<Vec<String>>)> {
+    fn call(&self, event: &str) -> anyhow::Result<Raw> {
         self.deadline.set(Instant::now() + DEADLINE);
         let output = self.context.with(|ctx| -> anyhow::Result<String> {
             let run: Function = ctx.globals().get("run")?;
@@ -136,20 +135,7 @@ impl Contender for QuickJs {
         }
     }
 
-    fn run(&self) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            black_box(self.once()?);
-            Ok(())
-        })
-    }
-
-    fn observe(&self) -> BoxFuture<'_, anyhow::Result<Observed>> {
-        Box::pin(async move {
-            let (output, effects) = self.once()?;
-            Ok(Observed {
-                output: serde_json::from_str(&output)?,
-                effects,
-            })
-        })
+    fn once(&self) -> BoxFuture<'_, anyhow::Result<Raw>> {
+        Box::pin(async move { self.call() })
     }
 }

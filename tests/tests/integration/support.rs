@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fluxo_runtime::{
-    AllowRule, Config, Contact, Event, MemoryContacts, MemoryState, Outbox, Runtime,
-};
+use fluxo_runtime::{Config, Contact, Event, MemoryContacts, MemoryState, Outbox, Runtime};
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -166,16 +164,7 @@ impl Drop for Upstream {
 /// A configuration that allows plain HTTP to 127.0.0.1:`port` — and nothing else — with
 /// the tenant `acme`'s secrets.
 pub fn loopback_config(port: u16) -> Config {
-    let mut config = Config::default();
-    config.http.allow.push(AllowRule {
-        scheme: Some("http".to_owned()),
-        port: Some(port),
-        ..AllowRule::host("127.0.0.1")
-    });
-    config
-        .http
-        .allow_private_cidrs
-        .push("127.0.0.1/32".parse().unwrap());
+    let mut config = fluxo_tests::bench::loopback_config(port).unwrap();
     let secrets = config.secrets.entry("acme".to_owned()).or_default();
     secrets.insert("crm_token".to_owned(), "crm-secret-7f3a".to_owned());
     secrets.insert("billing_token".to_owned(), "billing-secret-91c2".to_owned());
