@@ -82,6 +82,22 @@ pub struct OutgoingEmail {
     pub reply_to: Option<String>,
 }
 
+#[cfg(test)]
+impl OutgoingEmail {
+    /// A minimal message with Message-ID `id`, for tests.
+    pub(crate) fn sample(id: &str) -> Self {
+        Self {
+            message_id: id.into(),
+            to: vec!["a@b.test".into()],
+            cc: vec![],
+            subject: "s".into(),
+            text: "t".into(),
+            html: None,
+            reply_to: None,
+        }
+    }
+}
+
 fn bytes_as_text<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&String::from_utf8_lossy(bytes))
 }

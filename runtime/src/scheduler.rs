@@ -9,6 +9,7 @@
 //! running when the process stopped, retries with backoff, cross-tenant fairness beyond
 //! the per-tenant cap, webhooks.
 
+use crate::{ActionComponent, LimitOverrides};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -65,8 +66,11 @@ pub enum SubmitError {
 struct Job {
     run_id: String,
     tenant: String,
-    action: String,
-    version: u32,
+    /// The pinned version's component, resolved once at submission (a queued run keeps
+    /// it, like a running one, if the action is changed or deleted meanwhile).
+    component: ActionComponent,
+    /// The action's limit overrides (they only tighten the configured limits).
+    overrides: LimitOverrides,
     event: Event,
 }
 
@@ -86,7 +90,6 @@ impl std::fmt::Debug for Scheduler {
 
 struct Workers {
     runtime: Arc<Runtime>,
-    registry: Arc<Registry>,
     runs: Arc<dyn RunStore>,
     finished: Arc<Notify>,
     metrics: Arc<Metrics>,
@@ -108,7 +111,6 @@ impl Scheduler {
         let finished = Arc::new(Notify::new());
         let workers = Arc::new(Workers {
             runtime,
-            registry: registry.clone(),
             runs: runs.clone(),
             finished: finished.clone(),
             metrics,
@@ -147,7 +149,7 @@ impl Scheduler {
         version: Option<u32>,
         mut event: Event,
     ) -> Result<String, SubmitError> {
-        let (record, pinned, _) = self.registry.resolve(tenant, action, version).await?;
+        let (record, pinned, component) = self.registry.resolve(tenant, action, version).await?;
         if !record.enabled {
             return Err(RegistryError::Disabled(action.to_owned()).into());
         }
@@ -167,8 +169,8 @@ impl Scheduler {
         permit.send(Job {
             run_id: run_id.clone(),
             tenant: tenant.to_owned(),
-            action: action.to_owned(),
-            version: pinned.version,
+            component,
+            overrides: record.limits,
             event,
         });
         Ok(run_id)
@@ -209,28 +211,15 @@ impl Workers {
             return;
         };
         let _ = self.runs.start(&job.run_id).await;
-        let resolved = self
-            .registry
-            .resolve(&job.tenant, &job.action, Some(job.version))
-            .await;
-        let report = match resolved {
-            Ok((action, _, component)) => {
-                let limits = self.runtime.config().limits.tightened_by(&action.limits);
-                let options = crate::RunOptions {
-                    run_id: Some(job.run_id.clone()),
-                    limits: Some(limits),
-                    apply: true,
-                };
-                self.runtime.run_with(&component, &job.event, options).await
-            }
-            Err(error) => {
-                let mut report = crate::RunReport::invalid_component(
-                    &crate::Error::InvalidComponent(error.to_string()),
-                );
-                report.run_id.clone_from(&job.run_id);
-                report
-            }
+        let options = crate::RunOptions {
+            run_id: Some(job.run_id.clone()),
+            limits: Some(self.runtime.config().limits.tightened_by(&job.overrides)),
+            apply: true,
         };
+        let report = self
+            .runtime
+            .run_with(&job.component, &job.event, options)
+            .await;
         self.metrics.record_run(&report);
         let state = if report.status == RunStatus::Succeeded {
             RunState::Succeeded

@@ -181,19 +181,15 @@ impl Executor {
             message: format!("applying {what} failed: {error}"),
             retryable: true,
         };
-        let contact_effects: Vec<Effect> = effects
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Effect::SetField { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. }
-                )
-            })
-            .cloned()
-            .collect();
-        if !contact_effects.is_empty() {
+        let touches_contact = effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::SetField { .. } | Effect::AddTag { .. } | Effect::RemoveTag { .. }
+            )
+        });
+        if touches_contact {
             self.contacts
-                .apply(tenant, contact_id, &contact_effects)
+                .apply(tenant, contact_id, effects)
                 .await
                 .map_err(|e| failed("contact changes", e))?;
         }
@@ -329,7 +325,7 @@ fn check_outcome(outcome: wit::Outcome, limits: &Limits) -> Result<RunOutcome, R
 
 /// Redacts the run's secrets from every record of the report, in place.
 fn redact_records(
-    redactor: &Redactor,
+    redactor: &Redactor<'_>,
     effects: &mut [Effect],
     http: &mut [crate::host::http::HttpExchange],
     logs: &mut [crate::host::log::LogLine],

@@ -22,7 +22,9 @@ pub const MAX_VALUE_BYTES: usize = 16 << 10;
 /// The platform's contacts. Fluxo calls it once per successful run with every contact
 /// effect of the run, in order; an implementation applies them atomically.
 pub trait ContactStore: Send + Sync + 'static {
-    /// Applies `effects` (only `SetField`, `AddTag`, `RemoveTag`) to the contact.
+    /// Applies the contact changes among `effects` (the run's journal, in order:
+    /// `SetField`, `AddTag` and `RemoveTag`; other effects are not this store's and are
+    /// ignored) to the contact. Called once per successful run that changed the contact.
     fn apply<'a>(
         &'a self,
         tenant: &'a str,

@@ -192,15 +192,7 @@ mod tests {
     #[tokio::test]
     async fn the_outbox_is_idempotent_on_message_id() {
         let outbox = Outbox::new();
-        let email = OutgoingEmail {
-            message_id: "<r.1@fluxo>".into(),
-            to: vec!["a@b.test".into()],
-            cc: vec![],
-            subject: "s".into(),
-            text: "t".into(),
-            html: None,
-            reply_to: None,
-        };
+        let email = OutgoingEmail::sample("<r.1@fluxo>");
         outbox.deliver("acme", &email).await.unwrap();
         outbox.deliver("acme", &email).await.unwrap();
         assert_eq!(outbox.messages().len(), 1);

@@ -40,19 +40,19 @@ impl SecretSource for StaticSecrets {
 /// Replaces secret values in text written to records (logs, HTTP exchanges, errors,
 /// outputs). Longer values are replaced first so overlapping secrets leave no tail.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Redactor {
-    values: Vec<String>,
+pub(crate) struct Redactor<'a> {
+    values: Vec<&'a str>,
 }
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
-impl Redactor {
-    pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
-        let mut values: Vec<String> = values
+impl<'a> Redactor<'a> {
+    pub(crate) fn new(values: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut values: Vec<&str> = values
             .into_iter()
+            .map(String::as_str)
             .filter(|v| !v.is_empty())
-            .cloned()
             .collect();
         values.sort_by_key(|value| std::cmp::Reverse(value.len()));
         values.dedup();
@@ -73,8 +73,8 @@ impl Redactor {
     /// Redacts `text` where it is; allocates only when a secret is found.
     pub(crate) fn redact_in_place(&self, text: &mut String) {
         for value in &self.values {
-            if text.contains(value.as_str()) {
-                *text = text.replace(value.as_str(), REDACTED);
+            if text.contains(value) {
+                *text = text.replace(value, REDACTED);
             }
         }
     }

@@ -211,15 +211,7 @@ mod tests {
     use super::*;
 
     fn email(id: &str) -> OutgoingEmail {
-        OutgoingEmail {
-            message_id: id.into(),
-            to: vec!["a@b.test".into()],
-            cc: vec![],
-            subject: "s".into(),
-            text: "t".into(),
-            html: None,
-            reply_to: None,
-        }
+        OutgoingEmail::sample(id)
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::support::{Upstream, event, guest};
+use crate::support::{Upstream, event, guest, loopback_config};
 
 /// A tenant allowed to reach any host on any port: only the blocked ranges protect.
 fn open_config() -> Config {
@@ -349,15 +349,7 @@ async fn drain_request(stream: &mut tokio::net::TcpStream) {
 }
 
 fn hostile_runtime(port: u16) -> Runtime {
-    let mut config = Config::default();
-    config.http.allow.push(AllowRule {
-        port: Some(port),
-        ..AllowRule::host("127.0.0.1")
-    });
-    config
-        .http
-        .allow_private_cidrs
-        .push("127.0.0.1/32".parse().unwrap());
+    let mut config = loopback_config(port);
     config.http.first_byte_timeout_ms = 500;
     config.http.total_timeout_ms = 1_500;
     config.http.max_response_body_bytes = 64 << 10;
