@@ -38,8 +38,8 @@ pub fn fluxo_bin_in(profile: &str) -> Result<PathBuf, String> {
     let flag = if profile == "debug" { "" } else { " --release" };
     fresh_binary(
         &target_dir().join(profile).join("fluxo"),
-        &[root.join("runtime/src"), root.join("toolchain/src")],
-        &format!("cargo build{flag} -p fluxo-runtime --bin fluxo"),
+        &[root.join("runtime"), root.join("toolchain/src")],
+        &format!("cargo build{flag} -p fluxo --bin fluxo"),
     )
 }
 

@@ -48,7 +48,16 @@ pub struct Message {
 
 /// Everything an action is told about its run.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
+    /// The run's id: the same for every attempt of the run.
+    pub run_id: String,
+    /// Which attempt this is, 1 for the first (a run is attempted again after a
+    /// retryable failure, or when its host stopped mid-run).
+    pub attempt: u32,
+    /// A key to hand to an upstream so a repeated attempt is recognized as the same
+    /// operation; HTTP requests other than GET and HEAD carry one already.
+    pub idempotency_key: String,
     /// The tenant that owns the action.
     pub tenant: String,
     /// The action's name.

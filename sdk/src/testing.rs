@@ -259,6 +259,9 @@ impl MockHost {
     #[must_use]
     pub fn event_with_input(&self, input: serde_json::Value) -> Event {
         Event {
+            run_id: "00000000-0000-7000-8000-000000000000".to_owned(),
+            attempt: 1,
+            idempotency_key: "00000000-0000-7000-8000-000000000000".to_owned(),
             tenant: "test-tenant".to_owned(),
             action: "test-action".to_owned(),
             trigger: Trigger::Test,

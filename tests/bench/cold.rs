@@ -7,10 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluxo_runtime::registry::{CompileLimits, Compiler, Registry};
-use fluxo_runtime::store::SqliteStore;
-use fluxo_runtime::store::catalog::SqliteCatalog;
-use fluxo_runtime::{RunStatus, Runtime};
+use fluxo_orchestrator::registry::{CompileLimits, Compiler};
+use fluxo_orchestrator::{Registry, RegistryOptions};
+use fluxo_sandbox::{RunStatus, Runtime};
+use fluxo_store::Store;
+use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
 
 use super::contenders::fluxo::Fluxo;
 
@@ -26,33 +27,40 @@ pub struct Cold {
 /// One host "process": store, runtime and registry over `data_dir`.
 struct Host {
     runtime: Arc<Runtime>,
-    catalog: Arc<SqliteCatalog>,
+    store: Arc<dyn Store>,
     registry: Registry,
 }
 
 impl Host {
-    fn open(data_dir: &Path, fluxo_bin: &Path) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&data_dir.join("fluxo.db"))?;
-        let catalog = Arc::new(SqliteCatalog::new(store));
+    async fn open(data_dir: &Path, fluxo_bin: &Path) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+            &data_dir.join("fluxo.db"),
+            SqliteOptions::default(),
+        )?);
         let runtime = Arc::new(Runtime::builder().build()?);
         let registry = Registry::open(
-            runtime.clone(),
-            catalog.clone(),
+            runtime.sandbox().clone(),
+            store.clone(),
             data_dir,
             Compiler::Subprocess {
                 program: fluxo_bin.to_owned(),
                 limits: CompileLimits::default(),
             },
-        )?;
+            RegistryOptions::default(),
+        )
+        .await?;
         Ok(Self {
             runtime,
-            catalog,
+            store,
             registry,
         })
     }
 
     async fn first_run(&self, input: &str) -> anyhow::Result<()> {
-        let (_, _, action) = self.registry.resolve("bench", "triage", None).await?;
+        let (_, _, action) = self
+            .registry
+            .resolve(&"bench".parse()?, &"triage".parse()?, None)
+            .await?;
         let run = Fluxo::on("R", self.runtime.clone(), action, input)?;
         let report = run.report().await?;
         anyhow::ensure!(
@@ -76,18 +84,18 @@ pub async fn measure(
     let mut cold = Cold::default();
     for _ in 0..repetitions {
         let dir = tempfile::tempdir()?;
-        let host = Host::open(dir.path(), fluxo_bin)?;
-        host.catalog.create_tenant("bench").await?;
+        let host = Host::open(dir.path(), fluxo_bin).await?;
+        host.store.create_tenant(&"bench".parse()?).await?;
         let started = Instant::now();
         host.registry
-            .upload("bench", "triage", None, component)
+            .upload(&"bench".parse()?, "triage", None, component.to_vec())
             .await?;
         host.first_run(input).await?;
         cold.upload_first_run.push(started.elapsed());
         drop(host);
 
         let started = Instant::now();
-        let host = Host::open(dir.path(), fluxo_bin)?;
+        let host = Host::open(dir.path(), fluxo_bin).await?;
         host.first_run(input).await?;
         cold.restart_first_run.push(started.elapsed());
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use fluxo_runtime::{AllowRule, Config, Metering};
+use fluxo_sandbox::{AllowRule, Config, Metering};
 
 use self::contenders::extism::Extism;
 use self::contenders::floor::Floor;

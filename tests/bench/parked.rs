@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluxo_runtime::{Metering, RunStatus};
+use fluxo_sandbox::{Metering, RunStatus};
 
 use super::contenders::fluxo::Fluxo;
 use super::server::LoopbackServer;

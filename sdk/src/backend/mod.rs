@@ -11,7 +11,7 @@ use crate::secrets::SecretError;
 use crate::state::{Scope, StateError};
 
 #[cfg(target_arch = "wasm32")]
-pub mod wasm;
+pub(crate) mod wasm;
 
 /// Every host call an action can make.
 pub(crate) trait Host {

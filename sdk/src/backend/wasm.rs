@@ -190,6 +190,9 @@ fn from_wit_event(event: wit::types::Event) -> Result<Event, crate::Error> {
             .map_err(|error| crate::Error::input(format!("input is not JSON: {error}")))?
     };
     Ok(Event {
+        run_id: event.run_id,
+        attempt: event.attempt,
+        idempotency_key: event.idempotency_key,
         tenant: event.tenant,
         action: event.action,
         trigger: match event.trigger {

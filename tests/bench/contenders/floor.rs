@@ -2,21 +2,26 @@
 //! `InstancePre`, a fresh `Store` per run, no fuel, no epochs, no limiter, no journal,
 //! no report: host functions that only record the two effects.
 
-use fluxo_runtime::EngineOptions;
+use fluxo_sandbox::EngineOptions;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{BoxFuture, Contender, Raw};
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "action",
-    imports: { default: async | trappable },
-    exports: { default: async },
-});
+/// The generated bindings of the world (the floor's own, as an embedder would have).
+#[allow(missing_docs, reason = "generated bindings")]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "action",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
 
-use self::fluxo::action::{contact, email, http, log, secrets, state, types};
+use self::bindings::fluxo::action::{contact, email, http, log, secrets, state, types};
+use self::bindings::{Action, ActionPre};
 
 /// The floor contender.
 pub struct Floor {
@@ -57,6 +62,9 @@ impl Floor {
         let event = types::Event {
             tenant: "bench".to_owned(),
             action: "triage".to_owned(),
+            run_id: "01890a5d-ac96-774b-bcce-b302099a8057".to_owned(),
+            attempt: 1,
+            idempotency_key: "01890a5d-ac96-774b-bcce-b302099a8057".to_owned(),
             trigger: types::Trigger::Conversation,
             contact: types::ContactSnapshot {
                 id: "contact-48213".to_owned(),

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use fluxo_runtime::{
+use fluxo_sandbox::{
     ActionComponent, Config, Contact, Effect, EngineOptions, Event, FieldValue, Metering,
     RunReport, RunStatus, Runtime, Trigger,
 };
@@ -43,6 +43,7 @@ impl Fluxo {
             .engine_options(EngineOptions {
                 max_concurrent_runs: slots,
                 metering,
+                ..EngineOptions::default()
             })
             .build()?;
         let action = runtime.load(component)?;
@@ -59,17 +60,12 @@ impl Fluxo {
         action: ActionComponent,
         input: &str,
     ) -> anyhow::Result<Self> {
-        let event = Event {
-            tenant: "bench".to_owned(),
-            action: "triage".to_owned(),
-            trigger: Trigger::Conversation,
-            contact: Contact {
-                id: "contact-48213".to_owned(),
-                ..Contact::default()
-            },
-            message: None,
-            input: serde_json::from_str(input).context("the event input is not JSON")?,
-        };
+        let mut event = Event::new("bench".parse()?, "triage".parse()?);
+        event.trigger = Trigger::Conversation;
+        event.contact = Contact::with_id("contact-48213".parse()?);
+        event.input = serde_json::from_str::<serde_json::Value>(input)
+            .context("the event input is not JSON")?
+            .into();
         Ok(Self {
             label: label.to_owned(),
             runtime,

@@ -1,7 +1,7 @@
 //! Host capabilities seen from real guests: WASI is empty, stdout is captured, secrets
 //! never leak into a record, e-mail and state are journaled and applied on success.
 
-use fluxo_runtime::{Effect, ErrorKind};
+use fluxo_sandbox::{Effect, ErrorKind, LogSource, RunOptions};
 use fluxo_tests::guests;
 use serde_json::json;
 
@@ -27,16 +27,16 @@ async fn std_guests_get_an_empty_wasi_and_their_output_is_logged() {
         .map(|l| (l.source, l.message.as_str()))
         .collect();
     assert!(
-        lines.contains(&("stdout", "hello from stdout")),
+        lines.contains(&(LogSource::Stdout, "hello from stdout")),
         "{lines:?}"
     );
     assert!(
-        lines.contains(&("stderr", "hello from stderr")),
+        lines.contains(&(LogSource::Stderr, "hello from stderr")),
         "{lines:?}"
     );
 }
 
-async fn leak(fail: bool) -> (Upstream, fluxo_runtime::RunReport) {
+async fn leak(fail: bool) -> (Upstream, fluxo_sandbox::RunReport) {
     let upstream =
         Upstream::start(|request| (200, json!({ "echo": request.uri }).to_string())).await;
     let host = Host::new(loopback_config(upstream.addr.port()));
@@ -106,7 +106,10 @@ async fn email_and_state_are_applied_only_on_success_and_read_back() {
     assert_eq!(host.contacts.get("acme", "c1").unwrap().tags, ["returning"]);
 
     // A dry run sees the state but applies nothing.
-    let dry = host.runtime.dry_run(&action, &visit).await;
+    let dry = host
+        .runtime
+        .run_with(&action, &visit, RunOptions::new().dry_run())
+        .await;
     assert!(dry.succeeded() && !dry.applied);
     assert_eq!(dry.outcome.as_ref().unwrap().output["visits"], 2);
     assert!(

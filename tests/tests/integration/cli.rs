@@ -187,9 +187,9 @@ fn build_turns_an_example_crate_into_a_checked_component() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("fluxo:action/http@0.1.0"), "{stderr}");
+    assert!(stderr.contains("fluxo:action/http@0.2.0"), "{stderr}");
     let bytes = std::fs::read(&out).unwrap();
-    fluxo_runtime::Runtime::builder()
+    fluxo_sandbox::Runtime::builder()
         .build()
         .unwrap()
         .load(&bytes)
@@ -280,12 +280,19 @@ fn serve(config: &str) -> Served {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
-    let line = lines.next().unwrap().unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    // Log lines may come first; the address is on the line that says where it listens.
+    let url = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("fluxo serve stopped before listening"))
+            .unwrap();
+        if let Some(word) = line
+            .split_whitespace()
+            .find(|word| line.contains("listening on") && word.starts_with("http://"))
+        {
+            break word.to_owned();
+        }
+    };
     std::thread::spawn(move || lines.for_each(drop));
     let admin = std::fs::read_to_string(data.join("admin-token"))
         .unwrap()
@@ -327,7 +334,7 @@ async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
         let uploaded = server.fluxo(&token, &["upload", "crm-lead", guests::CRM_LEAD, "--description", "Sync leads"]);
         let summary = String::from_utf8_lossy(&uploaded.stdout);
         assert_eq!(uploaded.status.code(), Some(0), "{summary}");
-        assert!(summary.contains("crm-lead v1") && summary.contains("fluxo:action/http@0.1.0"), "{summary}");
+        assert!(summary.contains("crm-lead v1") && summary.contains("fluxo:action/http@0.2.0"), "{summary}");
         let listed = server.fluxo(&token, &["actions", "list"]);
         assert!(String::from_utf8_lossy(&listed.stdout).contains("Sync leads"));
 
@@ -353,4 +360,64 @@ async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
     .await;
     outcome.unwrap();
     assert_eq!(crm.received().len(), 2);
+}
+
+/// `GET /healthz` over a real socket, and how long it took.
+fn healthz(url: &str) -> (String, std::time::Duration) {
+    use std::io::{Read as _, Write as _};
+    let address = url.trim_start_matches("http://");
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: fluxo\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    (answer, started.elapsed())
+}
+
+#[test]
+fn healthz_answers_while_every_worker_runs_a_spinning_guest() {
+    let server = serve(
+        "[limits]\nfuel = 4611686018427387903\ndeadline_ms = 6000\n[server]\nworkers = 4\nper_tenant = 4\n",
+    );
+    server.fluxo(&server.admin, &["tenant", "create", "acme"]);
+    let token_out = server.fluxo(&server.admin, &["token", "create", "acme"]);
+    let token = String::from_utf8_lossy(&token_out.stdout).trim().to_owned();
+    let uploaded = server.fluxo(&token, &["upload", "spin", guests::SPIN]);
+    assert_eq!(
+        uploaded.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    let event = write(server.dir.path(), "spin.json", "{}");
+    for _ in 0..4 {
+        let submitted = server.fluxo(
+            &token,
+            &["runs", "submit", "spin", "--event", event.to_str().unwrap()],
+        );
+        assert_eq!(submitted.status.code(), Some(0));
+    }
+    let mut running = 0;
+    for _ in 0..200 {
+        let listed = server.fluxo(&token, &["--json", "runs", "list", "--state", "running"]);
+        let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        running = listed["runs"].as_array().map_or(0, Vec::len);
+        if running == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(running, 4, "every worker runs a spinner");
+    // Two cores, four spinning guests: each yields its thread at every epoch tick, so
+    // the API still answers.
+    for _ in 0..5 {
+        let (answer, took) = healthz(&server.url);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            took < std::time::Duration::from_millis(100),
+            "/healthz took {took:?}"
+        );
+    }
 }

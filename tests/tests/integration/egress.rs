@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fluxo_runtime::{AllowRule, BoxFuture, Config, Resolve, RunReport, Runtime};
+use fluxo_egress::{BoxFuture, Resolve};
+use fluxo_sandbox::{AllowRule, Config, RunReport, Runtime};
 use fluxo_tests::guests;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,16 +6,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fluxo_runtime::delivery::{Delivery, DeliveryPolicy, PassStats, SmtpConfig, SmtpTransport};
-use fluxo_runtime::store::SqliteStore;
-use fluxo_runtime::store::outbox::{OutboxStatus, SqliteOutbox};
-use fluxo_runtime::{RunReport, Runtime};
+use fluxo_orchestrator::adapters::StoreState;
+use fluxo_orchestrator::dispatch::smtp::{SmtpConfig, SmtpTransport};
+use fluxo_orchestrator::dispatch::{Backoff, DispatchOptions, Dispatcher, PassStats};
+use fluxo_orchestrator::metrics::Metrics;
+use fluxo_sandbox::{RunReport, Runtime};
+use fluxo_store::{OutboxPayload, OutboxRecord, OutboxStatus, Store};
+use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
 use fluxo_tests::guests;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::support::{event, guest};
+use crate::support::{event, guest, run_into};
 
 /// What the sink does when a message's DATA arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +110,18 @@ async fn session(
 
 struct Rig {
     runtime: Runtime,
-    outbox: SqliteOutbox,
-    delivery: Delivery,
+    store: Arc<dyn Store>,
+    delivery: Dispatcher,
+    _dir: tempfile::TempDir,
 }
 
 fn rig(sink: &SmtpSink) -> Rig {
-    let store = SqliteStore::open_in_memory().unwrap();
-    let outbox = SqliteOutbox::new(store);
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("fluxo.db"), SqliteOptions::default()).unwrap(),
+    );
     let runtime = Runtime::builder()
-        .mailer(Arc::new(outbox.clone()))
+        .state_reader(Arc::new(StoreState(store.clone())))
         .build()
         .unwrap();
     let transport = SmtpTransport::new(&SmtpConfig {
@@ -126,25 +132,40 @@ fn rig(sink: &SmtpSink) -> Rig {
         timeout_ms: 2_000,
     })
     .unwrap();
-    let policy = DeliveryPolicy {
-        max_attempts: 4,
-        base_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(100),
-        ..DeliveryPolicy::default()
+    let fast = Backoff {
+        schedule: vec![
+            Duration::from_millis(20),
+            Duration::from_millis(40),
+            Duration::from_millis(100),
+        ],
+    };
+    let options = DispatchOptions {
+        email_backoff: fast,
+        ..DispatchOptions::default()
     };
     Rig {
-        delivery: Delivery::new(outbox.clone(), Arc::new(transport), policy),
+        delivery: Dispatcher::new(
+            store.clone(),
+            Some(transport),
+            None,
+            options,
+            Arc::new(Metrics::default()),
+        ),
         runtime,
-        outbox,
+        store,
+        _dir: dir,
     }
 }
 
 async fn send_one(rig: &Rig) -> (RunReport, String) {
     let action = rig.runtime.load(&guest(guests::MAIL_AND_STATE)).unwrap();
-    let report = rig
-        .runtime
-        .run(&action, &event("visits", json!({}), json!({})))
-        .await;
+    let report = run_into(
+        &rig.store,
+        &rig.runtime,
+        &action,
+        &event("visits", json!({}), json!({})),
+    )
+    .await;
     assert!(report.succeeded(), "{report:#?}");
     let id = report.outcome.as_ref().unwrap().output["message_id"]
         .as_str()
@@ -153,8 +174,19 @@ async fn send_one(rig: &Rig) -> (RunReport, String) {
     (report, id)
 }
 
+/// The outbox row of the e-mail with Message-ID `id`.
+async fn find(store: &Arc<dyn Store>, id: &str) -> OutboxRecord {
+    store
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| matches!(&row.payload, OutboxPayload::Email(email) if email.message_id == id))
+        .unwrap_or_else(|| panic!("no outbox row for {id}"))
+}
+
 /// Passes until nothing is due, waiting out backoffs; returns the summed stats.
-async fn deliver_all(delivery: &Delivery) -> PassStats {
+async fn deliver_all(delivery: &Dispatcher) -> PassStats {
     let mut total = PassStats::default();
     for _ in 0..40 {
         let stats = delivery.pass().await.unwrap();
@@ -201,10 +233,7 @@ async fn a_committed_email_is_delivered_once() {
         "{}",
         accepted[0]
     );
-    assert_eq!(
-        rig.outbox.find(&id).await.unwrap().unwrap().status,
-        OutboxStatus::Sent
-    );
+    assert_eq!(find(&rig.store, &id).await.status, OutboxStatus::Sent);
 }
 
 #[tokio::test]
@@ -215,7 +244,7 @@ async fn a_temporary_failure_is_retried_into_exactly_one_message() {
     let stats = deliver_all(&rig.delivery).await;
     assert_eq!((stats.retried, stats.sent), (1, 1));
     assert_eq!(with_id(&sink.accepted(), &id), 1);
-    let message = rig.outbox.find(&id).await.unwrap().unwrap();
+    let message = find(&rig.store, &id).await;
     assert_eq!((message.status, message.attempts), (OutboxStatus::Sent, 2));
 }
 
@@ -225,7 +254,7 @@ async fn a_permanent_failure_is_recorded_with_the_reply() {
     let rig = rig(&sink);
     let (_, id) = send_one(&rig).await;
     assert_eq!(deliver_all(&rig.delivery).await.failed, 1);
-    let message = rig.outbox.find(&id).await.unwrap().unwrap();
+    let message = find(&rig.store, &id).await;
     assert_eq!(message.status, OutboxStatus::Failed);
     let reply = message.last_error.unwrap();
     assert!(
@@ -250,11 +279,14 @@ async fn a_failed_run_commits_no_email() {
     let sink = SmtpSink::start(&[]).await;
     let rig = rig(&sink);
     let action = rig.runtime.load(&guest(guests::PANIC_AFTER_WRITE)).unwrap();
-    let report = rig
-        .runtime
-        .run(&action, &event("panic", json!({}), json!({})))
-        .await;
+    let report = run_into(
+        &rig.store,
+        &rig.runtime,
+        &action,
+        &event("panic", json!({}), json!({})),
+    )
+    .await;
     assert!(!report.succeeded());
-    assert!(rig.outbox.messages().await.unwrap().is_empty());
+    assert!(rig.store.outbox().await.unwrap().is_empty());
     assert_eq!(rig.delivery.pass().await.unwrap(), PassStats::default());
 }

@@ -1,12 +1,12 @@
 //! The example actions as components against real upstream servers.
 
-use fluxo_runtime::{Effect, ErrorKind, FieldValue};
+use fluxo_sandbox::{Effect, ErrorKind, FieldValue};
 use fluxo_tests::guests;
 use serde_json::json;
 
 use crate::support::{Host, Upstream, event, guest, loopback_config};
 
-async fn crm_lead_against(component: &str) {
+pub(crate) async fn crm_lead_against(component: &str) {
     let crm = Upstream::start(|request| {
         if request.method == "POST" && request.uri.starts_with("/api/v1/deals?token=") {
             (200, json!({ "_id": "deal-7" }).to_string())
@@ -76,9 +76,9 @@ async fn crm_lead_built_from_a_core_module_runs_the_same() {
 
 /// Runs `crm-lead` for contact Ana against `crm` under `config`.
 async fn run_crm_lead(
-    config: fluxo_runtime::Config,
+    config: fluxo_sandbox::Config,
     crm: &Upstream,
-) -> (Host, fluxo_runtime::RunReport) {
+) -> (Host, fluxo_sandbox::RunReport) {
     let host = Host::new(config);
     let action = host.runtime.load(&guest(guests::CRM_LEAD)).unwrap();
     let event = event(
@@ -96,7 +96,7 @@ async fn crm_lead_fails_retryably_on_a_5xx_and_changes_nothing() {
     let (host, report) = run_crm_lead(loopback_config(crm.addr.port()), &crm).await;
     let error = report.error.as_ref().unwrap();
     assert_eq!(error.kind, ErrorKind::ActionError);
-    assert!(error.retryable);
+    assert!(error.retryable());
     assert!(!report.applied);
     assert!(host.contacts.get("acme", "c1").is_none());
 }
@@ -127,7 +127,7 @@ async fn loopback_is_refused_unless_the_operator_allows_it() {
     assert!(crm.received().is_empty());
 }
 
-async fn second_copy_against(component: &str) {
+pub(crate) async fn second_copy_against(component: &str) {
     let billing = Upstream::start(|request| {
         if request.uri == "/slips?cpf=12345678900"
             && request.header("authorization") == Some("Bearer billing-secret-91c2")
@@ -205,6 +205,6 @@ async fn second_copy_explains_a_missing_cpf() {
     let error = report.error.unwrap();
     assert_eq!(error.kind, ErrorKind::ActionError);
     assert!(error.message.contains("no cpf"), "{}", error.message);
-    assert!(!error.retryable);
+    assert!(!error.retryable());
     assert!(report.http.is_empty());
 }

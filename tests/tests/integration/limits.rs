@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use fluxo_runtime::{EngineOptions, ErrorKind, Limits, Metering, RunReport, Runtime};
+use fluxo_sandbox::{
+    EngineOptions, ErrorKind, Limits, LogSource, Metering, RunOptions, RunReport, Runtime,
+};
 use fluxo_tests::guests;
 use serde_json::json;
 
@@ -14,7 +16,11 @@ async fn run(component: &str, limits: &Limits) -> (Host, RunReport) {
     let action = host.runtime.load(&guest(component)).unwrap();
     let report = host
         .runtime
-        .run_with_limits(&action, &event("hostile", json!({}), json!({})), limits)
+        .run_with(
+            &action,
+            &event("hostile", json!({}), json!({})),
+            RunOptions::new().limits(limits.clone()),
+        )
         .await;
     (host, report)
 }
@@ -59,7 +65,7 @@ async fn a_spinner_with_ample_fuel_stops_at_its_deadline() {
     // The deadline plus a few ticks, with room for a loaded machine; without the epoch
     // deadline this guest would spin for hours. The lower bound is one tick under the
     // deadline: N ticks count from the current epoch, which may be about to advance.
-    let tick = u64::try_from(fluxo_runtime::EPOCH_TICK.as_millis()).unwrap();
+    let tick = u64::try_from(fluxo_sandbox::EPOCH_TICK.as_millis()).unwrap();
     assert!(
         report.usage.wall_ms >= 300 - tick,
         "{} ms",
@@ -86,7 +92,11 @@ async fn more_spinners_than_workers_all_stop() {
             let limits = limits.clone();
             tokio::spawn(async move {
                 host.runtime
-                    .run_with_limits(&action, &event("spin", json!({}), json!({})), &limits)
+                    .run_with(
+                        &action,
+                        &event("spin", json!({}), json!({})),
+                        RunOptions::new().limits(limits.clone()),
+                    )
                     .await
             })
         })
@@ -97,7 +107,8 @@ async fn more_spinners_than_workers_all_stop() {
             Some(ErrorKind::DeadlineExceeded)
         );
     }
-    // Four 200 ms spinners on two workers: two rounds, not forever.
+    // Four 200 ms spinners on two workers: each yields the thread at every epoch tick, so
+    // they share it and all stop at their deadline.
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -196,19 +207,19 @@ async fn a_panic_after_writes_applies_nothing() {
     assert_eq!(report.effects.len(), 4, "{:?}", report.effects);
     // ... and none of them reached a store.
     assert_nothing_applied(&host, &report);
-    let key = fluxo_runtime::host::state::StateKey {
-        tenant: "acme".into(),
+    let key = fluxo_core::StateKey {
+        tenant: "acme".parse().unwrap(),
         contact: None,
         key: "counter".into(),
     };
-    use fluxo_runtime::StateStore as _;
+    use fluxo_sandbox::StateReader as _;
     assert_eq!(host.state.get(&key).await.unwrap(), None);
     // The panic message reached the run log through stderr.
     assert!(
         report
             .logs
             .iter()
-            .any(|line| line.source == "stderr" && line.message.contains("panicked")),
+            .any(|line| line.source == LogSource::Stderr && line.message.contains("panicked")),
         "{:?}",
         report.logs
     );
@@ -234,7 +245,11 @@ async fn the_host_keeps_running_after_every_hostile_guest() {
         let action = host.runtime.load(&guest(hostile)).unwrap();
         let report = host
             .runtime
-            .run_with_limits(&action, &event("hostile", json!({}), json!({})), &limits)
+            .run_with(
+                &action,
+                &event("hostile", json!({}), json!({})),
+                RunOptions::new().limits(limits.clone()),
+            )
             .await;
         assert!(!report.succeeded());
     }
@@ -252,6 +267,7 @@ fn metered(metering: Metering) -> Runtime {
         .engine_options(EngineOptions {
             max_concurrent_runs: 4,
             metering,
+            ..EngineOptions::default()
         })
         .build()
         .unwrap()
@@ -270,7 +286,11 @@ async fn without_fuel_the_epoch_still_stops_a_spinner_and_no_fuel_is_reported() 
         ..Limits::default()
     };
     let report = runtime
-        .run_with_limits(&action, &event("spin", json!({}), json!({})), &limits)
+        .run_with(
+            &action,
+            &event("spin", json!({}), json!({})),
+            RunOptions::new().limits(limits.clone()),
+        )
         .await;
     // With fuel metered, 1 000 units would have ended it first.
     assert_eq!(report.error_kind(), Some(ErrorKind::DeadlineExceeded));
@@ -290,7 +310,11 @@ async fn without_epochs_fuel_still_stops_a_spinner() {
         ..Limits::default()
     };
     let report = runtime
-        .run_with_limits(&action, &event("spin", json!({}), json!({})), &limits)
+        .run_with(
+            &action,
+            &event("spin", json!({}), json!({})),
+            RunOptions::new().limits(limits.clone()),
+        )
         .await;
     assert_eq!(report.error_kind(), Some(ErrorKind::FuelExhausted));
     assert_eq!(report.usage.fuel, 5_000_000);
@@ -305,7 +329,11 @@ async fn every_metering_runs_an_action_to_the_same_result() {
         let runtime = metered(Metering { fuel, epoch });
         let action = runtime.load(&triage).unwrap();
         let report = runtime
-            .dry_run(&action, &event("triage", json!({}), input.clone()))
+            .run_with(
+                &action,
+                &event("triage", json!({}), input.clone()),
+                RunOptions::new().dry_run(),
+            )
             .await;
         assert_eq!(report.error, None);
         assert_eq!(

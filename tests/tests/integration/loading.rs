@@ -1,6 +1,6 @@
 //! Loading: what is refused, and why.
 
-use fluxo_runtime::{Error, Runtime};
+use fluxo_sandbox::{LoadError as Error, RunOptions, Runtime};
 use fluxo_tests::guests;
 
 use serde_json::json;
@@ -44,7 +44,7 @@ fn a_core_module_is_refused_with_a_hint() {
     let module = wat::parse_str("(module)").unwrap();
     let error = runtime().load(&module).unwrap_err();
     assert!(
-        matches!(&error, Error::InvalidComponent(reason) if reason.contains("core wasm module")),
+        matches!(&error, Error::Invalid(reason) if reason.contains("core wasm module")),
         "{error}"
     );
 }
@@ -52,15 +52,12 @@ fn a_core_module_is_refused_with_a_hint() {
 #[test]
 fn garbage_is_refused() {
     let error = runtime().load(b"\0asm but not really").unwrap_err();
-    assert!(matches!(error, Error::InvalidComponent(_)), "{error}");
+    assert!(matches!(error, Error::Invalid(_)), "{error}");
     let error = runtime().load(b"").unwrap_err();
-    assert!(matches!(error, Error::InvalidComponent(_)), "{error}");
+    assert!(matches!(error, Error::Invalid(_)), "{error}");
     let mut truncated = guest(guests::SECOND_COPY);
     truncated.truncate(truncated.len() / 2);
-    assert!(matches!(
-        runtime().load(&truncated),
-        Err(Error::InvalidComponent(_))
-    ));
+    assert!(matches!(runtime().load(&truncated), Err(Error::Invalid(_))));
 }
 
 #[test]
@@ -68,7 +65,7 @@ fn a_component_without_run_is_refused() {
     let component = wat::parse_str("(component)").unwrap();
     let error = runtime().load(&component).unwrap_err();
     assert!(
-        matches!(&error, Error::InvalidComponent(reason) if reason.contains("run")),
+        matches!(&error, Error::Invalid(reason) if reason.contains("run")),
         "{error}"
     );
 }
@@ -81,7 +78,7 @@ fn an_oversized_component_is_refused_before_compiling() {
         .unwrap();
     let error = runtime.load(&guest(guests::CRM_LEAD)).unwrap_err();
     assert!(
-        matches!(error, Error::ComponentTooLarge { limit, .. } if limit == 64 << 10),
+        matches!(error, Error::TooLarge { limit, .. } if limit == 64 << 10),
         "{error}"
     );
 }
@@ -93,7 +90,7 @@ fn imports_list_what_the_action_may_do() {
         action
             .imports()
             .iter()
-            .any(|i| i == "fluxo:action/http@0.1.0"),
+            .any(|i| i == "fluxo:action/http@0.2.0"),
         "{:?}",
         action.imports()
     );
@@ -109,16 +106,18 @@ fn imports_list_what_the_action_may_do() {
 async fn uploads_compile_for_the_host_s_metering() {
     use std::sync::Arc;
 
-    use fluxo_runtime::registry::{CompileLimits, Compiler, Registry};
-    use fluxo_runtime::store::SqliteStore;
-    use fluxo_runtime::store::catalog::SqliteCatalog;
-    use fluxo_runtime::{EngineOptions, Metering, RunStatus};
+    use fluxo_orchestrator::registry::{CompileLimits, Compiler};
+    use fluxo_orchestrator::{Registry, RegistryOptions};
+    use fluxo_sandbox::{EngineOptions, Metering, RunStatus};
+    use fluxo_store::Store;
+    use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
 
     let dir = tempfile::tempdir().unwrap();
-    let catalog = Arc::new(SqliteCatalog::new(
-        SqliteStore::open(&dir.path().join("fluxo.db")).unwrap(),
-    ));
-    catalog.create_tenant("acme").await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("fluxo.db"), SqliteOptions::default()).unwrap(),
+    );
+    let acme = "acme".parse().unwrap();
+    store.create_tenant(&acme).await.unwrap();
     // Epoch-only code: an artifact compiled with the default (fuel too) would not load.
     let runtime = Arc::new(
         Runtime::builder()
@@ -128,28 +127,38 @@ async fn uploads_compile_for_the_host_s_metering() {
                     fuel: false,
                     epoch: true,
                 },
+                ..EngineOptions::default()
             })
             .build()
             .unwrap(),
     );
     let registry = Registry::open(
-        runtime.clone(),
-        catalog,
+        runtime.sandbox().clone(),
+        store,
         dir.path(),
         Compiler::Subprocess {
             program: fluxo_tests::fluxo_bin().unwrap_or_else(|problem| panic!("{problem}")),
             limits: CompileLimits::default(),
         },
+        RegistryOptions::default(),
     )
+    .await
     .unwrap();
     registry
-        .upload("acme", "triage", None, &guest(guests::BENCH_TRIAGE))
+        .upload(&acme, "triage", None, guest(guests::BENCH_TRIAGE))
         .await
         .unwrap();
-    let (_, _, action) = registry.resolve("acme", "triage", None).await.unwrap();
+    let (_, _, action) = registry
+        .resolve(&acme, &"triage".parse().unwrap(), None)
+        .await
+        .unwrap();
     let input: serde_json::Value = serde_json::from_str(&fluxo_triage::sample_event()).unwrap();
     let report = runtime
-        .dry_run(&action, &event("triage", json!({}), input))
+        .run_with(
+            &action,
+            &event("triage", json!({}), input),
+            RunOptions::new().dry_run(),
+        )
         .await;
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
     assert_eq!(report.usage.fuel, 0);

@@ -5,12 +5,14 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    reason = "tests fail loudly"
+    unreachable_pub,
+    reason = "tests fail loudly; test helpers are pub within the test binary"
 )]
 
 mod bench_smoke;
 mod capabilities;
 mod cli;
+mod durable;
 mod egress;
 mod email;
 mod examples;
@@ -18,3 +20,4 @@ mod limits;
 mod loading;
 mod server;
 mod support;
+mod versions;

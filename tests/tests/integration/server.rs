@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use axum::Router;
 use bytes::Bytes;
-use fluxo_runtime::registry::{CompileLimits, Compiler};
-use fluxo_runtime::scheduler::SchedulerConfig;
-use fluxo_runtime::server::host::{ServerOptions, build};
-use fluxo_runtime::server::{app, routes};
-use fluxo_runtime::{AllowRule, Config};
+use fluxo_orchestrator::registry::{CompileLimits, Compiler};
+use fluxo_sandbox::AllowRule;
+use fluxo_server::{Config, ServerOptions, app, build, routes};
 use fluxo_tests::{fluxo_bin, guests};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,20 +16,21 @@ use tower::ServiceExt as _;
 
 use crate::support::{Upstream, guest};
 
-const ADMIN: &str = "admin-secret-token";
+pub(crate) const ADMIN: &str = "admin-secret-token";
 
-struct Api {
-    app: Router,
-    _dir: tempfile::TempDir,
+pub(crate) struct Api {
+    pub(crate) app: Router,
+    pub(crate) server: fluxo_server::Server,
+    pub(crate) dir: tempfile::TempDir,
 }
 
-struct Answer {
-    status: StatusCode,
-    body: Value,
-    headers: http::HeaderMap,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+    pub(crate) headers: http::HeaderMap,
 }
 
-fn config_for(port: u16) -> Config {
+pub(crate) fn config_for(port: u16) -> Config {
     let mut config = Config::default();
     config.http.tenant_allow.insert(
         "acme".into(),
@@ -47,10 +46,10 @@ fn config_for(port: u16) -> Config {
     config
 }
 
-fn api_with(config: Config, scheduler: SchedulerConfig, compile_timeout: Duration) -> Api {
+pub(crate) async fn api_with(config: Config, compile_timeout: Duration) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let program = fluxo_bin().unwrap_or_else(|problem| panic!("{problem}"));
-    let state = build(
+    let server = build(
         dir.path(),
         ServerOptions {
             config,
@@ -61,23 +60,31 @@ fn api_with(config: Config, scheduler: SchedulerConfig, compile_timeout: Duratio
                     ..CompileLimits::default()
                 },
             },
-            scheduler,
             admin_token: ADMIN.to_owned(),
+            resolver: None,
         },
     )
+    .await
     .unwrap();
     Api {
-        app: app(state),
-        _dir: dir,
+        app: app(server.state.clone()),
+        server,
+        dir,
     }
 }
 
-fn api(config: Config) -> Api {
-    api_with(config, SchedulerConfig::default(), Duration::from_secs(60))
+pub(crate) async fn api(config: Config) -> Api {
+    api_with(config, Duration::from_secs(60)).await
 }
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Bytes) -> Answer {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Bytes,
+    ) -> Answer {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -103,26 +110,32 @@ impl Api {
         }
     }
 
-    async fn json(&self, method: Method, path: &str, token: Option<&str>, body: Value) -> Answer {
+    pub(crate) async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Answer {
         self.call(method, path, token, Bytes::from(body.to_string()))
             .await
     }
 
-    async fn submit(&self, token: &str, body: Value) -> Answer {
+    pub(crate) async fn submit(&self, token: &str, body: Value) -> Answer {
         self.json(Method::POST, "/v1/runs", Some(token), body).await
     }
 
-    async fn post(&self, path: &str, token: &str) -> Answer {
+    pub(crate) async fn post(&self, path: &str, token: &str) -> Answer {
         self.call(Method::POST, path, Some(token), Bytes::new())
             .await
     }
 
-    async fn get(&self, path: &str, token: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token), Bytes::new())
             .await
     }
 
-    async fn tenant(&self, id: &str) -> String {
+    pub(crate) async fn tenant(&self, id: &str) -> String {
         let created = self
             .json(
                 Method::POST,
@@ -144,7 +157,7 @@ impl Api {
         token.body["token"].as_str().unwrap().to_owned()
     }
 
-    async fn upload(&self, token: &str, name: &str, bytes: Vec<u8>) -> Answer {
+    pub(crate) async fn upload(&self, token: &str, name: &str, bytes: Vec<u8>) -> Answer {
         self.call(
             Method::POST,
             &format!("/v1/actions/{name}/versions?description=made%20in%20tests"),
@@ -154,11 +167,14 @@ impl Api {
         .await
     }
 
-    async fn wait(&self, token: &str, run_id: &str) -> Value {
+    pub(crate) async fn wait(&self, token: &str, run_id: &str) -> Value {
         for _ in 0..200 {
             let run = self.get(&format!("/v1/runs/{run_id}"), token).await;
             assert_eq!(run.status, StatusCode::OK, "{}", run.body);
-            if matches!(run.body["state"].as_str(), Some("succeeded" | "failed")) {
+            if matches!(
+                run.body["state"].as_str(),
+                Some("succeeded" | "failed" | "dead" | "cancelled")
+            ) {
                 return run.body;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -169,7 +185,7 @@ impl Api {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_route_is_served_and_guarded() {
-    let api = api(Config::default());
+    let api = api(Config::default()).await;
     let documented = routes::openapi();
     let paths = documented["paths"].as_object().unwrap();
     let mut count = 0;
@@ -215,7 +231,7 @@ async fn every_documented_route_is_served_and_guarded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_uploads_tests_and_runs_an_action() {
     let crm = Upstream::start(|_| (200, json!({ "_id": "deal-7" }).to_string())).await;
-    let api = api(config_for(crm.addr.port()));
+    let api = api(config_for(crm.addr.port())).await;
     let token = api.tenant("acme").await;
     let secret = api
         .json(
@@ -236,7 +252,7 @@ async fn a_tenant_uploads_tests_and_runs_an_action() {
     let shown = api.get("/v1/actions/crm-lead", &token).await;
     let permissions = shown.body["permissions"].as_array().unwrap();
     assert!(
-        permissions.iter().any(|p| p == "fluxo:action/http@0.1.0"),
+        permissions.iter().any(|p| p == "fluxo:action/http@0.2.0"),
         "{permissions:?}"
     );
 
@@ -299,8 +315,12 @@ async fn a_tenant_uploads_tests_and_runs_an_action() {
     let metrics = api.call(Method::GET, "/metrics", None, Bytes::new()).await;
     let text = metrics.body.as_str().unwrap();
     assert!(
-        text.contains("fluxo_runs_total{state=\"succeeded\",error_kind=\"\"} 1"),
+        text.contains("fluxo_runs_total{mode=\"run\",state=\"succeeded\",error_kind=\"\"} 1"),
         "{text}"
+    );
+    assert!(
+        text.contains("fluxo_runs_total{mode=\"test\",state=\"succeeded\",error_kind=\"\"} 1"),
+        "the test is counted apart: {text}"
     );
     assert!(
         text.contains("fluxo_uploads_total{outcome=\"accepted\"} 1"),
@@ -310,7 +330,7 @@ async fn a_tenant_uploads_tests_and_runs_an_action() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_checked_and_tenants_see_only_their_own() {
-    let api = api(config_for(9));
+    let api = api(config_for(9)).await;
     let acme = api.tenant("acme").await;
     let other = api.tenant("other").await;
     assert_eq!(
@@ -377,7 +397,7 @@ async fn tokens_are_checked_and_tenants_see_only_their_own() {
 async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     let mut config = Config::default();
     config.server.max_component_bytes = 256 << 10;
-    let api = api(config);
+    let api = api(config).await;
     let token = api.tenant("acme").await;
     let refused = |answer: &Answer, status: StatusCode, code: &str| {
         assert_eq!(answer.status, status, "{}", answer.body);
@@ -451,11 +471,7 @@ fn compile_bomb() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compile_bomb_is_stopped_and_the_server_keeps_working() {
-    let api = api_with(
-        Config::default(),
-        SchedulerConfig::default(),
-        Duration::from_millis(1_500),
-    );
+    let api = api_with(Config::default(), Duration::from_millis(1_500)).await;
     let token = api.tenant("acme").await;
     let bomb = compile_bomb();
     assert!(bomb.len() < 10 << 20);
@@ -483,7 +499,7 @@ async fn a_compile_bomb_is_stopped_and_the_server_keeps_working() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn versions_enable_disable_and_delete() {
-    let api = api(config_for(9));
+    let api = api(config_for(9)).await;
     let token = api.tenant("acme").await;
     assert_eq!(
         api.upload(&token, "greeter", guest(guests::STD_IO))
@@ -579,15 +595,10 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let mut config = Config::default();
     config.limits.deadline_ms = 300;
     config.limits.fuel = u64::MAX / 2;
-    let api = api_with(
-        config,
-        SchedulerConfig {
-            workers: 1,
-            per_tenant: 1,
-            queue_capacity: 1,
-        },
-        Duration::from_secs(60),
-    );
+    config.server.workers = 1;
+    config.server.per_tenant = 1;
+    config.server.backlog_per_tenant = 1;
+    let api = api_with(config, Duration::from_secs(60)).await;
     let token = api.tenant("acme").await;
     api.upload(&token, "spin", guest(guests::SPIN)).await;
     let mut accepted = Vec::new();
@@ -626,7 +637,7 @@ async fn a_full_queue_answers_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limit_overrides_only_tighten() {
-    let api = api(config_for(9));
+    let api = api(config_for(9)).await;
     let token = api.tenant("acme").await;
     api.upload(&token, "greeter", guest(guests::STD_IO)).await;
     let looser = api

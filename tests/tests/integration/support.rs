@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fluxo_runtime::{Config, Contact, Event, MemoryContacts, MemoryState, Outbox, Runtime};
+use fluxo_sandbox::{Config, Contact, Event, MemoryContacts, MemoryMailer, MemoryState, Runtime};
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -176,14 +176,14 @@ pub fn loopback_config(port: u16) -> Config {
 pub struct Host {
     pub runtime: Runtime,
     pub contacts: Arc<MemoryContacts>,
-    pub outbox: Arc<Outbox>,
+    pub outbox: Arc<MemoryMailer>,
     pub state: Arc<MemoryState>,
 }
 
 impl Host {
     pub fn new(config: Config) -> Self {
         let contacts = Arc::new(MemoryContacts::new());
-        let outbox = Arc::new(Outbox::new());
+        let outbox = Arc::new(MemoryMailer::new());
         let state = Arc::new(MemoryState::new());
         let runtime = Runtime::builder()
             .config(config)
@@ -203,12 +203,71 @@ impl Host {
 
 /// An event for tenant `acme` about contact `c1` with `fields` and `input`.
 pub fn event(action: &str, fields: serde_json::Value, input: serde_json::Value) -> Event {
-    let mut event = Event::new("acme", action);
+    let mut event = Event::new("acme".parse().unwrap(), action.parse().unwrap());
     event.contact = Contact {
-        id: "c1".to_owned(),
+        id: Some("c1".parse().unwrap()),
         fields: serde_json::from_value(fields).unwrap(),
         tags: Vec::new(),
     };
-    event.input = input;
+    event.input = input.into();
     event
+}
+
+/// Runs `action` as a host that commits through `store` does (`fluxo run --data-dir`):
+/// executes, then applies a success's effects in one store transaction.
+pub async fn run_into(
+    store: &Arc<dyn fluxo_store::Store>,
+    runtime: &Runtime,
+    action: &fluxo_sandbox::ActionComponent,
+    event: &Event,
+) -> fluxo_sandbox::RunReport {
+    let mut execution = runtime
+        .execute(action, event, &fluxo_sandbox::RunOptions::new())
+        .await;
+    if !execution.succeeded() {
+        return execution.into_report(false);
+    }
+    let refusal = store
+        .apply_effects(
+            &event.tenant,
+            event.contact.id.as_ref(),
+            execution.meta.run_id,
+            execution.journal.effects(),
+        )
+        .await
+        .unwrap();
+    match refusal {
+        None => execution.into_report(true),
+        Some(error) => {
+            execution.end = Err(error);
+            execution.into_report(false)
+        }
+    }
+}
+
+/// A loopback HTTP server that answers every request after `delay` with `status` and
+/// `body` (a slow upstream, without blocking the test's runtime).
+pub async fn slow_server(
+    delay: std::time::Duration,
+    status: u16,
+    body: &'static str,
+) -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let _ = stream.read(&mut buffer).await;
+                tokio::time::sleep(delay).await;
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
 }

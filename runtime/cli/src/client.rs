@@ -1,0 +1,355 @@
+//! A small client for the server's API, used by the management commands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::UsageError;
+use crate::local::usage;
+
+/// Talks to one server with one token.
+pub(crate) struct Client {
+    base: String,
+    token: Option<String>,
+    json: bool,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+/// Reads a JSON file.
+pub(crate) fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+impl Client {
+    pub(crate) fn new(base: &str, token: Option<String>, json: bool) -> anyhow::Result<Self> {
+        if !base.starts_with("http://") {
+            anyhow::bail!(
+                "--server must be an http:// URL (put TLS in front of fluxo serve with a proxy)"
+            );
+        }
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            json,
+            http: HyperClient::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(u16, Value), UsageError> {
+        self.request_with(method, path, content_type, body, None)
+            .await
+    }
+
+    async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Value), UsageError> {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(body))
+            .context("building the request")
+            .map_err(usage)?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))
+            .map_err(usage)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the response")
+            .map_err(usage)?;
+        let value = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    fn show(&self, status: u16, value: &Value) -> ExitCode {
+        if self.json || status >= 300 {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        } else {
+            print_summary(value);
+        }
+        if status < 300 {
+            ExitCode::SUCCESS
+        } else {
+            if let Some(message) = value.get("message").and_then(Value::as_str) {
+                eprintln!("fluxo: {status}: {message}");
+            }
+            ExitCode::from(1)
+        }
+    }
+
+    /// Sends `body` as JSON and shows the answer.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<ExitCode, UsageError> {
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let (status, value) = self
+            .request(method, path, "application/json", bytes)
+            .await?;
+        Ok(self.show(status, &value))
+    }
+
+    /// Uploads a component file.
+    pub(crate) async fn upload(
+        &self,
+        name: &str,
+        file: &Path,
+        description: Option<&str>,
+    ) -> Result<ExitCode, UsageError> {
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("reading {}", file.display()))
+            .map_err(usage)?;
+        eprintln!(
+            "fluxo: uploading {} ({} KiB); the server checks and compiles it",
+            file.display(),
+            bytes.len().div_ceil(1024)
+        );
+        let mut path = format!("/v1/actions/{name}/versions");
+        if let Some(description) = description {
+            let encoded: String = url_encode(description);
+            path.push_str(&format!("?description={encoded}"));
+        }
+        let (status, value) = self
+            .request("POST", &path, "application/wasm", Bytes::from(bytes))
+            .await?;
+        Ok(self.show(status, &value))
+    }
+
+    /// Submits a run (with an idempotency key when given); with `wait`, polls until it
+    /// is finished.
+    pub(crate) async fn submit(
+        &self,
+        name: &str,
+        event: &Path,
+        wait: bool,
+        idempotency_key: Option<&str>,
+    ) -> Result<ExitCode, UsageError> {
+        let mut body = read_json(event).map_err(usage)?;
+        if let Some(object) = body.as_object_mut() {
+            object.insert("action".into(), name.into());
+        }
+        let (status, value) = self
+            .request_with(
+                "POST",
+                "/v1/runs",
+                "application/json",
+                Bytes::from(body.to_string()),
+                idempotency_key,
+            )
+            .await?;
+        if !wait || !(status == 202 || status == 200) {
+            return Ok(self.show(status, &value));
+        }
+        let id = value
+            .get("run_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        eprintln!("fluxo: run {id} accepted; waiting");
+        loop {
+            let (status, run) = self
+                .request(
+                    "GET",
+                    &format!("/v1/runs/{id}"),
+                    "application/json",
+                    Bytes::new(),
+                )
+                .await?;
+            let state = run.get("state").and_then(Value::as_str).unwrap_or_default();
+            let done = FINAL_STATES.contains(&state);
+            if status != 200 || done {
+                let failed = state != "succeeded";
+                let code = self.show(status, &run);
+                return Ok(if failed { ExitCode::from(1) } else { code });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// States a run does not leave.
+const FINAL_STATES: &[&str] = &["succeeded", "failed", "dead", "cancelled"];
+
+impl Client {
+    /// Shows the tenant's runs as they finish, until interrupted: polls the run list for
+    /// runs newer than the last shown and for the state of those still going.
+    pub(crate) async fn watch(&self, action: Option<&str>) -> Result<ExitCode, UsageError> {
+        let mut pending: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec!["limit=100".to_owned()];
+            if let Some(action) = action {
+                query.push(format!("action={}", url_encode(action)));
+            }
+            if let Some(after) = &after {
+                query.push(format!("after={after}"));
+            }
+            let (status, value) = self
+                .request(
+                    "GET",
+                    &format!("/v1/runs?{}", query.join("&")),
+                    "application/json",
+                    Bytes::new(),
+                )
+                .await?;
+            if status != 200 {
+                return Ok(self.show(status, &value));
+            }
+            let mut runs: Vec<Value> = value
+                .get("runs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            runs.reverse();
+            for run in runs {
+                let id = run
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                after = Some(id.clone());
+                if FINAL_STATES
+                    .contains(&run.get("state").and_then(Value::as_str).unwrap_or_default())
+                {
+                    print_run_line(&run);
+                } else {
+                    pending.push(id);
+                }
+            }
+            let mut still = Vec::new();
+            for id in pending {
+                let (status, run) = self
+                    .request(
+                        "GET",
+                        &format!("/v1/runs/{id}"),
+                        "application/json",
+                        Bytes::new(),
+                    )
+                    .await?;
+                if status == 200
+                    && FINAL_STATES
+                        .contains(&run.get("state").and_then(Value::as_str).unwrap_or_default())
+                {
+                    print_run_line(&run);
+                } else if status == 200 {
+                    still.push(id);
+                }
+            }
+            pending = still;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn print_run_line(run: &Value) {
+    println!(
+        "{}  {:<20} v{:<4} {:<10} attempt {:<3} {}",
+        run["id"].as_str().unwrap_or(""),
+        run["action"].as_str().unwrap_or(""),
+        run["version"],
+        run["state"].as_str().unwrap_or(""),
+        run["attempt"],
+        run["error_kind"].as_str().unwrap_or("")
+    );
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A short human rendering of an answer.
+fn print_summary(value: &Value) {
+    if let Some(actions) = value.get("actions").and_then(Value::as_array) {
+        for action in actions {
+            println!(
+                "{:<24} v{:<4} {:<9} {}",
+                action["name"].as_str().unwrap_or(""),
+                action["active_version"],
+                if action["enabled"] == Value::Bool(true) {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                action["description"].as_str().unwrap_or("")
+            );
+        }
+    } else if let Some(runs) = value.get("runs").and_then(Value::as_array) {
+        for run in runs {
+            print_run_line(run);
+        }
+    } else if let Some(secrets) = value.get("secrets").and_then(Value::as_array) {
+        for secret in secrets {
+            println!("{}", secret.as_str().unwrap_or(""));
+        }
+    } else if let (Some(action), Some(version)) = (value.get("action"), value.get("version")) {
+        println!(
+            "{} v{} ({} bytes, sha256 {}), active; permissions: {}",
+            action["name"].as_str().unwrap_or(""),
+            version["version"],
+            version["size"],
+            version["hash"].as_str().unwrap_or(""),
+            version["imports"]
+                .as_array()
+                .map(|i| i
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        );
+    } else if let Some(token) = value.get("token").and_then(Value::as_str) {
+        println!("{token}");
+    } else if let Some(run_id) = value.get("run_id").and_then(Value::as_str) {
+        println!("{run_id}");
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! The local commands: `build` (a crate into a component) and `run` (a component once).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use fluxo_core::{Blame, ErrorKind, Event, RunError, RunReport};
+use fluxo_orchestrator::adapters::StoreState;
+use fluxo_orchestrator::dispatch::smtp::{SmtpConfig, SmtpTransport};
+use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher};
+use fluxo_orchestrator::metrics::Metrics;
+use fluxo_sandbox::{EngineOptions, Metering, RunOptions, Runtime};
+use fluxo_store::{OutboxPayload, OutboxStatus, Store};
+use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
+use fluxo_toolchain::{Scope, Target, Toolchain};
+
+use crate::{GuestTarget, ToolchainChoice, UsageError};
+
+pub(crate) fn usage(error: anyhow::Error) -> UsageError {
+    UsageError(error)
+}
+
+pub(crate) fn build(
+    path: &Path,
+    out: Option<PathBuf>,
+    target: GuestTarget,
+    target_dir: Option<&Path>,
+    choice: ToolchainChoice,
+) -> Result<ExitCode, UsageError> {
+    let manifest = if path.is_dir() {
+        path.join("Cargo.toml")
+    } else {
+        path.to_owned()
+    };
+    if !manifest.is_file() {
+        return Err(usage(anyhow::anyhow!(
+            "{} is not a crate (no Cargo.toml)",
+            path.display()
+        )));
+    }
+    let toolchain = match choice {
+        ToolchainChoice::Auto => Toolchain::detect(),
+        ToolchainChoice::Rustup => Ok(Toolchain::Rustup),
+        ToolchainChoice::Debian => Toolchain::debian(),
+    }
+    .map_err(|error| usage(error.into()))?;
+    let target = match target {
+        GuestTarget::Wasip2 => Target::Wasip2,
+        GuestTarget::Unknown => Target::Unknown,
+    };
+    eprintln!(
+        "fluxo: building {} for {} with {}",
+        manifest.display(),
+        target.triple(),
+        toolchain.name()
+    );
+    let components = match toolchain.build(&manifest, Scope::Crate, target, target_dir) {
+        Ok(components) => components,
+        Err(error) => {
+            eprintln!("fluxo: {error}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let [component] = components.as_slice() else {
+        return Err(usage(anyhow::anyhow!(
+            "{} built {} components; build one crate at a time",
+            manifest.display(),
+            components.len()
+        )));
+    };
+    eprintln!(
+        "fluxo: checking {} against the fluxo:action world",
+        component.name
+    );
+    let runtime = Runtime::builder()
+        .build()
+        .map_err(|error| usage(error.into()))?;
+    let checked = match runtime.load(&component.bytes) {
+        Ok(checked) => checked,
+        Err(error) => {
+            eprintln!("fluxo: the component is not runnable: {error}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.wasm", component.name)));
+    std::fs::write(&out, &component.bytes)
+        .with_context(|| format!("writing {}", out.display()))
+        .map_err(usage)?;
+    eprintln!(
+        "fluxo: wrote {} ({} KiB); imports: {}",
+        out.display(),
+        component.bytes.len().div_ceil(1024),
+        checked.imports().join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run(
+    component: &Path,
+    event: &Path,
+    config: Option<&Path>,
+    dry_run: bool,
+    data_dir: Option<&Path>,
+) -> Result<ExitCode, UsageError> {
+    let config = crate::load_config(config)?;
+    let event_bytes = std::fs::read(event)
+        .with_context(|| format!("reading the event {}", event.display()))
+        .map_err(usage)?;
+    let read = fluxo_core::json::from_slice_lenient::<Event>(&event_bytes).map_err(|error| {
+        usage(anyhow::anyhow!(
+            "the event {} is not a valid event: {error}",
+            event.display()
+        ))
+    })?;
+    let mut event = read.value;
+    event.warnings.extend(read.warnings);
+    let bytes = std::fs::read(component)
+        .with_context(|| format!("reading the component {}", component.display()))
+        .map_err(usage)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(usage)?;
+    let smtp = config.email.clone();
+    let report = tokio.block_on(async {
+        let store: Option<Arc<dyn Store>> = match data_dir {
+            Some(dir) => {
+                use std::os::unix::fs::DirBuilderExt as _;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("creating {}", dir.display()))
+                    .map_err(usage)?;
+                let options = SqliteOptions {
+                    tenant_state_bytes: config.server.tenant_state_bytes,
+                    ..SqliteOptions::default()
+                };
+                Some(Arc::new(
+                    SqliteStore::open(&dir.join("fluxo.db"), options)
+                        .map_err(|error| usage(error.into()))?,
+                ))
+            }
+            None => None,
+        };
+        let mut builder = Runtime::builder()
+            .config(config.sandbox())
+            .max_component_bytes(config.server.max_component_bytes)
+            .engine_options(EngineOptions {
+                max_concurrent_runs: 4,
+                metering: Metering::default(),
+                shape: config.engine,
+            });
+        if let Some(store) = &store {
+            builder = builder.state_reader(Arc::new(StoreState(store.clone())));
+        }
+        let runtime = builder.build().map_err(|error| usage(error.into()))?;
+        let action = match runtime.load(&bytes) {
+            Ok(action) => action,
+            Err(error) => {
+                let error = RunError::new(ErrorKind::InvalidComponent, error.to_string());
+                return Ok(RunReport::not_started(fluxo_core::RunId::new(), 1, error));
+            }
+        };
+        let options = RunOptions::new();
+        let mut execution = runtime.execute(&action, &event, &options).await;
+        if dry_run || !execution.succeeded() {
+            return Ok::<_, UsageError>(execution.into_report(false));
+        }
+        let applied = match &store {
+            Some(store) => store
+                .apply_effects(
+                    &event.tenant,
+                    event.contact.id.as_ref(),
+                    execution.meta.run_id,
+                    execution.journal.effects(),
+                )
+                .await
+                .map_err(|error| {
+                    RunError::new(
+                        ErrorKind::ApplyFailed,
+                        format!("applying the effects failed: {error}"),
+                    )
+                    .blamed_on(if error.is_transient() {
+                        Blame::Platform
+                    } else {
+                        Blame::Guest
+                    })
+                })
+                .and_then(|refusal| refusal.map_or(Ok(()), Err)),
+            None => {
+                runtime
+                    .apply(
+                        &event.tenant,
+                        event.contact.id.as_ref(),
+                        execution.journal.effects(),
+                    )
+                    .await
+            }
+        };
+        let report = match applied {
+            Ok(()) => execution.into_report(true),
+            Err(error) => {
+                execution.end = Err(error);
+                execution.into_report(false)
+            }
+        };
+        if let Some(store) = &store {
+            deliver(store, smtp.as_ref()).await?;
+        }
+        Ok(report)
+    })?;
+    let json = serde_json::to_string_pretty(&report)
+        .context("serializing the report")
+        .map_err(usage)?;
+    println!("{json}");
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Sends what the data directory's outbox holds through `smtp`, once per message (each
+/// row claimed first, so another process on the same directory never sends it too;
+/// failures stay queued with their error); without `smtp`, says what was kept.
+async fn deliver(store: &Arc<dyn Store>, smtp: Option<&SmtpConfig>) -> Result<(), UsageError> {
+    let queued = store
+        .outbox()
+        .await
+        .map_err(|error| usage(error.into()))?
+        .iter()
+        .filter(|row| {
+            row.status == OutboxStatus::Queued && matches!(row.payload, OutboxPayload::Email(_))
+        })
+        .count();
+    if queued == 0 {
+        return Ok(());
+    }
+    let Some(smtp) = smtp else {
+        eprintln!("fluxo: {queued} e-mail(s) kept in the outbox: configure [email] to send them");
+        return Ok(());
+    };
+    let transport = SmtpTransport::new(smtp).map_err(|error| usage(error.into()))?;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        Some(transport),
+        None,
+        DispatchOptions {
+            node: format!("fluxo-run-{}", std::process::id()),
+            ..DispatchOptions::default()
+        },
+        Arc::new(Metrics::default()),
+    );
+    let stats = dispatcher
+        .pass()
+        .await
+        .map_err(|error| usage(error.into()))?;
+    eprintln!(
+        "fluxo: e-mail: {} sent, {} queued for retry, {} failed",
+        stats.sent, stats.retried, stats.failed
+    );
+    Ok(())
+}
+
+/// The child side of the registry's out-of-process compiler: compiles `input` (`-`:
+/// stdin) into `output` with an engine configured like the host's (`metering` is the
+/// host's).
+pub(crate) fn compile_artifact(
+    metering: &str,
+    input: &Path,
+    output: &Path,
+) -> Result<ExitCode, UsageError> {
+    let metering = Metering::from_flag(metering).map_err(|error| usage(error.into()))?;
+    let bytes = if input == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("reading the component from stdin")
+            .map_err(usage)?;
+        bytes
+    } else {
+        std::fs::read(input)
+            .with_context(|| format!("reading {}", input.display()))
+            .map_err(usage)?
+    };
+    let artifact =
+        fluxo_sandbox::load::precompile(metering, &bytes).map_err(|error| usage(error.into()))?;
+    std::fs::write(output, artifact)
+        .with_context(|| format!("writing {}", output.display()))
+        .map_err(usage)?;
+    Ok(ExitCode::SUCCESS)
+}

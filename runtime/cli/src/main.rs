@@ -1,0 +1,590 @@
+//! `fluxo`: the Fluxo server, and the commands that build, run and manage actions.
+//!
+//! Exit codes: 0 success, 1 the run (or the build, or the request) failed, 2 usage or
+//! configuration error. Environment variables are read here only.
+
+mod client;
+mod local;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use fluxo_orchestrator::registry::{COMPILE_ARTIFACT_COMMAND, CompileLimits, Compiler};
+use fluxo_server::{Config, ServerOptions};
+
+use crate::client::Client;
+use crate::local::usage;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fluxo",
+    version,
+    about = "WebAssembly-sandboxed actions for chat platforms"
+)]
+struct Cli {
+    /// The server the management commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "FLUXO_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// The bearer token for the management commands (a tenant's, or the admin's).
+    #[arg(long, global = true, env = "FLUXO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the server's JSON instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Fluxo server on its embedded store.
+    Serve {
+        /// Where to listen.
+        #[arg(long, env = "FLUXO_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the store, components and compiled artifacts live.
+        #[arg(long, env = "FLUXO_DATA_DIR", default_value = "fluxo-data")]
+        data_dir: PathBuf,
+        /// Limits, egress policy, e-mail and server settings (TOML).
+        #[arg(long, env = "FLUXO_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Build a Rust action crate into a component.
+    Build {
+        /// The crate's directory or its Cargo.toml.
+        path: PathBuf,
+        /// Where to write the component (default: `./CRATE.wasm`).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// The guest target.
+        #[arg(long, value_enum, default_value_t = GuestTarget::Wasip2)]
+        target: GuestTarget,
+        /// cargo's target directory (default: cargo's own choice for the crate).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Which toolchain: rustup's targets if installed, else Debian's (`auto`).
+        #[arg(long, value_enum, default_value_t = ToolchainChoice::Auto)]
+        toolchain: ToolchainChoice,
+    },
+    /// Run a component once for an event and print the run report as JSON.
+    Run {
+        /// The component file.
+        component: PathBuf,
+        /// The event, a JSON file.
+        #[arg(long)]
+        event: PathBuf,
+        /// Limits, HTTP allowlist, secrets and e-mail (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Apply nothing, whatever the outcome.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep state and the e-mail outbox in DIR/fluxo.db (default: in memory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Manage tenants (admin token).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage tokens (admin token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Upload a component as a new version of an action.
+    Upload {
+        /// The action's name.
+        name: String,
+        /// The component file.
+        file: PathBuf,
+        /// What the action does.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List and manage actions.
+    #[command(subcommand)]
+    Actions(ActionsCommand),
+    /// Test an action against a sample event: nothing is applied.
+    Test {
+        /// The action.
+        name: String,
+        /// The sample event (JSON: contact, message, input).
+        #[arg(long)]
+        event: PathBuf,
+        /// A version other than the active one.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Submit and inspect runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Manage the tenant's secrets (values are never shown).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Compile a component into a precompiled artifact (used by the server).
+    #[command(hide = true, name = COMPILE_ARTIFACT_COMMAND)]
+    CompileArtifact {
+        /// The host's metering: `fuel,epoch`, `fuel`, `epoch` or `none`.
+        #[arg(long, default_value = "fuel,epoch")]
+        metering: String,
+        /// The component (`-`: standard input).
+        input: PathBuf,
+        /// The artifact to write.
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Its id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token for a tenant (shown once).
+    Create {
+        /// The tenant.
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ActionsCommand {
+    /// List actions.
+    List,
+    /// Show an action, its permissions and versions.
+    Show {
+        /// The action.
+        name: String,
+    },
+    /// Accept new runs.
+    Enable {
+        /// The action.
+        name: String,
+    },
+    /// Refuse new runs.
+    Disable {
+        /// The action.
+        name: String,
+    },
+    /// Make a version active (rollback or roll forward).
+    Activate {
+        /// The action.
+        name: String,
+        /// The version.
+        version: u32,
+    },
+    /// Delete an action: repeat its name to confirm.
+    Delete {
+        /// The action.
+        name: String,
+        /// The action's name again.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// Submit a run.
+    Submit {
+        /// The action.
+        name: String,
+        /// The event (JSON: contact, message, input).
+        #[arg(long)]
+        event: PathBuf,
+        /// Wait for the run to finish and show its report.
+        #[arg(long)]
+        wait: bool,
+        /// Submitting again with the same key returns the same run.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show a run.
+    Show {
+        /// The run id.
+        id: String,
+    },
+    /// List runs.
+    List {
+        /// Only this action's runs.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only runs in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// Keep showing runs as they finish.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show runs as they finish, until interrupted.
+    Watch {
+        /// Only this action's runs.
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Cancel a queued or running run.
+    Cancel {
+        /// The run id.
+        id: String,
+    },
+    /// Queue a dead run again.
+    Retry {
+        /// The run id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Set a secret.
+    Set {
+        /// Its name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// List secret names.
+    List,
+    /// Delete a secret.
+    Delete {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ToolchainChoice {
+    /// rustup's targets when installed, else Debian's fallback.
+    Auto,
+    /// rustup's `wasm32-wasip2` and `wasm32-unknown-unknown` targets.
+    Rustup,
+    /// Debian's rustc-web with `-Zbuild-std`.
+    Debian,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum GuestTarget {
+    /// wasm32-wasip2: a component straight from rustc (std imports WASI 0.2).
+    Wasip2,
+    /// wasm32-unknown-unknown, componentized afterwards.
+    Unknown,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `info` for the server's crates,
+/// `warn` for the rest).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,fluxo=info,fluxo_server=info,fluxo_orchestrator=info,fluxo_store_sqlite=info",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A failure that is the user's input, not the run: exit code 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) anyhow::Error);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Build {
+            path,
+            out,
+            target,
+            target_dir,
+            toolchain,
+        } => local::build(&path, out, target, target_dir.as_deref(), toolchain),
+        Command::Run {
+            component,
+            event,
+            config,
+            dry_run,
+            data_dir,
+        } => local::run(
+            &component,
+            &event,
+            config.as_deref(),
+            dry_run,
+            data_dir.as_deref(),
+        ),
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => serve(listen, &data_dir, config.as_deref()),
+        Command::CompileArtifact {
+            metering,
+            input,
+            output,
+        } => local::compile_artifact(&metering, &input, &output),
+        command => manage(&cli.server, cli.token, cli.json, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("fluxo: {:#}", error.0);
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, UsageError> {
+    match path {
+        Some(path) => Config::from_file(path).map_err(|error| usage(error.into())),
+        None => Ok(Config::default()),
+    }
+}
+
+/// The admin token: `FLUXO_ADMIN_TOKEN`, else `DATA_DIR/admin-token`, else a new one
+/// written there (mode 0600).
+fn admin_token(data_dir: &Path) -> Result<(String, String), UsageError> {
+    if let Ok(token) = std::env::var("FLUXO_ADMIN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok((token.trim().to_owned(), "FLUXO_ADMIN_TOKEN".to_owned()));
+    }
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && !token.trim().is_empty()
+    {
+        return Ok((token.trim().to_owned(), path.display().to_string()));
+    }
+    let token =
+        fluxo_server::auth::new_token("fxa").map_err(|e| usage(anyhow::anyhow!("{e:?}")))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))
+        .map_err(usage)?;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))
+        .map_err(usage)?;
+    writeln!(file, "{token}")
+        .with_context(|| format!("writing {}", path.display()))
+        .map_err(usage)?;
+    Ok((token, path.display().to_string()))
+}
+
+fn serve(
+    listen: SocketAddr,
+    data_dir: &Path,
+    config: Option<&Path>,
+) -> Result<ExitCode, UsageError> {
+    let config = load_config(config)?;
+    let (token, token_source) = admin_token(data_dir)?;
+    let program = std::env::current_exe()
+        .context("locating the fluxo binary")
+        .map_err(usage)?;
+    let settings = config.server.clone();
+    let options = ServerOptions {
+        compiler: Compiler::Subprocess {
+            program,
+            limits: CompileLimits {
+                timeout: Duration::from_millis(settings.compile_timeout_ms),
+                max_memory_bytes: settings.compile_max_memory_bytes,
+            },
+        },
+        admin_token: token,
+        config,
+        resolver: None,
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(usage)?;
+    tokio.block_on(async {
+        let server = fluxo_server::build(data_dir, options)
+            .await
+            .map_err(|error| usage(error.into()))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))
+            .map_err(usage)?;
+        let address = listener.local_addr().map_or(listen, |a| a);
+        eprintln!(
+            "fluxo: listening on http://{address} (data in {}; admin token in {token_source})",
+            data_dir.display()
+        );
+        fluxo_server::serve(listener, server.state.clone(), shutdown_signal())
+            .await
+            .context("serving")
+            .map_err(usage)?;
+        tracing::info!("shutting down: finishing runs in flight");
+        server.shutdown().await;
+        eprintln!("fluxo: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn manage(
+    server: &str,
+    token: Option<String>,
+    json: bool,
+    command: Command,
+) -> Result<ExitCode, UsageError> {
+    let client = Client::new(server, token, json).map_err(usage)?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(usage)?;
+    tokio.block_on(async move {
+        match command {
+            Command::Tenant(TenantCommand::Create { id }) => {
+                client
+                    .send("POST", "/v1/tenants", Some(serde_json::json!({ "id": id })))
+                    .await
+            }
+            Command::Token(TokenCommand::Create { tenant }) => {
+                client
+                    .send("POST", &format!("/v1/tenants/{tenant}/tokens"), None)
+                    .await
+            }
+            Command::Upload {
+                name,
+                file,
+                description,
+            } => client.upload(&name, &file, description.as_deref()).await,
+            Command::Actions(ActionsCommand::List) => client.send("GET", "/v1/actions", None).await,
+            Command::Actions(ActionsCommand::Show { name }) => {
+                client
+                    .send("GET", &format!("/v1/actions/{name}"), None)
+                    .await
+            }
+            Command::Actions(ActionsCommand::Enable { name }) => {
+                client
+                    .send("POST", &format!("/v1/actions/{name}/enable"), None)
+                    .await
+            }
+            Command::Actions(ActionsCommand::Disable { name }) => {
+                client
+                    .send("POST", &format!("/v1/actions/{name}/disable"), None)
+                    .await
+            }
+            Command::Actions(ActionsCommand::Activate { name, version }) => {
+                let body = serde_json::json!({ "version": version });
+                client
+                    .send("POST", &format!("/v1/actions/{name}/activate"), Some(body))
+                    .await
+            }
+            Command::Actions(ActionsCommand::Delete { name, confirm }) => {
+                client
+                    .send(
+                        "DELETE",
+                        &format!("/v1/actions/{name}?confirm={confirm}"),
+                        None,
+                    )
+                    .await
+            }
+            Command::Test {
+                name,
+                event,
+                version,
+            } => {
+                let mut body = client::read_json(&event).map_err(usage)?;
+                if let (Some(version), Some(object)) = (version, body.as_object_mut()) {
+                    object.insert("version".into(), version.into());
+                }
+                client
+                    .send("POST", &format!("/v1/actions/{name}/test"), Some(body))
+                    .await
+            }
+            Command::Runs(RunsCommand::Submit {
+                name,
+                event,
+                wait,
+                idempotency_key,
+            }) => {
+                client
+                    .submit(&name, &event, wait, idempotency_key.as_deref())
+                    .await
+            }
+            Command::Runs(RunsCommand::Watch { action })
+            | Command::Runs(RunsCommand::List {
+                action,
+                watch: true,
+                ..
+            }) => client.watch(action.as_deref()).await,
+            Command::Runs(RunsCommand::Cancel { id }) => {
+                client
+                    .send("POST", &format!("/v1/runs/{id}/cancel"), None)
+                    .await
+            }
+            Command::Runs(RunsCommand::Retry { id }) => {
+                client
+                    .send("POST", &format!("/v1/runs/{id}/retry"), None)
+                    .await
+            }
+            Command::Runs(RunsCommand::Show { id }) => {
+                client.send("GET", &format!("/v1/runs/{id}"), None).await
+            }
+            Command::Runs(RunsCommand::List { action, state, .. }) => {
+                let mut query = Vec::new();
+                if let Some(action) = action {
+                    query.push(format!("action={action}"));
+                }
+                if let Some(state) = state {
+                    query.push(format!("state={state}"));
+                }
+                client
+                    .send("GET", &format!("/v1/runs?{}", query.join("&")), None)
+                    .await
+            }
+            Command::Secrets(SecretsCommand::Set { name, value }) => {
+                let body = serde_json::json!({ "value": value });
+                client
+                    .send("PUT", &format!("/v1/secrets/{name}"), Some(body))
+                    .await
+            }
+            Command::Secrets(SecretsCommand::List) => client.send("GET", "/v1/secrets", None).await,
+            Command::Secrets(SecretsCommand::Delete { name }) => {
+                client
+                    .send("DELETE", &format!("/v1/secrets/{name}"), None)
+                    .await
+            }
+            Command::Serve { .. }
+            | Command::Build { .. }
+            | Command::Run { .. }
+            | Command::CompileArtifact { .. } => Ok(ExitCode::from(2)),
+        }
+    })
+}

@@ -1,0 +1,318 @@
+//! Dispatchers: the loop that claims due outbox rows and delivers them — e-mails over
+//! SMTP, completion webhooks over HTTP — with bounded concurrency (one slow relay or
+//! endpoint does not hold the others), each row claimed first (so two loops, in two
+//! processes or on two nodes, never send the same row), and every attempt recorded with
+//! its result.
+
+pub mod smtp;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxo_store::{OutboxItem, OutboxKind, OutboxPayload, Settlement, Store};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use self::smtp::SmtpTransport;
+use self::webhook::{Delivered, WebhookSender};
+use crate::metrics::Metrics;
+
+/// Why a delivery attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying: a 4xx SMTP reply, a dropped connection, a timeout, a 5xx.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Not worth retrying: a 5xx SMTP reply, a refused address, a 4xx endpoint answer.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// When to try again after `attempts` failed attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delays after the 1st, 2nd, … failure; past the end the row fails for good.
+    pub schedule: Vec<Duration>,
+}
+
+impl Backoff {
+    /// E-mail: 8 attempts over about an hour (5 s doubling, capped at 10 min).
+    #[must_use]
+    pub fn email() -> Self {
+        let schedule = (0..7)
+            .map(|n| Duration::from_secs((5u64 << n).min(600)))
+            .collect();
+        Self { schedule }
+    }
+
+    /// Webhooks: the Standard Webhooks retry schedule stretched to about three days
+    /// (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h).
+    #[must_use]
+    pub fn webhook() -> Self {
+        let schedule = [5, 300, 1800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect();
+        Self { schedule }
+    }
+
+    /// The delay after `attempts` failed attempts, with up to 10 % jitter (a random draw
+    /// in `[0, 1)`), or `None` when the schedule is over.
+    #[must_use]
+    pub fn after(&self, attempts: u32, unit: f64) -> Option<Duration> {
+        let index = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        let base = *self.schedule.get(index)?;
+        Some(base.mul_f64(1.0 + unit.clamp(0.0, 1.0) / 10.0))
+    }
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatchOptions {
+    /// This node's name (in claims).
+    pub node: String,
+    /// Rows claimed per pass.
+    pub batch: u32,
+    /// How long a claim lasts before another loop may take the row over.
+    pub lease: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Pause when nothing is due.
+    pub poll: Duration,
+    /// When a failed e-mail is tried again.
+    pub email_backoff: Backoff,
+    /// When a failed webhook is tried again.
+    pub webhook_backoff: Backoff,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        Self {
+            node: "local".to_owned(),
+            batch: 32,
+            lease: Duration::from_secs(120),
+            concurrency: 8,
+            poll: Duration::from_millis(500),
+            email_backoff: Backoff::email(),
+            webhook_backoff: Backoff::webhook(),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PassStats {
+    /// Rows delivered.
+    pub sent: u32,
+    /// Rows scheduled for another attempt.
+    pub retried: u32,
+    /// Rows given up.
+    pub failed: u32,
+}
+
+/// Delivers the outbox.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    email: Option<Arc<SmtpTransport>>,
+    webhooks: Option<Arc<WebhookSender>>,
+    options: DispatchOptions,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher of `store`'s outbox: e-mails when `email` is given (otherwise they
+    /// wait in the outbox), webhooks when `webhooks` is.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        email: Option<SmtpTransport>,
+        webhooks: Option<WebhookSender>,
+        options: DispatchOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            metrics,
+            store,
+            email: email.map(Arc::new),
+            webhooks: webhooks.map(Arc::new),
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            options,
+        }
+    }
+
+    fn kinds(&self) -> Vec<OutboxKind> {
+        let mut kinds = Vec::new();
+        if self.email.is_some() {
+            kinds.push(OutboxKind::Email);
+        }
+        if self.webhooks.is_some() {
+            kinds.push(OutboxKind::Webhook);
+        }
+        kinds
+    }
+
+    /// Claims what is due and delivers it, waiting for every delivery of the pass.
+    ///
+    /// # Errors
+    /// When the store fails to claim.
+    pub async fn pass(&self) -> Result<PassStats, fluxo_store::StoreError> {
+        let kinds = self.kinds();
+        if kinds.is_empty() {
+            return Ok(PassStats::default());
+        }
+        let lease_ms = u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX);
+        let items = self
+            .store
+            .claim_due(&self.options.node, &kinds, self.options.batch, lease_ms)
+            .await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for item in items {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                break;
+            };
+            let this = self.clone();
+            tasks.spawn(async move {
+                let outcome = this.deliver(item).await;
+                drop(permit);
+                outcome
+            });
+        }
+        let mut stats = PassStats::default();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Some(Settlement::Sent)) => stats.sent += 1,
+                Ok(Some(Settlement::Retry { .. })) => stats.retried += 1,
+                Ok(Some(Settlement::Failed { .. })) => stats.failed += 1,
+                Ok(None) | Err(_) => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Delivers one claimed row and settles it; `None` when the claim was lost meanwhile.
+    async fn deliver(&self, item: OutboxItem) -> Option<Settlement> {
+        let attempts = item.attempts + 1;
+        let (result, backoff) = match &item.payload {
+            OutboxPayload::Email(email) => {
+                let result = match &self.email {
+                    Some(transport) => transport.send(email).await.map(|()| Delivered::Accepted),
+                    None => Err(SendError::Transient("no SMTP server configured".to_owned())),
+                };
+                (result, &self.options.email_backoff)
+            }
+            OutboxPayload::Webhook(message) => {
+                let result = match &self.webhooks {
+                    Some(sender) => sender.send(&item.tenant, message).await,
+                    None => Err(SendError::Transient(
+                        "webhooks are not dispatched".to_owned(),
+                    )),
+                };
+                (result, &self.options.webhook_backoff)
+            }
+        };
+        let settlement = match result {
+            Ok(Delivered::Accepted) => Settlement::Sent,
+            Ok(Delivered::Gone) => {
+                if let OutboxPayload::Webhook(message) = &item.payload
+                    && let Err(error) = self
+                        .store
+                        .disable_endpoint(
+                            &item.tenant,
+                            &message.endpoint,
+                            "the endpoint answered 410 Gone",
+                        )
+                        .await
+                {
+                    tracing::warn!(%error, endpoint = %message.endpoint, "could not disable a gone endpoint");
+                }
+                Settlement::Failed {
+                    error: "the endpoint answered 410 Gone; it was disabled".to_owned(),
+                }
+            }
+            Err(SendError::Transient(error)) => match backoff.after(attempts, rand::random()) {
+                Some(delay) => Settlement::Retry {
+                    at_ms: fluxo_store::now_ms()
+                        .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+                    error,
+                },
+                None => Settlement::Failed { error },
+            },
+            Err(SendError::Permanent(error)) => Settlement::Failed { error },
+        };
+        let result = match &settlement {
+            Settlement::Sent => "sent",
+            Settlement::Retry { .. } => "retry",
+            Settlement::Failed { .. } => "failed",
+        };
+        self.metrics
+            .record_delivery(item.payload.kind().as_str(), result);
+        if let Settlement::Failed { error } | Settlement::Retry { error, .. } = &settlement {
+            tracing::info!(row = item.id, tenant = %item.tenant, attempts, %error, "delivery attempt failed");
+        }
+        match self
+            .store
+            .settle(item.id, item.claim, settlement.clone())
+            .await
+        {
+            Ok(()) => Some(settlement),
+            Err(error) => {
+                tracing::warn!(row = item.id, %error, "could not record a delivery attempt");
+                None
+            }
+        }
+    }
+
+    /// Runs passes until `stop` is cancelled; store errors are logged and retried after
+    /// the poll interval.
+    pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let busy = match self.pass().await {
+                    Ok(stats) => stats.sent + stats.retried + stats.failed > 0,
+                    Err(error) => {
+                        tracing::warn!(%error, "the outbox could not be claimed");
+                        false
+                    }
+                };
+                if stop.is_cancelled() {
+                    return;
+                }
+                if !busy {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(self.options.poll) => {}
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_end_and_jitter_a_little() {
+        let email = Backoff::email();
+        assert_eq!(email.after(1, 0.0), Some(Duration::from_secs(5)));
+        assert_eq!(email.after(3, 0.0), Some(Duration::from_secs(20)));
+        assert_eq!(email.after(8, 0.0), None);
+        let webhook = Backoff::webhook();
+        let total: Duration = webhook.schedule.iter().sum();
+        assert!(total > Duration::from_secs(2 * 86_400) && total < Duration::from_secs(4 * 86_400));
+        let jittered = webhook.after(2, 0.5).unwrap();
+        assert!(jittered > Duration::from_secs(300) && jittered <= Duration::from_secs(330));
+    }
+}

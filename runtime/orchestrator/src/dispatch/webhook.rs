@@ -1,0 +1,138 @@
+//! Completion webhooks: POSTed to the tenant's endpoints with Standard Webhooks headers
+//! (`webhook-id` stable across retries, `webhook-timestamp`, `webhook-signature` with
+//! every current secret). The URL is a tenant's, so the request goes through an egress
+//! client that allows any host but keeps every blocked address range: a webhook can no
+//! more reach the host's network than a guest can.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxo_core::{HttpExchange, TenantId};
+use fluxo_egress::{
+    AllowRule, Allowance, Egress, EgressError, EgressRequest, HttpPolicy, Method, Resolve,
+};
+use fluxo_store::{Store, WebhookMessage};
+
+use super::SendError;
+use crate::signing;
+
+/// Sends signed webhooks.
+pub struct WebhookSender {
+    egress: Egress,
+    store: Arc<dyn Store>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSender")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a delivery attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// The endpoint accepted it (2xx).
+    Accepted,
+    /// The endpoint is gone (410): disable it.
+    Gone,
+}
+
+impl WebhookSender {
+    /// A sender whose requests keep `policy`'s blocked ranges (and its reopened ones) but
+    /// may reach any host and port.
+    ///
+    /// # Errors
+    /// When TLS cannot be set up.
+    pub fn new(
+        policy: &HttpPolicy,
+        resolver: Arc<dyn Resolve>,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, fluxo_egress::EgressSetupError> {
+        let open = HttpPolicy {
+            allow: vec![AllowRule {
+                any_port: true,
+                ..AllowRule::host("*")
+            }],
+            tenant_allow: std::collections::BTreeMap::new(),
+            max_redirects: 0,
+            ..policy.clone()
+        };
+        Ok(Self {
+            egress: Egress::new(&open, resolver)?,
+            store,
+            timeout: Duration::from_secs(15),
+        })
+    }
+
+    /// Delivers one message to its endpoint.
+    ///
+    /// # Errors
+    /// [`SendError::Transient`] for timeouts, connection failures, 408/425/429 and 5xx;
+    /// [`SendError::Permanent`] when the endpoint or its secrets are gone, or refuse the
+    /// message for good (other 4xx).
+    pub async fn send(
+        &self,
+        tenant: &TenantId,
+        message: &WebhookMessage,
+    ) -> Result<Delivered, SendError> {
+        let Some((endpoint, secrets)) = self
+            .store
+            .endpoint(tenant, &message.endpoint)
+            .await
+            .map_err(|error| SendError::Transient(error.to_string()))?
+        else {
+            return Err(SendError::Permanent("the endpoint was deleted".to_owned()));
+        };
+        if !endpoint.enabled {
+            return Err(SendError::Permanent(format!(
+                "the endpoint is disabled: {}",
+                endpoint.disabled_reason.unwrap_or_default()
+            )));
+        }
+        let signature = signing::sign(
+            &secrets,
+            &message.webhook_id,
+            message.timestamp,
+            message.body.as_bytes(),
+        )
+        .map_err(|error| SendError::Permanent(error.to_string()))?;
+        let mut request = EgressRequest::new(Method::Post, endpoint.url.clone());
+        request.headers = vec![
+            ("content-type".into(), "application/json".into()),
+            ("user-agent".into(), "fluxo-webhooks".into()),
+            ("webhook-id".into(), message.webhook_id.clone()),
+            ("webhook-timestamp".into(), message.timestamp.to_string()),
+            ("webhook-signature".into(), signature),
+        ];
+        request.body = Some(message.body.clone().into_bytes());
+        let mut record = HttpExchange::default();
+        let allowance = Allowance {
+            bytes: 1 << 20,
+            time: self.timeout,
+        };
+        match self
+            .egress
+            .send(tenant.as_str(), request, allowance, &mut record)
+            .await
+        {
+            Ok(response) => match response.status {
+                200..=299 => Ok(Delivered::Accepted),
+                410 => Ok(Delivered::Gone),
+                408 | 425 | 429 | 500..=599 => Err(SendError::Transient(format!(
+                    "the endpoint answered {}",
+                    response.status
+                ))),
+                status => Err(SendError::Permanent(format!(
+                    "the endpoint answered {status}"
+                ))),
+            },
+            Err(EgressError::Denied(reason)) => {
+                Err(SendError::Permanent(format!("denied: {reason}")))
+            }
+            Err(error) => Err(SendError::Transient(error.to_string())),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The host's metrics, in one registry per host (`prometheus-client`: no process-wide
+//! recorder, so an embedder's or a test's several hosts never mix their counts). Units are
+//! base units (seconds), as Prometheus' naming conventions ask.
+
+use std::sync::Mutex;
+
+use fluxo_core::RunReport;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The host's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    runs: Family<Labels, Counter>,
+    limit_hits: Family<Labels, Counter>,
+    egress_refusals: Counter,
+    submits_rejected: Counter,
+    uploads: Family<Labels, Counter>,
+    run_duration: Histogram,
+    run_fuel: Histogram,
+    claim_latency: Histogram,
+    lease_expiries: Counter,
+    leases_lost: Counter,
+    retries: Counter,
+    dead: Counter,
+    outbox: Family<Labels, Counter>,
+    queue: Family<Labels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "fluxo_runs",
+            "Finished attempts by mode (run or test), state and error kind",
+            runs.clone(),
+        );
+        let limit_hits = Family::<Labels, Counter>::default();
+        registry.register(
+            "fluxo_limit_hits",
+            "Runs ended by a limit, by limit",
+            limit_hits.clone(),
+        );
+        let egress_refusals = Counter::default();
+        registry.register(
+            "fluxo_egress_refusals",
+            "HTTP requests refused by the egress policy",
+            egress_refusals.clone(),
+        );
+        let submits_rejected = Counter::default();
+        registry.register(
+            "fluxo_submits_rejected",
+            "Submits refused because the tenant's backlog was full",
+            submits_rejected.clone(),
+        );
+        let uploads = Family::<Labels, Counter>::default();
+        registry.register("fluxo_uploads", "Uploads by outcome", uploads.clone());
+        let run_duration = Histogram::new(exponential_buckets(0.001, 4.0, 9));
+        registry.register(
+            "fluxo_run_duration_seconds",
+            "Wall time of attempts",
+            run_duration.clone(),
+        );
+        let run_fuel = Histogram::new(exponential_buckets(10_000.0, 10.0, 7));
+        registry.register("fluxo_run_fuel", "Fuel burnt by attempts", run_fuel.clone());
+        let claim_latency = Histogram::new(exponential_buckets(0.000_1, 4.0, 10));
+        registry.register(
+            "fluxo_claim_latency_seconds",
+            "Time one claim of runnable runs took",
+            claim_latency.clone(),
+        );
+        let lease_expiries = Counter::default();
+        registry.register(
+            "fluxo_lease_expiries",
+            "Runs taken over after their lease expired (crash redeliveries)",
+            lease_expiries.clone(),
+        );
+        let leases_lost = Counter::default();
+        registry.register(
+            "fluxo_leases_lost",
+            "Attempts that found their lease taken and committed nothing",
+            leases_lost.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "fluxo_retries",
+            "Attempts that failed and were queued again",
+            retries.clone(),
+        );
+        let dead = Counter::default();
+        registry.register("fluxo_dead_runs", "Runs parked as dead", dead.clone());
+        let outbox = Family::<Labels, Counter>::default();
+        registry.register(
+            "fluxo_outbox_deliveries",
+            "Outbox delivery attempts by kind and result",
+            outbox.clone(),
+        );
+        let queue = Family::<Labels, Gauge>::default();
+        registry.register("fluxo_runs_stored", "Stored runs by state", queue.clone());
+        Self {
+            registry: Mutex::new(registry),
+            runs,
+            limit_hits,
+            egress_refusals,
+            submits_rejected,
+            uploads,
+            run_duration,
+            run_fuel,
+            claim_latency,
+            lease_expiries,
+            leases_lost,
+            retries,
+            dead,
+            outbox,
+            queue,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a finished attempt; `mode` is `run` or `test` (tests are attempts too, but
+    /// a dashboard of production runs must not count them).
+    pub fn record_run(&self, mode: &str, report: &RunReport) {
+        let state = if report.succeeded() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let kind = report.error_kind().map_or("", |kind| kind.as_str());
+        if report
+            .error_kind()
+            .is_some_and(fluxo_core::ErrorKind::is_limit)
+        {
+            self.limit_hits
+                .get_or_create(&vec![("limit", kind.to_owned())])
+                .inc();
+        }
+        self.runs
+            .get_or_create(&vec![
+                ("mode", mode.to_owned()),
+                ("state", state.to_owned()),
+                ("error_kind", kind.to_owned()),
+            ])
+            .inc();
+        let refusals = report
+            .http
+            .iter()
+            .filter(|exchange| {
+                exchange
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("denied"))
+            })
+            .count();
+        self.egress_refusals
+            .inc_by(u64::try_from(refusals).unwrap_or(0));
+        #[allow(clippy::cast_precision_loss, reason = "metrics are approximate")]
+        {
+            self.run_duration
+                .observe(report.usage.wall_ms as f64 / 1000.0);
+            self.run_fuel.observe(report.usage.fuel as f64);
+        }
+    }
+
+    /// Records a submit refused for a full backlog.
+    pub fn record_rejected_submit(&self) {
+        self.submits_rejected.inc();
+    }
+
+    /// Records an upload's outcome (`accepted` or the refusal's code).
+    pub fn record_upload(&self, outcome: &str) {
+        self.uploads
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// Records how long a claim took.
+    pub fn record_claim(&self, seconds: f64) {
+        self.claim_latency.observe(seconds);
+    }
+
+    /// Records crash redeliveries found by a claim.
+    pub fn record_lease_expiries(&self, count: u64) {
+        self.lease_expiries.inc_by(count);
+    }
+
+    /// Records an attempt whose lease was lost.
+    pub fn record_lease_lost(&self) {
+        self.leases_lost.inc();
+    }
+
+    /// Records a retry scheduled.
+    pub fn record_retry(&self) {
+        self.retries.inc();
+    }
+
+    /// Records a run parked as dead.
+    pub fn record_dead(&self) {
+        self.dead.inc();
+    }
+
+    /// Records an outbox delivery attempt.
+    pub fn record_delivery(&self, kind: &str, result: &str) {
+        self.outbox
+            .get_or_create(&vec![
+                ("kind", kind.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Sets the stored runs' count by state (queue depth).
+    pub fn set_stored(&self, state: &str, count: u64) {
+        self.queue
+            .get_or_create(&vec![("state", state.to_owned())])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}

@@ -1,0 +1,696 @@
+//! The scheduler: accepts runs into the durable queue, and runs this node's workers —
+//! claim → resolve → execute → commit, with heartbeats.
+//!
+//! - **Accepted = durable.** `submit` returns once the run's row is committed (the
+//!   store batches concurrent submits into one fsync).
+//! - **Claims, not hand-offs.** A worker claims only runs it can start now (a free
+//!   worker here, a free slot of the run's tenant over every node): a busy tenant never
+//!   parks a worker. Tests and resumed runs go first; tenants share by cost.
+//! - **Leases and fences.** A run is held under a lease renewed by heartbeats (a third of
+//!   the lease); its commit is conditioned on the lease's fencing token, so a worker that
+//!   stalled past its lease commits nothing. A run whose lease expired is claimed again
+//!   (`attempt + 1`) by whichever node claims next, up to the policy's crash
+//!   redeliveries, then parked dead.
+//! - **Retries** of retryable failures follow the run's policy (full jitter, an
+//!   upstream's `Retry-After` honoured up to a cap); after the last attempt the run is
+//!   dead, with every attempt's summary.
+//! - **Cancel**: a queued run never runs; a running one is dropped at once on this node
+//!   (at its next heartbeat on another) and commits nothing but its cancellation.
+//! - **Shutdown**: stop claiming, let running runs finish up to a grace period, give the
+//!   leases of the rest back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use fluxo_core::{
+    ActionName, Blame, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, TenantId,
+};
+use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta, Secrets};
+use fluxo_store::{
+    CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, Enqueued, NewRun, Priority,
+    RunMode, RunPhase, RunRecord, RunTarget, Store, StoreError,
+};
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryError};
+
+/// Settings of a node's scheduler.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// This node's name, stable across restarts (in leases, records and logs).
+    pub node: String,
+    /// Runs executing at once on this node.
+    pub workers: usize,
+    /// Runs of one tenant executing at once, over every node.
+    pub per_tenant: u32,
+    /// How long a lease lasts unless renewed.
+    pub lease: Duration,
+    /// How long an idle worker waits before claiming again (submits on this node wake
+    /// it at once).
+    pub poll: Duration,
+    /// Runs claimed at most per claim.
+    pub claim_batch: u32,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            node: "local".to_owned(),
+            workers: 8,
+            per_tenant: 4,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(200),
+            claim_batch: 16,
+        }
+    }
+}
+
+/// Why a run was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The tenant's backlog is full; try again after the hint.
+    #[error("the tenant's run backlog is full; retry in {} s", .retry_after.as_secs())]
+    Overloaded {
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
+    /// The action or version cannot run.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(error: StoreError) -> Self {
+        if error.is_overloaded() {
+            Self::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }
+        } else {
+            Self::Store(error)
+        }
+    }
+}
+
+/// The run service of one node.
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    capabilities: Arc<Capabilities>,
+    limits: Limits,
+    options: SchedulerOptions,
+    metrics: Arc<Metrics>,
+    wake: Notify,
+    finished: broadcast::Sender<RunId>,
+    running: Mutex<HashMap<RunId, CancellationToken>>,
+    stop_claiming: CancellationToken,
+    release_now: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt stopped before its guest returned.
+enum Interrupted {
+    Cancelled,
+    LeaseLost,
+    Released,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`; `limits` are the host's (actions' overrides only tighten
+    /// them). Call [`Scheduler::start`] to run this node's workers.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        capabilities: Arc<Capabilities>,
+        limits: Limits,
+        options: SchedulerOptions,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            registry,
+            capabilities,
+            limits,
+            options,
+            metrics,
+            wake: Notify::new(),
+            finished: broadcast::channel(1024).0,
+            running: Mutex::new(HashMap::new()),
+            stop_claiming: CancellationToken::new(),
+            release_now: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The host's limits.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// This node's settings.
+    #[must_use]
+    pub fn options(&self) -> &SchedulerOptions {
+        &self.options
+    }
+
+    /// Starts this node's workers: first the runs this node held before it restarted are
+    /// made claimable (crash redeliveries), then the claim loop runs until shutdown.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.store.abandon(&this.options.node).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(
+                    count,
+                    "runs this node held before it stopped are claimable again"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "could not release this node's earlier leases")
+                }
+            }
+            this.claim_loop().await;
+        })
+    }
+
+    /// Accepts a run of `tenant`'s `action` (at `version`, else the active one) for
+    /// `event`; durable when this returns. With `idempotency_key` already used by the
+    /// tenant, returns that run.
+    ///
+    /// # Errors
+    /// [`SubmitError`]: a missing or disabled action or version, a full backlog, the
+    /// store.
+    pub async fn submit(
+        &self,
+        tenant: &TenantId,
+        action: &ActionName,
+        version: Option<u32>,
+        event: Event,
+        idempotency_key: Option<String>,
+    ) -> Result<Enqueued, SubmitError> {
+        let (record, version) = self.pin(tenant, action, version).await?;
+        if !record.enabled {
+            return Err(RegistryError::Disabled(action.to_string()).into());
+        }
+        let run = NewRun {
+            id: RunId::new(),
+            tenant: tenant.clone(),
+            target: RunTarget::Action {
+                name: action.clone(),
+                version,
+            },
+            event,
+            limits: self.limits.tightened_by(&record.limits),
+            retry: record.retry,
+            mode: RunMode::Run,
+            priority: Priority::Background,
+            idempotency_key,
+        };
+        let enqueued = self.store.enqueue(run).await.inspect_err(|error| {
+            if error.is_overloaded() {
+                self.metrics.record_rejected_submit();
+            }
+        })?;
+        self.wake.notify_one();
+        Ok(enqueued)
+    }
+
+    /// Tests `tenant`'s `action` on `event`: a run like any other (the tenant's slots,
+    /// the same limits and policy) that applies nothing and goes before background runs.
+    /// Waits for it and returns its record.
+    ///
+    /// # Errors
+    /// As [`Scheduler::submit`]; a test that does not finish in time is a store
+    /// `Transient` error.
+    pub async fn test(
+        &self,
+        tenant: &TenantId,
+        action: &ActionName,
+        version: Option<u32>,
+        event: Event,
+    ) -> Result<RunRecord, SubmitError> {
+        let (record, version) = self.pin(tenant, action, version).await?;
+        let limits = self.limits.tightened_by(&record.limits);
+        let patience = Duration::from_millis(limits.deadline_ms) + Duration::from_secs(60);
+        let run = NewRun {
+            id: RunId::new(),
+            tenant: tenant.clone(),
+            target: RunTarget::Action {
+                name: action.clone(),
+                version,
+            },
+            event,
+            limits,
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            mode: RunMode::Test,
+            priority: Priority::Interactive,
+            idempotency_key: None,
+        };
+        let id = self.store.enqueue(run).await?.id;
+        self.wake.notify_one();
+        match self.wait(tenant, id, patience).await? {
+            Some(record) if record.state.is_final() => Ok(record),
+            _ => Err(SubmitError::Store(StoreError::transient(format!(
+                "the test did not finish within {} s",
+                patience.as_secs()
+            )))),
+        }
+    }
+
+    /// The action's record and the version a run pins.
+    async fn pin(
+        &self,
+        tenant: &TenantId,
+        action: &ActionName,
+        version: Option<u32>,
+    ) -> Result<(fluxo_store::ActionRecord, u32), SubmitError> {
+        let record = self
+            .store
+            .action(tenant, action)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(action.to_string()))?;
+        let version = version.unwrap_or(record.active_version);
+        if self.store.version(tenant, action, version).await?.is_none() {
+            return Err(RegistryError::NoSuchVersion(action.to_string(), version).into());
+        }
+        Ok((record, version))
+    }
+
+    /// Waits (at most `timeout`) until the run is final; returns its record as last seen
+    /// (`None` when the tenant has no such run).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn wait(
+        &self,
+        tenant: &TenantId,
+        id: RunId,
+        timeout: Duration,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        let until = Instant::now() + timeout;
+        let mut finished = self.finished.subscribe();
+        loop {
+            let record = self.store.run(tenant, id).await?;
+            match record {
+                Some(record) if !record.state.is_final() && Instant::now() < until => {}
+                other => return Ok(other),
+            }
+            // A finish on this node wakes the wait at once; one elsewhere is seen by the
+            // next poll.
+            let poll = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                () = poll => {}
+                _ = finished.recv() => {}
+            }
+        }
+    }
+
+    /// Cancels a run: a queued one never runs; a running one is stopped (at once on this
+    /// node) and commits nothing but its cancellation.
+    ///
+    /// # Errors
+    /// [`fluxo_store::StoreErrorKind::NotFound`] for another tenant's or no run.
+    pub async fn cancel(&self, tenant: &TenantId, id: RunId) -> Result<CancelOutcome, StoreError> {
+        let outcome = self.store.cancel(tenant, id).await?;
+        if outcome == CancelOutcome::Requested
+            && let Some(token) = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&id)
+        {
+            token.cancel();
+        }
+        if outcome == CancelOutcome::Cancelled {
+            let _ = self.finished.send(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Queues a dead run again.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn retry(&self, tenant: &TenantId, id: RunId) -> Result<bool, StoreError> {
+        let retried = self.store.retry_dead(tenant, id).await?;
+        if retried {
+            self.wake.notify_one();
+        }
+        Ok(retried)
+    }
+
+    /// Stops claiming, lets running runs finish for up to `grace`, then gives the leases
+    /// of the rest back (they run again elsewhere, or here after a restart).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stop_claiming.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            self.release_now.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+        }
+    }
+
+    /// Subscribes to the ids of runs this node finishes.
+    #[must_use]
+    pub fn finished(&self) -> broadcast::Receiver<RunId> {
+        self.finished.subscribe()
+    }
+
+    async fn claim_loop(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(self.options.workers.max(1)));
+        let lease_ms = u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            if self.stop_claiming.is_cancelled() {
+                return;
+            }
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    () = self.stop_claiming.cancelled() => return,
+                    permit = slots.clone().acquire_owned() => drop(permit),
+                }
+                continue;
+            }
+            let request = ClaimRequest {
+                node: self.options.node.clone(),
+                max: u32::try_from(free)
+                    .unwrap_or(u32::MAX)
+                    .min(self.options.claim_batch),
+                lease_ms,
+                per_tenant: self.options.per_tenant,
+            };
+            let started = Instant::now();
+            let claims = match self.store.claim(&request).await {
+                Ok(claims) => claims,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming runs failed");
+                    tokio::time::sleep(self.options.poll).await;
+                    continue;
+                }
+            };
+            self.metrics.record_claim(started.elapsed().as_secs_f64());
+            let redelivered = claims
+                .iter()
+                .filter(|c| c.crash_redeliveries > 0 && c.lease.attempt > 1)
+                .count();
+            self.metrics
+                .record_lease_expiries(u64::try_from(redelivered).unwrap_or(0));
+            if claims.is_empty() {
+                tokio::select! {
+                    () = self.stop_claiming.cancelled() => return,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.options.poll) => {}
+                }
+                continue;
+            }
+            for claimed in claims {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // More runs than free workers (never, by the request): give it back.
+                    if let Err(error) = self.store.release(&claimed.lease).await {
+                        tracing::warn!(%error, "could not give a claimed run back");
+                    }
+                    continue;
+                };
+                let span = tracing::info_span!(
+                    "run",
+                    tenant = %claimed.tenant,
+                    action = %claimed.target.name(),
+                    run = %claimed.lease.run,
+                    attempt = claimed.lease.attempt,
+                    node = %self.options.node,
+                );
+                let this = self.clone();
+                self.tasks.spawn(
+                    async move {
+                        this.run_claimed(claimed).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+
+    async fn run_claimed(&self, claimed: Claimed) {
+        let id = claimed.lease.run;
+        let cancel = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, cancel.clone());
+        let outcome = self.attempt(&claimed, &cancel).await;
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        let execution = match outcome {
+            Ok(execution) => execution,
+            Err(Interrupted::LeaseLost) => {
+                self.metrics.record_lease_lost();
+                tracing::warn!("the lease was taken over: this attempt commits nothing");
+                return;
+            }
+            Err(Interrupted::Released) => {
+                if let Err(error) = self.store.release(&claimed.lease).await {
+                    tracing::warn!(%error, "could not give the run back at shutdown");
+                }
+                return;
+            }
+            Err(Interrupted::Cancelled) => Execution::not_started(
+                meta(&claimed),
+                RunError::new(
+                    ErrorKind::Cancelled,
+                    "cancelled while it ran; nothing was applied",
+                ),
+            ),
+        };
+        self.commit(&claimed, execution).await;
+        let _ = self.finished.send(id);
+    }
+
+    /// Executes one claimed attempt, heartbeating its lease; stops early on a cancel, a
+    /// lost lease or shutdown.
+    async fn attempt(
+        &self,
+        claimed: &Claimed,
+        cancel: &CancellationToken,
+    ) -> Result<Execution, Interrupted> {
+        let prepare = self.prepare(claimed);
+        let execute = async {
+            match prepare.await {
+                Ok((component, ctx)) => {
+                    self.registry
+                        .sandbox()
+                        .execute(&component, ctx, &claimed.event)
+                        .await
+                }
+                Err(error) => Execution::not_started(meta(claimed), error),
+            }
+        };
+        let lease_ms = u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX);
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(self.options.lease / 3).await;
+                match self.store.heartbeat(&claimed.lease, lease_ms).await {
+                    Ok(beat) if beat.cancel_requested => return Interrupted::Cancelled,
+                    Ok(_) => {}
+                    Err(error) if error.is_lease_lost() => return Interrupted::LeaseLost,
+                    Err(error) => tracing::warn!(%error, "heartbeat failed; the lease may expire"),
+                }
+            }
+        };
+        tokio::select! {
+            execution = execute => Ok(execution),
+            stop = heartbeat => Err(stop),
+            () = cancel.cancelled() => Err(Interrupted::Cancelled),
+            () = self.release_now.cancelled() => Err(Interrupted::Released),
+        }
+    }
+
+    /// The component and the run's context, or why the run cannot start.
+    async fn prepare(
+        &self,
+        claimed: &Claimed,
+    ) -> Result<(fluxo_sandbox::ActionComponent, RunContext), RunError> {
+        let RunTarget::Action { name, version } = &claimed.target;
+        let (action, _, component) = self
+            .registry
+            .resolve(&claimed.tenant, name, Some(*version))
+            .await
+            .map_err(|error| match error {
+                RegistryError::NotFound(_) | RegistryError::NoSuchVersion(..) => RunError::new(
+                    ErrorKind::ActionDisabled,
+                    format!("action {name} version {version} was deleted"),
+                ),
+                RegistryError::Store(error) if !error.is_transient() => RunError::new(
+                    ErrorKind::BackendUnavailable,
+                    format!("reading the catalog: {error}"),
+                )
+                .blamed_on(Blame::Guest),
+                other => RunError::new(
+                    ErrorKind::BackendUnavailable,
+                    format!("loading the component: {other}"),
+                )
+                .blamed_on(Blame::Host),
+            })?;
+        if !action.enabled && claimed.mode == RunMode::Run {
+            return Err(RunError::new(
+                ErrorKind::ActionDisabled,
+                format!("action {name} is disabled"),
+            ));
+        }
+        let timeout = Duration::from_millis(claimed.limits.host_call_timeout_ms);
+        let secrets = match tokio::time::timeout(timeout, self.store.secrets(&claimed.tenant)).await
+        {
+            Ok(Ok(secrets)) => Secrets::new(secrets),
+            Ok(Err(error)) => {
+                return Err(RunError::new(
+                    ErrorKind::BackendUnavailable,
+                    format!("secrets: {error}"),
+                )
+                .blamed_on(Blame::Platform));
+            }
+            Err(_) => {
+                return Err(
+                    RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
+                        .blamed_on(Blame::Platform),
+                );
+            }
+        };
+        let ctx = RunContext::new(
+            meta(claimed),
+            claimed.limits.clone(),
+            self.capabilities.clone(),
+        )
+        .with_contact(claimed.event.contact.clone())
+        .with_secrets(secrets);
+        Ok((component, ctx))
+    }
+
+    /// Decides the run's fate and commits the attempt, retrying transient store errors.
+    async fn commit(&self, claimed: &Claimed, execution: Execution) {
+        let decision = decide(claimed, &execution);
+        match &decision {
+            Decision::Retry { .. } => self.metrics.record_retry(),
+            Decision::Dead => self.metrics.record_dead(),
+            _ => {}
+        }
+        let report = execution.report(false);
+        let mode = match claimed.mode {
+            RunMode::Run => "run",
+            RunMode::Test => "test",
+        };
+        self.metrics.record_run(mode, &report);
+        let effects = if execution.succeeded() {
+            execution.journal.into_effects()
+        } else {
+            Vec::new()
+        };
+        let commit = Commit {
+            lease: claimed.lease,
+            node: self.options.node.clone(),
+            tenant: claimed.tenant.clone(),
+            contact: claimed.event.contact.id.clone(),
+            effects,
+            report,
+            decision,
+            cost: Cost {
+                fuel: execution.usage.fuel,
+                wall_ms: execution.usage.wall_ms,
+            },
+        };
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..6 {
+            match self.store.commit(commit.clone()).await {
+                Ok(committed) => {
+                    if let Some(refusal) = committed.refused {
+                        tracing::info!(reason = %refusal, "the commit refused the run's effects");
+                    }
+                    if committed.state == RunPhase::Dead {
+                        tracing::warn!("the run is dead");
+                    }
+                    return;
+                }
+                Err(error) if error.is_lease_lost() => {
+                    self.metrics.record_lease_lost();
+                    tracing::warn!(%error, "the lease was taken over: the attempt was not committed");
+                    return;
+                }
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(%error, "commit failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "commit failed; the lease will expire and the run be redelivered");
+                    return;
+                }
+            }
+        }
+        tracing::error!("commit kept failing; the lease will expire and the run be redelivered");
+    }
+}
+
+fn meta(claimed: &Claimed) -> RunMeta {
+    RunMeta {
+        run_id: claimed.lease.run,
+        attempt: claimed.lease.attempt,
+        tenant: claimed.tenant.clone(),
+        action: claimed.target.name().clone(),
+    }
+}
+
+/// What to do with a run after an attempt: tests are never retried; retryable failures
+/// are retried while attempts are left (then the run is dead); others fail for good.
+fn decide(claimed: &Claimed, execution: &Execution) -> Decision {
+    let Err(error) = &execution.end else {
+        return Decision::Succeeded;
+    };
+    if error.kind == ErrorKind::Cancelled {
+        return Decision::Cancelled;
+    }
+    if claimed.mode == RunMode::Test || !error.retryable() {
+        return Decision::Failed;
+    }
+    if claimed.lease.attempt >= claimed.retry.max_attempts {
+        return Decision::Dead;
+    }
+    let delay = claimed.retry.delay(
+        claimed.lease.attempt,
+        rand::random::<f64>(),
+        error.retry_after_ms.map(Duration::from_millis),
+    );
+    Decision::Retry {
+        at_ms: fluxo_store::now_ms()
+            .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+    }
+}

@@ -1,0 +1,209 @@
+//! Builds a whole server from a data directory: the embedded store, the sandbox with the
+//! store's state and secrets, the registry, the scheduler and its workers, the outbox
+//! dispatcher, upkeep — and stops them in order.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxo_egress::{Egress, SystemResolver};
+use fluxo_orchestrator::adapters::StoreState;
+use fluxo_orchestrator::dispatch::smtp::SmtpTransport;
+use fluxo_orchestrator::dispatch::webhook::WebhookSender;
+use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher};
+use fluxo_orchestrator::metrics::Metrics;
+use fluxo_orchestrator::registry::Compiler;
+use fluxo_orchestrator::{Registry, RegistryOptions, Scheduler, SchedulerOptions, maintenance};
+use fluxo_sandbox::{Capabilities, EngineOptions, Sandbox};
+use fluxo_store::Store;
+use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
+use tokio_util::sync::CancellationToken;
+
+use super::AppState;
+use crate::config::Config;
+
+/// What a server needs to start.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Limits, egress policy, e-mail, server settings.
+    pub config: Config,
+    /// How uploads are compiled.
+    pub compiler: Compiler,
+    /// The admin's bearer token.
+    pub admin_token: String,
+    /// Resolves egress names (default: the system's resolver).
+    pub resolver: Option<Arc<dyn fluxo_egress::Resolve>>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("config", &self.config)
+            .field("compiler", &self.compiler)
+            .field("admin_token", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a server could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct BuildError {
+    /// What failed (`store`, `registry`, …).
+    pub what: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+fn failed(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> BuildError {
+    move |reason| BuildError {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// A running server: its API state and what stops it.
+#[derive(Debug)]
+pub struct Server {
+    /// The API's state (give it to [`crate::app`] or [`crate::serve`]).
+    pub state: AppState,
+    stop: CancellationToken,
+    grace: Duration,
+}
+
+impl Server {
+    /// Stops the server's background work: workers finish their runs for up to the grace
+    /// period, the rest give their leases back; delivery and upkeep stop.
+    pub async fn shutdown(&self) {
+        self.state.scheduler.shutdown(self.grace).await;
+        self.stop.cancel();
+    }
+}
+
+/// The node name kept in the data directory (made on first start).
+fn node_name(data_dir: &Path) -> Result<String, BuildError> {
+    let path = data_dir.join("node-id");
+    if let Ok(name) = std::fs::read_to_string(&path)
+        && !name.trim().is_empty()
+    {
+        return Ok(name.trim().to_owned());
+    }
+    let name = format!("node-{}", &fluxo_core::RunId::new().to_string()[24..]);
+    std::fs::write(&path, &name).map_err(|e| failed("node id")(&e))?;
+    Ok(name)
+}
+
+/// Opens `data_dir` (created 0700) and starts a server's background work on the current
+/// tokio runtime.
+///
+/// # Errors
+/// When the store, the sandbox or the registry cannot start.
+pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, BuildError> {
+    let config = options.config;
+    config.check().map_err(|e| failed("configuration")(&e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| failed("data directory")(&e))?;
+    }
+    let settings = &config.server;
+    let node = match &settings.node {
+        Some(node) => node.clone(),
+        None => node_name(data_dir)?,
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            &data_dir.join("fluxo.db"),
+            SqliteOptions {
+                tenant_state_bytes: settings.tenant_state_bytes,
+                backlog_per_tenant: settings.backlog_per_tenant,
+                ..SqliteOptions::default()
+            },
+        )
+        .map_err(|e| failed("store")(&e))?,
+    );
+    let resolver: Arc<dyn fluxo_egress::Resolve> = match options.resolver {
+        Some(resolver) => resolver,
+        None => Arc::new(SystemResolver::new().map_err(|e| failed("dns")(&e))?),
+    };
+    let sandbox = Arc::new(
+        Sandbox::new(EngineOptions {
+            max_concurrent_runs: u32::try_from(settings.workers)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(2)
+                .max(16),
+            shape: config.engine,
+            ..EngineOptions::default()
+        })
+        .map_err(|e| failed("sandbox")(&e))?,
+    );
+    let egress = Egress::new(&config.http, resolver.clone()).map_err(|e| failed("egress")(&e))?;
+    let capabilities = Arc::new(Capabilities {
+        egress: Arc::new(egress),
+        state: Arc::new(StoreState(store.clone())),
+    });
+    let registry = Arc::new(
+        Registry::open(
+            sandbox,
+            store.clone(),
+            data_dir,
+            options.compiler,
+            RegistryOptions {
+                max_component_bytes: settings.max_component_bytes,
+                max_compiles: settings.max_compiles,
+                ..RegistryOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| failed("registry")(&e))?,
+    );
+    let metrics = Arc::new(Metrics::default());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        registry.clone(),
+        capabilities,
+        config.limits.clone(),
+        SchedulerOptions {
+            node: node.clone(),
+            workers: settings.workers,
+            per_tenant: settings.per_tenant,
+            lease: Duration::from_millis(settings.lease_ms),
+            ..SchedulerOptions::default()
+        },
+        metrics.clone(),
+    );
+    scheduler.start();
+    let stop = CancellationToken::new();
+    let email = match &config.email {
+        Some(smtp) => Some(SmtpTransport::new(smtp).map_err(|e| failed("email")(&e))?),
+        None => None,
+    };
+    let webhooks = WebhookSender::new(&config.http, resolver, store.clone())
+        .map_err(|e| failed("webhooks")(&e))?;
+    Dispatcher::new(
+        store.clone(),
+        email,
+        Some(webhooks),
+        DispatchOptions {
+            node,
+            ..DispatchOptions::default()
+        },
+        metrics.clone(),
+    )
+    .spawn(stop.clone());
+    maintenance::spawn(
+        store,
+        metrics.clone(),
+        Duration::from_secs(settings.retention_days.saturating_mul(86_400)),
+        Duration::from_secs(60),
+        stop.clone(),
+    );
+    Ok(Server {
+        state: AppState::new(registry, scheduler, metrics, &options.admin_token),
+        stop,
+        grace: Duration::from_secs(settings.shutdown_grace_seconds),
+    })
+}

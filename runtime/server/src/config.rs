@@ -1,0 +1,272 @@
+//! The configuration file of `fluxo serve` and `fluxo run` (TOML, unknown keys refused,
+//! units in the names): each layer's section, assembled here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fluxo_core::Limits;
+use fluxo_egress::HttpPolicy;
+use fluxo_orchestrator::dispatch::smtp::SmtpConfig;
+use fluxo_sandbox::PoolShape;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Limits for every run.
+    pub limits: Limits,
+    /// Outbound HTTP policy.
+    pub http: HttpPolicy,
+    /// Secrets by tenant, then by name (`fluxo run`; the server takes them from its API).
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Where committed e-mails go; without it they wait in the outbox.
+    pub email: Option<SmtpConfig>,
+    /// The server's registry, scheduler and store.
+    pub server: ServerSettings,
+    /// What one run may hold in the instance pool.
+    pub engine: PoolShape,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&String, Vec<&String>> = self
+            .secrets
+            .iter()
+            .map(|(tenant, secrets)| (tenant, secrets.keys().collect()))
+            .collect();
+        f.debug_struct("Config")
+            .field("limits", &self.limits)
+            .field("http", &self.http)
+            .field("secrets (names)", &secrets)
+            .field("email", &self.email)
+            .field("server", &self.server)
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+/// Settings of `fluxo serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// The largest component accepted, in bytes.
+    pub max_component_bytes: usize,
+    /// Time one upload's compilation may take before it is killed, in milliseconds.
+    pub compile_timeout_ms: u64,
+    /// Address space the compiler may map, in bytes.
+    pub compile_max_memory_bytes: u64,
+    /// Compiles at once (one per tenant at most).
+    pub max_compiles: usize,
+    /// Runs executing at once on this node.
+    pub workers: usize,
+    /// Runs of one tenant executing at once, over every node.
+    pub per_tenant: u32,
+    /// Runs of one tenant waiting to run; past it, that tenant's submits get 429.
+    #[serde(alias = "queue_capacity")]
+    pub backlog_per_tenant: u64,
+    /// How long a worker's lease on a run lasts unless renewed, in milliseconds.
+    pub lease_ms: u64,
+    /// Days finished runs and delivered outbox rows are kept.
+    pub retention_days: u64,
+    /// Bytes of state one tenant may hold.
+    pub tenant_state_bytes: u64,
+    /// This node's name (default: `node-` and a name kept in the data directory).
+    pub node: Option<String>,
+    /// Seconds running runs get to finish at shutdown before their leases are given
+    /// back.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: fluxo_sandbox::DEFAULT_MAX_COMPONENT_BYTES,
+            compile_timeout_ms: 60_000,
+            compile_max_memory_bytes: 2 << 30,
+            max_compiles: 2,
+            workers: 8,
+            per_tenant: 4,
+            backlog_per_tenant: 50_000,
+            lease_ms: 30_000,
+            retention_days: 30,
+            tenant_state_bytes: 1 << 20,
+            node: None,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read the configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax error, an unknown key, or a value out of bounds.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses TOML text and checks it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] on a syntax error, an unknown key or a bad value.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self =
+            toml::from_str(text).map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads and checks a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when it cannot be read; as [`Config::from_toml`] otherwise.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The sandbox's part.
+    #[must_use]
+    pub fn sandbox(&self) -> fluxo_sandbox::Config {
+        fluxo_sandbox::Config {
+            limits: self.limits.clone(),
+            http: self.http.clone(),
+            secrets: self.secrets.clone(),
+        }
+    }
+
+    /// Checks every section.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad value.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.sandbox()
+            .check()
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        let server = &self.server;
+        for (name, value) in [
+            (
+                "server.workers",
+                u64::try_from(server.workers).unwrap_or(u64::MAX),
+            ),
+            ("server.per_tenant", u64::from(server.per_tenant)),
+            ("server.backlog_per_tenant", server.backlog_per_tenant),
+            ("server.lease_ms", server.lease_ms),
+            ("server.compile_timeout_ms", server.compile_timeout_ms),
+            (
+                "server.max_compiles",
+                u64::try_from(server.max_compiles).unwrap_or(u64::MAX),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be greater than zero"
+                )));
+            }
+        }
+        if server.lease_ms < 1_000 || server.lease_ms > fluxo_core::limits::MAX_DEADLINE_MS {
+            return Err(ConfigError::Invalid(
+                "server.lease_ms must be between 1000 and 86400000".to_owned(),
+            ));
+        }
+        if server.compile_timeout_ms > fluxo_core::limits::MAX_DEADLINE_MS {
+            return Err(ConfigError::Invalid(
+                "server.compile_timeout_ms is over a day".to_owned(),
+            ));
+        }
+        for (name, value) in [
+            (
+                "engine.core_instances_per_component",
+                self.engine.core_instances_per_component,
+            ),
+            (
+                "engine.memories_per_component",
+                self.engine.memories_per_component,
+            ),
+            (
+                "engine.tables_per_component",
+                self.engine.tables_per_component,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be greater than zero"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe() {
+        let config = Config::default();
+        assert!(config.http.allow.is_empty());
+        assert!(config.http.allow_private_cidrs.is_empty());
+        assert!(config.limits.fuel > 0 && config.limits.deadline_ms > 0);
+        config.check().unwrap();
+    }
+
+    #[test]
+    fn parses_a_file_and_refuses_unknown_keys_and_overflows() {
+        let config = Config::from_toml(
+            r#"
+            [limits]
+            fuel = 5000
+            deadline_ms = 200
+            [limits.quotas]
+            field_writes = 3
+            [http]
+            allow_private_cidrs = ["127.0.0.1/32"]
+            [[http.allow]]
+            host = "*.example.com"
+            port = 8443
+            [[http.tenant_allow.acme]]
+            host = "*"
+            any_port = true
+            [secrets.acme]
+            crm_token = "t"
+            [server]
+            queue_capacity = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.limits.fuel, 5000);
+        assert_eq!(config.limits.quotas.field_writes, 3);
+        assert_eq!(config.server.backlog_per_tenant, 10);
+        assert!(config.http.tenant_allow["acme"][0].any_port);
+        assert!(Config::from_toml("[limits]\nfuel_units = 1").is_err());
+        assert!(Config::from_toml("[limits]\nfuel = 0").is_err());
+        assert!(Config::from_toml("[limits]\ndeadline_ms = 18446744073709551615").is_err());
+        assert!(Config::from_toml("[[http.allow]]\nhost = \"Evil Host\"").is_err());
+        assert!(Config::from_toml("[server]\nlease_ms = 0").is_err());
+    }
+
+    #[test]
+    fn debug_shows_secret_names_only() {
+        let config = Config::from_toml("[secrets.acme]\ncrm_token = \"s3cret-value-xyz\"").unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("crm_token") && !shown.contains("s3cret-value-xyz"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! Liveness, metrics, the API document, and the admin's tenant and token management.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use fluxo_core::TenantId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiResult, ok};
+use crate::AppState;
+use crate::auth::{Admin, hash_token, new_token};
+use crate::error::ApiError;
+use crate::json::JsonBody;
+
+/// `GET /healthz`: the process is up (no store access, so it answers while workers are
+/// busy).
+pub(crate) async fn healthz() -> ApiResult {
+    ok(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// `GET /metrics`
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    fluxo_orchestrator::maintenance::refresh_gauges(&*state.store, &state.metrics).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/openapi.json`
+pub(crate) async fn openapi() -> Response {
+    axum::Json(crate::routes::openapi()).into_response()
+}
+
+/// The body of `POST /v1/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewTenant {
+    id: String,
+}
+
+/// `POST /v1/tenants`
+pub(crate) async fn create_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewTenant>,
+) -> ApiResult {
+    let tenant = TenantId::parse(&body.id)
+        .map_err(|_| ApiError::bad_request(format!("invalid tenant id {:?}", body.id)))?;
+    if state.store.create_tenant(&tenant).await? {
+        ok(StatusCode::CREATED, json!({ "id": tenant }))
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tenant_exists",
+            format!("tenant {tenant:?} exists"),
+        ))
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/tokens`
+pub(crate) async fn create_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> ApiResult {
+    let Ok(tenant) = TenantId::parse(&tenant) else {
+        return Err(ApiError::not_found(format!("no tenant {tenant:?}")));
+    };
+    if !state.store.tenant_exists(&tenant).await? {
+        return Err(ApiError::not_found(format!("no tenant {tenant:?}")));
+    }
+    let token = new_token("fxt")?;
+    state.store.add_token(&tenant, &hash_token(&token)).await?;
+    ok(
+        StatusCode::CREATED,
+        json!({ "tenant": tenant, "token": token }),
+    )
+}

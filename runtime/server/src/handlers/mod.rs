@@ -1,0 +1,31 @@
+//! The API's handlers, one module per resource. Each takes typed extractors and returns
+//! JSON or an [`ApiError`]; another tenant's objects are simply not found.
+
+pub(crate) mod actions;
+pub(crate) mod admin;
+pub(crate) mod runs;
+pub(crate) mod tenant_data;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+pub(crate) type ApiResult = Result<Response, ApiError>;
+
+pub(crate) fn ok(status: StatusCode, body: Value) -> ApiResult {
+    Ok((status, Json(body)).into_response())
+}
+
+/// Parses a path segment as a name, answering 404 for one that cannot exist.
+pub(crate) fn name_in_path(name: &str) -> Result<fluxo_core::ActionName, ApiError> {
+    fluxo_core::ActionName::parse(name)
+        .map_err(|_| ApiError::not_found(format!("no action named {name:?}")))
+}
+
+/// Parses a run id in a path, answering 404 for one that cannot exist.
+pub(crate) fn run_in_path(id: &str) -> Result<fluxo_core::RunId, ApiError> {
+    fluxo_core::RunId::parse(id).map_err(|_| ApiError::not_found(format!("no run {id:?}")))
+}

@@ -1,0 +1,200 @@
+//! A tenant's contacts (the embedded store), secrets and completion-webhook endpoints.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use fluxo_core::ContactId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiResult, ok};
+use crate::AppState;
+use crate::auth::Tenant;
+use crate::error::ApiError;
+use crate::json::JsonBody;
+
+/// The shortest secret accepted: shorter values would match innocent text, and the
+/// redactor would mangle every report.
+pub(crate) const MIN_SECRET_BYTES: usize = 8;
+/// The longest secret accepted.
+pub(crate) const MAX_SECRET_BYTES: usize = 4096;
+
+/// `GET /v1/contacts/{id}`: a contact in the embedded contact store.
+pub(crate) async fn show_contact(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let contact_id =
+        ContactId::parse(&id).map_err(|_| ApiError::not_found(format!("no contact {id:?}")))?;
+    let contact = state
+        .store
+        .contact(&tenant, &contact_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no contact {id:?}")))?;
+    ok(StatusCode::OK, json!(contact))
+}
+
+/// `GET /v1/secrets`: names only, never values.
+pub(crate) async fn list_secrets(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> ApiResult {
+    let names: Vec<String> = state.store.secrets(&tenant).await?.into_keys().collect();
+    ok(StatusCode::OK, json!({ "secrets": names }))
+}
+
+/// The body of `PUT /v1/secrets/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretValue {
+    value: String,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue([REDACTED])")
+    }
+}
+
+fn check_secret_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty() && name.len() <= 128 && !name.chars().any(char::is_control);
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "a secret name is 1 to 128 bytes without control characters",
+        ))
+    }
+}
+
+/// `PUT /v1/secrets/{name}`
+pub(crate) async fn set_secret(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<SecretValue>,
+) -> ApiResult {
+    check_secret_name(&name)?;
+    if body.value.len() < MIN_SECRET_BYTES || body.value.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_secret",
+            format!(
+                "a secret value is {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes: shorter ones cannot be told apart from ordinary text when records are redacted"
+            ),
+        ));
+    }
+    state.store.set_secret(&tenant, &name, &body.value).await?;
+    ok(StatusCode::OK, json!({ "name": name }))
+}
+
+/// `DELETE /v1/secrets/{name}`
+pub(crate) async fn delete_secret(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if state.store.delete_secret(&tenant, &name).await? {
+        ok(StatusCode::OK, json!({ "deleted": name }))
+    } else {
+        Err(ApiError::not_found(format!("no secret {name:?}")))
+    }
+}
+
+/// The body of `POST /v1/webhooks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewEndpoint {
+    url: String,
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|error| ApiError::bad_request(format!("invalid URL {url:?}: {error}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(ApiError::bad_request(
+            "a webhook URL is http(s) with a host",
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::bad_request(
+            "a webhook URL may not carry credentials",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/webhooks`: registers a completion-webhook endpoint; its signing secret is
+/// shown once.
+pub(crate) async fn create_endpoint(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewEndpoint>,
+) -> ApiResult {
+    check_url(&body.url)?;
+    let secret = fluxo_orchestrator::signing::new_secret().map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("randomness: {error}"),
+        )
+    })?;
+    let endpoint = state
+        .store
+        .add_endpoint(&tenant, &body.url, &secret)
+        .await?;
+    ok(
+        StatusCode::CREATED,
+        json!({ "endpoint": endpoint, "secret": secret }),
+    )
+}
+
+/// `GET /v1/webhooks`
+pub(crate) async fn list_endpoints(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+) -> ApiResult {
+    ok(
+        StatusCode::OK,
+        json!({ "endpoints": state.store.endpoints(&tenant).await? }),
+    )
+}
+
+/// `POST /v1/webhooks/{id}/rotate`: a new signing secret (shown once); the old ones keep
+/// signing for 24 hours so receivers can switch.
+pub(crate) async fn rotate_endpoint(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let secret = fluxo_orchestrator::signing::new_secret().map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("randomness: {error}"),
+        )
+    })?;
+    let keep_until = fluxo_store::now_ms().saturating_add(86_400_000);
+    if state
+        .store
+        .rotate_endpoint_secret(&tenant, &id, &secret, keep_until)
+        .await?
+    {
+        ok(StatusCode::OK, json!({ "id": id, "secret": secret }))
+    } else {
+        Err(ApiError::not_found(format!("no endpoint {id:?}")))
+    }
+}
+
+/// `DELETE /v1/webhooks/{id}`
+pub(crate) async fn delete_endpoint(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    if state.store.delete_endpoint(&tenant, &id).await? {
+        ok(StatusCode::OK, json!({ "deleted": id }))
+    } else {
+        Err(ApiError::not_found(format!("no endpoint {id:?}")))
+    }
+}

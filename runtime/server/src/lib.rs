@@ -1,0 +1,91 @@
+//! Fluxo's REST API (`/v1`, JSON, bearer tokens) as an axum router that tests drive
+//! without a socket, [`serve`] that binds it with graceful shutdown, and [`assemble`],
+//! which builds a whole server from a data directory.
+
+pub mod assemble;
+pub mod auth;
+pub mod config;
+pub mod error;
+mod handlers;
+mod json;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use fluxo_orchestrator::metrics::Metrics;
+use fluxo_orchestrator::{Registry, Scheduler};
+use fluxo_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use self::assemble::{Server, ServerOptions, build};
+pub use self::config::{Config, ConfigError, ServerSettings};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tokens: Arc<auth::TokenCache>,
+    pub(crate) admin_token_hash: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The shared state of a server; `admin_token` is the admin's bearer token.
+    #[must_use]
+    pub fn new(
+        registry: Arc<Registry>,
+        scheduler: Arc<Scheduler>,
+        metrics: Arc<Metrics>,
+        admin_token: &str,
+    ) -> Self {
+        Self {
+            store: registry.store().clone(),
+            registry,
+            scheduler,
+            metrics,
+            tokens: Arc::new(auth::TokenCache::default()),
+            admin_token_hash: auth::hash_token(admin_token),
+        }
+    }
+}
+
+/// The API as a service: routes, body limit, panics turned into 500s.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state
+        .registry
+        .max_component_bytes()
+        .saturating_add(64 << 10);
+    routes::router()
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::new())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting and
+/// finishes the requests in flight.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,299 @@
+//! The ledger: one attempt's commit in one transaction (one write job of the writer's
+//! batch, in its own savepoint): the lease's fence checked, the effects applied (contacts,
+//! state with the tenant's cap checked after the changes, e-mail outbox rows), the run's
+//! new state and report, the fairness bookkeeping, and completion webhooks.
+
+use fluxo_core::codec::{decode, encode};
+use fluxo_core::{Blame, ContactId, Effect, ErrorKind, RunError, RunId, TenantId};
+use fluxo_store::{
+    AttemptSummary, Commit, Committed, Decision, Ledger, RunMode, RunPhase, StoreError, StoreFuture,
+};
+use rusqlite::{Connection, params};
+
+use crate::queue::{add_runnable, push_attempt, target_of};
+use crate::writer::sql;
+use crate::{Failpoint, SqliteOptions, SqliteStore, now_ms, optional};
+
+struct Row {
+    seq: i64,
+    state: String,
+    fence: i64,
+    mode: String,
+    committed_attempt: Option<i64>,
+    committed_result: Option<Vec<u8>>,
+    cancel_requested: bool,
+    kind: String,
+    name: String,
+    version: i64,
+    tenant: String,
+}
+
+fn load(connection: &Connection, run: RunId) -> Result<Option<Row>, StoreError> {
+    optional(connection.query_row(
+        "SELECT seq, state, fence, mode, committed_attempt, committed_result, cancel_requested,
+                target_kind, target_name, target_version, tenant
+         FROM runs WHERE id = ?1",
+        params![run.to_string()],
+        |row| {
+            Ok(Row {
+                seq: row.get(0)?,
+                state: row.get(1)?,
+                fence: row.get(2)?,
+                mode: row.get(3)?,
+                committed_attempt: row.get(4)?,
+                committed_result: row.get(5)?,
+                cancel_requested: row.get(6)?,
+                kind: row.get(7)?,
+                name: row.get(8)?,
+                version: row.get(9)?,
+                tenant: row.get(10)?,
+            })
+        },
+    ))
+}
+
+pub(crate) fn commit(
+    connection: &Connection,
+    commit: Commit,
+    options: &SqliteOptions,
+) -> Result<Committed, StoreError> {
+    let lease = commit.lease;
+    let Some(row) = load(connection, lease.run)? else {
+        return Err(StoreError::not_found(format!("no run {}", lease.run)));
+    };
+    if row.committed_attempt == Some(i64::from(lease.attempt)) {
+        let first: Committed = match &row.committed_result {
+            Some(bytes) => decode("commit result", bytes)?,
+            None => return Err(StoreError::corrupt("commit result", "missing")),
+        };
+        return Ok(Committed {
+            first: false,
+            ..first
+        });
+    }
+    if row.state != "running" || row.fence != i64::try_from(lease.fence).unwrap_or(-1) {
+        return Err(StoreError::lease_lost(format!(
+            "run {} is no longer held under fence {} (state {})",
+            lease.run, lease.fence, row.state
+        )));
+    }
+    if row.tenant != commit.tenant.as_str() {
+        return Err(StoreError::conflict(format!(
+            "run {} belongs to another tenant",
+            lease.run
+        )));
+    }
+    let mut decision = commit.decision;
+    let mut report = commit.report;
+    if row.cancel_requested {
+        decision = Decision::Cancelled;
+        report = report.failed_with(RunError::new(
+            ErrorKind::Cancelled,
+            "cancelled while it ran; nothing was applied",
+        ));
+    }
+    let mode = if row.mode == "test" {
+        RunMode::Test
+    } else {
+        RunMode::Run
+    };
+    let now = now_ms();
+    let mut refused = None;
+    if decision == Decision::Succeeded && mode == RunMode::Run && !commit.effects.is_empty() {
+        connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
+        let applied = apply_effects(
+            connection,
+            lease.run,
+            &row.tenant,
+            commit.contact.as_ref(),
+            &commit.effects,
+            options,
+            now,
+        );
+        match applied {
+            Ok(None) => {
+                connection.execute_batch("RELEASE effects").map_err(sql)?;
+                report.applied = true;
+            }
+            Ok(Some(refusal)) => {
+                connection
+                    .execute_batch("ROLLBACK TO effects; RELEASE effects")
+                    .map_err(sql)?;
+                decision = Decision::Failed;
+                report = report.failed_with(refusal.clone());
+                refused = Some(refusal);
+            }
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK TO effects; RELEASE effects");
+                return Err(error);
+            }
+        }
+    } else if decision == Decision::Succeeded && mode == RunMode::Run {
+        report.applied = true;
+    }
+    let (state, finished, available) = match decision {
+        Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
+        Decision::Failed => (RunPhase::Failed, Some(now), None),
+        Decision::Dead => (RunPhase::Dead, Some(now), None),
+        Decision::Cancelled => (RunPhase::Cancelled, Some(now), None),
+        Decision::Retry { at_ms } => (RunPhase::Retrying, None, Some(at_ms)),
+    };
+    let committed = Committed {
+        state,
+        refused,
+        first: true,
+    };
+    let error = report.error.clone();
+    let attempts = push_attempt(
+        connection,
+        row.seq,
+        AttemptSummary {
+            attempt: lease.attempt,
+            node: Some(commit.node.clone()),
+            outcome: error
+                .as_ref()
+                .map_or_else(|| "succeeded".to_owned(), |e| e.kind.as_str().to_owned()),
+            message: error.as_ref().map(|e| e.message.clone()),
+            finished_ms: now,
+            usage: report.usage,
+        },
+    )?;
+    connection
+        .execute(
+            "UPDATE runs SET state = ?2, report = ?3, error_kind = ?4, attempts = ?5,
+                 lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?6,
+                 available_ms = COALESCE(?7, available_ms), committed_attempt = ?8,
+                 committed_result = ?9, cancel_requested = 0
+             WHERE seq = ?1",
+            params![
+                row.seq,
+                state.as_str(),
+                encode("report", &report)?,
+                error.as_ref().map(|e| e.kind.as_str()),
+                attempts,
+                finished,
+                available,
+                lease.attempt,
+                encode("commit result", &committed)?,
+            ],
+        )
+        .map_err(sql)?;
+    let cost = commit.cost.units();
+    connection
+        .execute(
+            "UPDATE tenant_queue SET running = running - 1,
+                 deficit = deficit - (?2 - est_cost),
+                 est_cost = MAX(1, (est_cost * 7 + ?2 + 7) / 8)
+             WHERE tenant = ?1",
+            params![row.tenant, cost],
+        )
+        .map_err(sql)?;
+    if state == RunPhase::Retrying {
+        add_runnable(connection, &row.tenant, options.quantum)?;
+    }
+    if mode == RunMode::Run {
+        let target = target_of(&row.kind, &row.name, row.version)?;
+        crate::outbox::completion_webhooks(
+            connection,
+            &row.tenant,
+            lease.run,
+            lease.attempt,
+            &target,
+            state,
+            error.as_ref(),
+            now,
+        )?;
+    }
+    Ok(committed)
+}
+
+/// Applies a successful run's effects; `Some(refusal)` when the tenant's state cap
+/// refuses them (the caller rolls back).
+fn apply_effects(
+    connection: &Connection,
+    run: RunId,
+    tenant: &str,
+    contact: Option<&ContactId>,
+    effects: &[Effect],
+    options: &SqliteOptions,
+    now: i64,
+) -> Result<Option<RunError>, StoreError> {
+    if let Some(contact) = contact
+        && effects.iter().any(Effect::touches_contact)
+    {
+        crate::contacts::apply(connection, tenant, contact, effects, now)?;
+    }
+    if options.failpoint == Some(Failpoint::AbortAfterContacts) {
+        std::process::abort();
+    }
+    if let Some(refusal) = crate::state::apply(connection, tenant, contact, effects, options, now)?
+    {
+        return Ok(Some(refusal));
+    }
+    let run_emails = effects.iter().filter_map(|effect| match effect {
+        Effect::SendEmail(email) => Some(email),
+        _ => None,
+    });
+    for email in run_emails {
+        crate::outbox::insert(
+            connection,
+            tenant,
+            Some(run),
+            &email.message_id,
+            &fluxo_store::OutboxPayload::Email(email.clone()),
+            now,
+        )?;
+    }
+    Ok(None)
+}
+
+impl Ledger for SqliteStore {
+    fn commit(&self, commit_in: Commit) -> StoreFuture<'_, Committed> {
+        let options = self.inner.options.clone();
+        Box::pin(self.write(move |connection| commit(connection, commit_in, &options)))
+    }
+
+    fn apply_effects<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        contact: Option<&'a ContactId>,
+        run: RunId,
+        effects: &'a [Effect],
+    ) -> StoreFuture<'a, Option<RunError>> {
+        let options = self.inner.options.clone();
+        let (tenant, contact, effects) = (tenant.to_string(), contact.cloned(), effects.to_vec());
+        Box::pin(self.write(move |connection| {
+            connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
+            let applied = apply_effects(
+                connection,
+                run,
+                &tenant,
+                contact.as_ref(),
+                &effects,
+                &options,
+                now_ms(),
+            );
+            match applied {
+                Ok(None) => {
+                    connection.execute_batch("RELEASE effects").map_err(sql)?;
+                    Ok(None)
+                }
+                other => {
+                    let _ = connection.execute_batch("ROLLBACK TO effects; RELEASE effects");
+                    other
+                }
+            }
+        }))
+    }
+}
+
+/// The refusal of a run whose state would pass the tenant's cap.
+pub(crate) fn state_cap_refusal(tenant: &str, bytes: u64, cap: u64) -> RunError {
+    RunError::new(
+        ErrorKind::QuotaExceeded,
+        format!(
+            "state cap: tenant {tenant} would hold {bytes} bytes of state, over its {cap}-byte cap; nothing was applied"
+        ),
+    )
+    .blamed_on(Blame::Guest)
+}

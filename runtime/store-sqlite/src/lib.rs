@@ -1,0 +1,263 @@
+//! The embedded store: every port of [`fluxo_store`] on one SQLite database (WAL,
+//! `synchronous=FULL`), so `fluxo serve` needs no server to install.
+//!
+//! **One writer, many readers.** Every write runs on one thread that batches whatever
+//! is waiting into one transaction — one fsync for many submits, claims and commits
+//! (group commit) — each job in its own savepoint. Reads go to a pool of read-only
+//! connections (`deadpool-sqlite`), which WAL lets run beside the writer.
+//!
+//! **Records.** Run records (event, limits and retry snapshots, report, attempts) are
+//! MessagePack (`fluxo_core::codec`); catalog settings (limit overrides, retry
+//! policies), contacts and outbox payloads are JSON. Every one is decoded strictly: a
+//! record that does not decode is a [`StoreErrorKind::Corrupt`] error, never an empty
+//! value.
+//!
+//! **Migrations** are SQL files in `migrations/`, applied in order at open inside a
+//! transaction each; the schema version is SQLite's `user_version`.
+
+mod catalog;
+mod contacts;
+mod ledger;
+mod outbox;
+mod queue;
+mod state;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fluxo_store::{StoreError, StoreErrorKind};
+use rusqlite::{Connection, OptionalExtension};
+
+use self::writer::{Writer, sql};
+
+/// Migrations, in order; the schema version is the number applied.
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_outbox_and_state",
+        include_str!("../migrations/0001_outbox_and_state.sql"),
+    ),
+    (
+        "0002_catalog_and_runs",
+        include_str!("../migrations/0002_catalog_and_runs.sql"),
+    ),
+    (
+        "0003_contacts",
+        include_str!("../migrations/0003_contacts.sql"),
+    ),
+    (
+        "0004_limit_overrides",
+        include_str!("../migrations/0004_limit_overrides.sql"),
+    ),
+    (
+        "0005_durable_queue",
+        include_str!("../migrations/0005_durable_queue.sql"),
+    ),
+];
+
+/// The default cap on a tenant's state: 1 MiB of keys and values.
+pub const DEFAULT_TENANT_STATE_BYTES: u64 = 1 << 20;
+
+/// Where a commit stops dead, for crash tests: the process aborts there, mid-transaction.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// After a commit applied contact changes, before it wrote the run's row.
+    AbortAfterContacts,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Bytes of state keys and values one tenant may hold.
+    pub tenant_state_bytes: u64,
+    /// Read-only connections in the pool.
+    pub readers: usize,
+    /// Rows of a tenant waiting to run (queued or retrying) before its submits are
+    /// refused: one tenant's flood gets 429s, the others do not.
+    pub backlog_per_tenant: u64,
+    /// Runs given to a tenant per round of the deficit round robin, in cost units (a
+    /// millisecond of wall time or a million fuel units each).
+    pub quantum: i64,
+    #[doc(hidden)]
+    pub failpoint: Option<Failpoint>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            tenant_state_bytes: DEFAULT_TENANT_STATE_BYTES,
+            readers: 4,
+            backlog_per_tenant: 50_000,
+            quantum: 100,
+            failpoint: None,
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Writer,
+    readers: deadpool_sqlite::Pool,
+    options: SqliteOptions,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it, mode 0600, if needed) the database file and migrates it.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created, was written by a newer Fluxo, or a
+    /// migration fails.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        create_private(path)?;
+        let connection = Connection::open(path).map_err(sql)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        migrate(&connection)?;
+        let readers = deadpool_sqlite::Config::new(path)
+            .builder(deadpool_sqlite::Runtime::Tokio1)
+            .map_err(|error| StoreError::permanent(format!("reader pool: {error}")))?
+            .max_size(options.readers.max(1))
+            .build()
+            .map_err(|error| StoreError::permanent(format!("reader pool: {error}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Writer::start(connection)?,
+                readers,
+                options,
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` in the writer's next batch; answers once the batch is on disk.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.inner.writer.write(work).await
+    }
+
+    /// Runs `work` on a read-only connection from the pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = self
+            .inner
+            .readers
+            .get()
+            .await
+            .map_err(|error| StoreError::transient(format!("reader pool: {error}")))?;
+        connection
+            .interact(move |connection| {
+                connection
+                    .busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(sql)?;
+                connection
+                    .pragma_update(None, "query_only", true)
+                    .map_err(sql)?;
+                work(connection)
+            })
+            .await
+            .map_err(|error| StoreError::transient(format!("reader: {error}")))?
+    }
+}
+
+/// Creates `path` with mode 0600 when it does not exist (the store holds tenants' data).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(StoreError::permanent(format!(
+            "creating {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sql)?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > supported {
+        return Err(StoreError::permanent(format!(
+            "store schema version {version} is newer than this build's {supported}"
+        )));
+    }
+    for (index, (name, migration)) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let next = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+        connection
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {next}; COMMIT;"
+            ))
+            .map_err(|error| {
+                let _ = connection.execute_batch("ROLLBACK");
+                StoreError::new(
+                    StoreErrorKind::Permanent,
+                    format!("migration {name}: {error}"),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The schema version this build writes.
+#[must_use]
+pub fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// One optional row.
+fn optional<T>(result: rusqlite::Result<T>) -> Result<Option<T>, StoreError> {
+    result.optional().map_err(sql)
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    fluxo_store::now_ms()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! The outbox: rows written by commits (e-mails, completion webhooks), claimed by
+//! delivery loops with a lease and a fencing `claim` counter so each row is held by one
+//! sender at a time, and settled with the claim they were taken with.
+
+use fluxo_core::{RunError, RunId, TenantId};
+use fluxo_store::webhook::completion_message;
+use fluxo_store::{
+    Outbox, OutboxItem, OutboxKind, OutboxPayload, OutboxRecord, OutboxStatus, RunPhase, RunTarget,
+    Settlement, StoreError, StoreFuture, WebhookMessage,
+};
+use rusqlite::{Connection, Row, params};
+
+use crate::writer::sql;
+use crate::{SqliteStore, now_ms};
+
+/// Writes an outbox row; a second row with the same `dedup_key` for the tenant is
+/// ignored.
+pub(crate) fn insert(
+    connection: &Connection,
+    tenant: &str,
+    run: Option<RunId>,
+    dedup_key: &str,
+    payload: &OutboxPayload,
+    now: i64,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(payload)
+        .map_err(|error| StoreError::permanent(format!("encoding an outbox row: {error}")))?;
+    connection
+        .execute(
+            "INSERT INTO outbox (tenant, run_id, dedup_key, kind, payload, status, next_attempt_ms,
+                 created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6)
+             ON CONFLICT (tenant, dedup_key) DO NOTHING",
+            params![
+                tenant,
+                run.map(|id| id.to_string()),
+                dedup_key,
+                payload.kind().as_str(),
+                text,
+                now
+            ],
+        )
+        .map_err(sql)?;
+    Ok(())
+}
+
+/// Writes one webhook row per enabled endpoint of `tenant` for a run that ended in
+/// `state` (nothing for states that send no webhook).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the columns of one completion event"
+)]
+pub(crate) fn completion_webhooks(
+    connection: &Connection,
+    tenant: &str,
+    run: RunId,
+    attempt: u32,
+    target: &RunTarget,
+    state: RunPhase,
+    error: Option<&RunError>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Some((webhook_id, body, timestamp)) =
+        completion_message(run, attempt, target, state, error, now)
+    else {
+        return Ok(());
+    };
+    let endpoints: Vec<String> = {
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id FROM webhook_endpoints WHERE tenant = ?1 AND enabled = 1 ORDER BY id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![tenant], |row| row.get(0))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    for endpoint in endpoints {
+        let payload = OutboxPayload::Webhook(WebhookMessage {
+            endpoint: endpoint.clone(),
+            webhook_id: webhook_id.clone(),
+            body: body.clone(),
+            timestamp,
+        });
+        insert(
+            connection,
+            tenant,
+            Some(run),
+            &format!("webhook:{webhook_id}:{endpoint}"),
+            &payload,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+fn decode_payload(text: &str) -> Result<OutboxPayload, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::corrupt("outbox row", error))
+}
+
+fn parse_status(text: &str) -> Result<OutboxStatus, StoreError> {
+    Ok(match text {
+        "queued" => OutboxStatus::Queued,
+        "sending" => OutboxStatus::Sending,
+        "sent" => OutboxStatus::Sent,
+        "failed" => OutboxStatus::Failed,
+        other => return Err(StoreError::corrupt("outbox status", format!("{other:?}"))),
+    })
+}
+
+fn tenant_of(text: &str) -> Result<TenantId, StoreError> {
+    text.parse()
+        .map_err(|error| StoreError::corrupt("outbox tenant", error))
+}
+
+fn item(row: &Row<'_>) -> rusqlite::Result<(i64, String, String, i64, i64, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn claim_due(
+    connection: &Connection,
+    node: &str,
+    kinds: &[OutboxKind],
+    max: u32,
+    lease_ms: u64,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    let email = kinds.contains(&OutboxKind::Email);
+    let webhook = kinds.contains(&OutboxKind::Webhook);
+    let now = now_ms();
+    let until = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
+    let rows: Vec<(i64, String, String, i64, i64, i64)> = {
+        let mut statement = connection
+            .prepare_cached(
+                "UPDATE outbox SET status = 'sending', claim = claim + 1, claimed_by = ?1,
+                     lease_until = ?2, updated_ms = ?3
+                 WHERE id IN (
+                     SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_ms <= ?3
+                       AND ((kind = 'email' AND ?5) OR (kind = 'webhook' AND ?6))
+                     UNION ALL
+                     SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?3
+                       AND ((kind = 'email' AND ?5) OR (kind = 'webhook' AND ?6))
+                     LIMIT ?4)
+                 RETURNING id, tenant, payload, attempts, claim, created_ms",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![node, until, now, max, email, webhook], item)
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    rows.into_iter()
+        .map(|(id, tenant, payload, attempts, claim, created_ms)| {
+            Ok(OutboxItem {
+                id,
+                tenant: tenant_of(&tenant)?,
+                payload: decode_payload(&payload)?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                claim: u64::try_from(claim).unwrap_or(0),
+                created_ms,
+            })
+        })
+        .collect()
+}
+
+fn settle(
+    connection: &Connection,
+    id: i64,
+    claim: u64,
+    settlement: &Settlement,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let (status, error, next) = match settlement {
+        Settlement::Sent => ("sent", None, now),
+        Settlement::Retry { at_ms, error } => ("queued", Some(error.as_str()), *at_ms),
+        Settlement::Failed { error } => ("failed", Some(error.as_str()), now),
+    };
+    let changed = connection
+        .execute(
+            "UPDATE outbox SET status = ?3, attempts = attempts + 1, last_error = ?4,
+                 next_attempt_ms = ?5, claimed_by = NULL, lease_until = NULL, updated_ms = ?6
+             WHERE id = ?1 AND claim = ?2 AND status = 'sending'",
+            params![
+                id,
+                i64::try_from(claim).unwrap_or(-1),
+                status,
+                error,
+                next,
+                now
+            ],
+        )
+        .map_err(sql)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::lease_lost(format!(
+            "outbox row {id} is no longer claimed under {claim}"
+        )))
+    }
+}
+
+impl Outbox for SqliteStore {
+    fn claim_due<'a>(
+        &'a self,
+        node: &'a str,
+        kinds: &'a [OutboxKind],
+        max: u32,
+        lease_ms: u64,
+    ) -> StoreFuture<'a, Vec<OutboxItem>> {
+        let node = node.to_owned();
+        let kinds = kinds.to_vec();
+        Box::pin(self.write(move |connection| claim_due(connection, &node, &kinds, max, lease_ms)))
+    }
+
+    fn settle<'a>(&'a self, id: i64, claim: u64, settlement: Settlement) -> StoreFuture<'a, ()> {
+        Box::pin(self.write(move |connection| settle(connection, id, claim, &settlement)))
+    }
+
+    fn outbox(&self) -> StoreFuture<'_, Vec<OutboxRecord>> {
+        Box::pin(self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT id, tenant, run_id, payload, status, attempts, last_error
+                     FROM outbox ORDER BY id",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .map_err(sql)?;
+            rows.map(|row| {
+                let (id, tenant, run, payload, status, attempts, last_error) = row.map_err(sql)?;
+                Ok(OutboxRecord {
+                    id,
+                    tenant: tenant_of(&tenant)?,
+                    run: run
+                        .map(|text| {
+                            RunId::parse(&text)
+                                .map_err(|error| StoreError::corrupt("run id", error))
+                        })
+                        .transpose()?,
+                    payload: decode_payload(&payload)?,
+                    status: parse_status(&status)?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    last_error,
+                })
+            })
+            .collect()
+        }))
+    }
+}

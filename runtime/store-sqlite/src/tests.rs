@@ -1,0 +1,195 @@
+//! The conformance suite on SQLite, the migration path from the old layout, and the
+//! crash test of the ledger (a process killed mid-commit applies nothing).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+
+use std::sync::Arc;
+
+use fluxo_store::Store;
+
+use super::*;
+
+/// A fresh store in a directory kept alive for the test's duration (leaked: the
+/// process's temporary files go with it).
+fn fresh(options: SqliteOptions) -> Arc<dyn Store> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Arc::new(SqliteStore::open(&dir.join("fluxo.db"), options).unwrap())
+}
+
+mod conformance {
+    use super::*;
+
+    fluxo_store::conformance_tests!(fresh(SqliteOptions::default()));
+
+    #[tokio::test]
+    async fn backlog_cap() {
+        let store = fresh(SqliteOptions {
+            backlog_per_tenant: 2,
+            ..SqliteOptions::default()
+        });
+        fluxo_store::conformance::backlog_cap(store).await;
+    }
+}
+
+#[test]
+fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxo.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    let connection = Connection::open(&path).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    let error = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+    assert!(error.to_string().contains("newer"), "{error}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the database is private");
+}
+
+#[test]
+fn a_store_of_the_old_layout_migrates_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxo.db");
+    {
+        let connection = Connection::open(&path).unwrap();
+        for (_, migration) in MIGRATIONS.iter().take(4) {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection
+            .execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO tenants VALUES ('acme', 1);
+                 INSERT INTO state VALUES ('acme', '', 'shared', x'31', NULL);
+                 INSERT INTO state VALUES ('acme', 'c1', 'visits', x'3233', NULL);
+                 INSERT INTO contacts VALUES ('acme', 'c1', '{\"id\":\"c1\",\"fields\":{},\"tags\":[\"vip\"]}', 1);
+                 INSERT INTO contacts VALUES ('acme', '', '{\"id\":\"\",\"fields\":{},\"tags\":[]}', 1);
+                 INSERT INTO outbox (tenant, message_id, payload, status, next_attempt_ms, created_ms, updated_ms)
+                   VALUES ('acme', '<run-1.1@fluxo>', '{\"message_id\":\"<run-1.1@fluxo>\",\"to\":[\"a@b.test\"],\"cc\":[],\"subject\":\"s\",\"text\":\"t\",\"html\":null,\"reply_to\":null}', 'queued', 0, 0, 0);
+                 INSERT INTO runs VALUES ('run-1', 'acme', 'act', 1, 'queued', '{}', NULL, NULL, 1, NULL, NULL);",
+            )
+            .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let c1 = ContactId::parse("c1").unwrap();
+        let tenant_key = StateKey::of(&acme, None, StateScope::Tenant, "shared").unwrap();
+        let contact_key = StateKey::of(&acme, Some(&c1), StateScope::Contact, "visits").unwrap();
+        assert_eq!(store.state(&tenant_key).await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.state(&contact_key).await.unwrap(), Some(b"23".to_vec()));
+        assert_eq!(store.state_usage(&tenant_key).await.unwrap().bytes, 6 + 1 + 6 + 2);
+        assert_eq!(store.contact(&acme, &c1).await.unwrap().unwrap().tags, ["vip"]);
+        let outbox = store.outbox().await.unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert!(matches!(&outbox[0].payload, fluxo_store::OutboxPayload::Email(email) if email.message_id == "<run-1.1@fluxo>"));
+        let kept: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM legacy_runs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "old run records are kept, as they were");
+    });
+}
+
+use fluxo_core::{ContactId, StateKey, StateScope, TenantId};
+use fluxo_store::{Catalog as _, Contacts as _, Outbox as _, RunQueue as _, StateStore as _};
+
+/// Run as a child process by the next test: commits a run's effects with the failpoint
+/// set, which aborts the process after the contact changes and before the run's row.
+#[test]
+fn child_commits_into_the_failpoint() {
+    let Some(path) = std::env::var_os("FLUXO_FAILPOINT_DB") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(
+                std::path::Path::new(&path),
+                SqliteOptions {
+                    failpoint: Some(Failpoint::AbortAfterContacts),
+                    ..SqliteOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let claimed = store
+            .claim(&fluxo_store::ClaimRequest {
+                node: "child".into(),
+                max: 1,
+                lease_ms: 60_000,
+                per_tenant: 10,
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        let commit = fluxo_store::Commit {
+            lease: claimed.lease,
+            node: "child".into(),
+            tenant: claimed.tenant.clone(),
+            contact: claimed.event.contact.id.clone(),
+            effects: vec![fluxo_core::Effect::AddTag { tag: "vip".into() }],
+            report: fluxo_core::RunReport::not_started(
+                claimed.lease.run,
+                1,
+                fluxo_core::RunError::new(fluxo_core::ErrorKind::Trap, "x"),
+            ),
+            decision: fluxo_store::Decision::Succeeded,
+            cost: fluxo_store::Cost::default(),
+        };
+        let _ = store.commit(commit).await;
+        unreachable!("the failpoint aborts the process");
+    });
+}
+
+/// A crash between applying the contact changes and writing the run's row (the process
+/// aborts there) leaves neither: SQLite rolls the open transaction back.
+#[test]
+fn a_crash_mid_commit_leaves_neither_contacts_nor_the_run_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxo.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let run = runtime.block_on(async {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let new = fluxo_store::conformance::new_run("acme");
+        store.create_tenant(&new.tenant).await.unwrap();
+        store.enqueue(new).await.unwrap().id
+    });
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tests::child_commits_into_the_failpoint",
+            "--test-threads=1",
+        ])
+        .env("FLUXO_FAILPOINT_DB", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child aborted at the failpoint");
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let c1 = ContactId::parse("c1").unwrap();
+        assert!(
+            store.contact(&acme, &c1).await.unwrap().is_none(),
+            "no contact change"
+        );
+        let record = store.run(&acme, run).await.unwrap().unwrap();
+        assert_eq!(
+            record.state,
+            fluxo_store::RunPhase::Running,
+            "the claim committed; the commit did not"
+        );
+        assert!(record.report.is_none());
+    });
+}

@@ -1,0 +1,574 @@
+//! The conformance suite every backend runs: one property per function, each given a
+//! fresh, empty store. A backend's tests call [`crate::conformance_tests!`] with an
+//! expression that makes one.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "a test suite: failures are panics"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxo_core::{
+    ActionName, Bytes, Contact, ContactId, Effect, ErrorKind, Event, Limits, OutgoingEmail,
+    RetryPolicy, RunError, RunId, RunReport, StateKey, StateScope, TenantId,
+};
+
+use crate::{
+    CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, OutboxKind, Priority,
+    RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
+};
+
+/// Generates one `#[tokio::test]` per property for a backend; `$make` is an async
+/// expression giving an `Arc<dyn Store>` (fresh and empty).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            idempotent_enqueue, lease_exclusivity, fence_rejection, atomic_commit,
+            state_cap_in_the_transaction, commit_is_idempotent, fair_claim, per_tenant_cap,
+            interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
+            cancel_and_release, tests_are_not_listed);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: std::sync::Arc<dyn $crate::Store> = $make;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}
+
+const ALL_KINDS: [OutboxKind; 2] = [OutboxKind::Email, OutboxKind::Webhook];
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap()
+}
+
+fn action() -> ActionName {
+    ActionName::parse("act").unwrap()
+}
+
+fn contact() -> ContactId {
+    ContactId::parse("c1").unwrap()
+}
+
+/// A new run of `tenant`'s `act` version 1.
+pub fn new_run(tenant_id: &str) -> NewRun {
+    let mut event = Event::new(tenant(tenant_id), action());
+    event.contact = Contact::with_id(contact());
+    NewRun {
+        id: RunId::new(),
+        tenant: tenant(tenant_id),
+        target: RunTarget::Action {
+            name: action(),
+            version: 1,
+        },
+        event,
+        limits: Limits::default(),
+        retry: RetryPolicy::default(),
+        mode: RunMode::Run,
+        priority: Priority::Background,
+        idempotency_key: None,
+    }
+}
+
+fn request(max: u32, lease_ms: u64, per_tenant: u32) -> ClaimRequest {
+    ClaimRequest {
+        node: "node-a".to_owned(),
+        max,
+        lease_ms,
+        per_tenant,
+    }
+}
+
+fn report_for(claimed: &Claimed, error: Option<RunError>) -> RunReport {
+    match error {
+        Some(error) => RunReport::not_started(claimed.lease.run, claimed.lease.attempt, error),
+        None => RunReport {
+            status: fluxo_core::RunStatus::Succeeded,
+            error: None,
+            outcome: Some(fluxo_core::RunOutcome {
+                output: serde_json::json!({}),
+                replies: Vec::new(),
+                branch: None,
+            }),
+            ..RunReport::not_started(
+                claimed.lease.run,
+                claimed.lease.attempt,
+                RunError::new(ErrorKind::Trap, "placeholder"),
+            )
+        },
+    }
+}
+
+fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Commit {
+    let error = match decision {
+        Decision::Succeeded => None,
+        _ => Some(RunError::new(ErrorKind::Trap, "it failed")),
+    };
+    Commit {
+        lease: claimed.lease,
+        node: "node-a".to_owned(),
+        tenant: claimed.tenant.clone(),
+        contact: claimed.event.contact.id.clone(),
+        effects,
+        report: report_for(claimed, error),
+        decision,
+        cost: Cost {
+            fuel: 0,
+            wall_ms: 1,
+        },
+    }
+}
+
+async fn enqueue(store: &Arc<dyn Store>, run: NewRun) -> RunId {
+    let tenant_id = run.tenant.clone();
+    store.create_tenant(&tenant_id).await.unwrap();
+    store.enqueue(run).await.unwrap().id
+}
+
+pub async fn idempotent_enqueue(store: Arc<dyn Store>) {
+    let mut run = new_run("acme");
+    run.idempotency_key = Some("order-7".to_owned());
+    let first = enqueue(&store, run.clone()).await;
+    let mut again = new_run("acme");
+    again.idempotency_key = Some("order-7".to_owned());
+    let second = store.enqueue(again).await.unwrap();
+    assert_eq!(second.id, first);
+    assert!(second.deduplicated);
+    let mut other_tenant = new_run("other");
+    other_tenant.idempotency_key = Some("order-7".to_owned());
+    let other = enqueue(&store, other_tenant).await;
+    assert_ne!(other, first, "keys are per tenant");
+    let claimed = store.claim(&request(10, 30_000, 10)).await.unwrap();
+    assert_eq!(claimed.len(), 2, "one run per key and tenant");
+}
+
+pub async fn lease_exclusivity(store: Arc<dyn Store>) {
+    for _ in 0..20 {
+        enqueue(&store, new_run("acme")).await;
+    }
+    let claims = (0..4).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(&request(8, 30_000, 100)).await.unwrap() })
+    });
+    let mut seen = std::collections::HashSet::new();
+    for claim in claims {
+        for run in claim.await.unwrap() {
+            assert!(seen.insert(run.lease.run), "claimed twice: {:?}", run.lease);
+        }
+    }
+    assert_eq!(seen.len(), 20);
+}
+
+pub async fn fence_rejection(store: Arc<dyn Store>) {
+    enqueue(&store, new_run("acme")).await;
+    let stale = store.claim(&request(1, 1, 10)).await.unwrap().remove(0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let fresh = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(fresh.lease.run, stale.lease.run);
+    assert!(fresh.lease.fence > stale.lease.fence);
+    assert_eq!(fresh.lease.attempt, stale.lease.attempt + 1);
+    let late = store
+        .commit(commit(&stale, vec![], Decision::Succeeded))
+        .await
+        .unwrap_err();
+    assert!(late.is_lease_lost(), "{late:?}");
+    assert!(
+        store
+            .heartbeat(&stale.lease, 1000)
+            .await
+            .unwrap_err()
+            .is_lease_lost()
+    );
+    assert!(store.heartbeat(&fresh.lease, 30_000).await.is_ok());
+    let done = store
+        .commit(commit(&fresh, vec![], Decision::Succeeded))
+        .await
+        .unwrap();
+    assert_eq!(done.state, RunPhase::Succeeded);
+}
+
+fn effects(run: RunId, state_bytes: usize) -> Vec<Effect> {
+    vec![
+        Effect::SetField {
+            name: "stage".into(),
+            value: "won".into(),
+        },
+        Effect::AddTag { tag: "vip".into() },
+        Effect::SetState {
+            scope: StateScope::Contact,
+            key: "k".into(),
+            value: Bytes(vec![7; state_bytes]),
+            ttl_seconds: None,
+        },
+        Effect::SendEmail(OutgoingEmail::sample(&format!("<{run}.1@fluxo>"))),
+    ]
+}
+
+pub async fn atomic_commit(store: Arc<dyn Store>) {
+    let id = enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    let done = store
+        .commit(commit(&claimed, effects(id, 10), Decision::Succeeded))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.state, done.refused.clone(), done.first),
+        (RunPhase::Succeeded, None, true)
+    );
+    let stored = store
+        .contact(&tenant("acme"), &contact())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.fields["stage"], "won".into());
+    assert_eq!(stored.tags, ["vip"]);
+    let key = StateKey::of(&tenant("acme"), Some(&contact()), StateScope::Contact, "k").unwrap();
+    assert_eq!(store.state(&key).await.unwrap(), Some(vec![7; 10]));
+    assert_eq!(store.outbox().await.unwrap().len(), 1);
+    let record = store.run(&tenant("acme"), id).await.unwrap().unwrap();
+    assert_eq!(record.state, RunPhase::Succeeded);
+    assert!(record.report.unwrap().applied);
+    assert_eq!(record.attempts.len(), 1);
+}
+
+pub async fn state_cap_in_the_transaction(store: Arc<dyn Store>) {
+    let first = enqueue(&store, new_run("acme")).await;
+    let second = enqueue(&store, new_run("acme")).await;
+    let claimed = store.claim(&request(2, 30_000, 10)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // Each run alone fits the cap (1 MiB by default); both together do not.
+    let big = 700 << 10;
+    let mut results = Vec::new();
+    for run in &claimed {
+        let id = run.lease.run;
+        let mut effects = effects(id, big);
+        if let Some(Effect::SetState { key, .. }) = effects.get_mut(2) {
+            *key = format!("k-{id}");
+        }
+        results.push(
+            store
+                .commit(commit(run, effects, Decision::Succeeded))
+                .await
+                .unwrap(),
+        );
+    }
+    let succeeded: Vec<_> = results
+        .iter()
+        .filter(|r| r.state == RunPhase::Succeeded)
+        .collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.refused.is_some()).collect();
+    assert_eq!((succeeded.len(), refused.len()), (1, 1), "{results:?}");
+    let refusal = refused[0].refused.clone().unwrap();
+    assert_eq!(refusal.kind, ErrorKind::QuotaExceeded);
+    assert!(!refusal.retryable());
+    assert!(refusal.message.contains("state cap"), "{}", refusal.message);
+    assert_eq!(refused[0].state, RunPhase::Failed);
+    // The refused run applied nothing: one e-mail, and its report says so.
+    assert_eq!(store.outbox().await.unwrap().len(), 1);
+    for id in [first, second] {
+        let record = store.run(&tenant("acme"), id).await.unwrap().unwrap();
+        let report = record.report.unwrap();
+        assert_eq!(report.applied, record.state == RunPhase::Succeeded);
+    }
+}
+
+pub async fn commit_is_idempotent(store: Arc<dyn Store>) {
+    let id = enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    let once = commit(&claimed, effects(id, 5), Decision::Succeeded);
+    let first = store.commit(once.clone()).await.unwrap();
+    let again = store.commit(once).await.unwrap();
+    assert!(first.first && !again.first);
+    assert_eq!(again.state, first.state);
+    assert_eq!(
+        store.outbox().await.unwrap().len(),
+        1,
+        "the e-mail is queued once"
+    );
+}
+
+pub async fn fair_claim(store: Arc<dyn Store>) {
+    for _ in 0..50 {
+        enqueue(&store, new_run("busy")).await;
+    }
+    let quiet = enqueue(&store, new_run("quiet")).await;
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        for run in store.claim(&request(1, 30_000, 100)).await.unwrap() {
+            order.push(run.lease.run);
+            store
+                .commit(commit(&run, vec![], Decision::Succeeded))
+                .await
+                .unwrap();
+        }
+    }
+    let position = order.iter().position(|id| *id == quiet);
+    assert!(
+        position.is_some_and(|at| at < 3),
+        "the quiet tenant's run waits behind at most a couple of the busy tenant's: {position:?}"
+    );
+}
+
+pub async fn per_tenant_cap(store: Arc<dyn Store>) {
+    for _ in 0..5 {
+        enqueue(&store, new_run("busy")).await;
+    }
+    enqueue(&store, new_run("quiet")).await;
+    let claimed = store.claim(&request(10, 30_000, 2)).await.unwrap();
+    let busy = claimed
+        .iter()
+        .filter(|run| run.tenant == tenant("busy"))
+        .count();
+    let quiet = claimed
+        .iter()
+        .filter(|run| run.tenant == tenant("quiet"))
+        .count();
+    assert_eq!(
+        (busy, quiet),
+        (2, 1),
+        "two of the busy tenant, and the quiet one"
+    );
+    assert!(
+        store
+            .claim(&request(10, 30_000, 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .commit(commit(&claimed[0], vec![], Decision::Succeeded))
+        .await
+        .unwrap();
+    assert_eq!(store.claim(&request(10, 30_000, 2)).await.unwrap().len(), 1);
+}
+
+pub async fn interactive_first(store: Arc<dyn Store>) {
+    for _ in 0..5 {
+        enqueue(&store, new_run("acme")).await;
+    }
+    let mut test = new_run("acme");
+    test.mode = RunMode::Test;
+    test.priority = Priority::Interactive;
+    let test_id = enqueue(&store, test).await;
+    let first = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(first.lease.run, test_id);
+    assert_eq!(first.mode, RunMode::Test);
+}
+
+pub async fn exactly_once_outbox_claim(store: Arc<dyn Store>) {
+    for _ in 0..10 {
+        let id = enqueue(&store, new_run("acme")).await;
+        let claimed = store
+            .claim(&request(1, 30_000, 10))
+            .await
+            .unwrap()
+            .remove(0);
+        let mail = vec![Effect::SendEmail(OutgoingEmail::sample(&format!(
+            "<{id}.1@fluxo>"
+        )))];
+        store
+            .commit(commit(&claimed, mail, Decision::Succeeded))
+            .await
+            .unwrap();
+    }
+    let claims = (0..3).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .claim_due("node", &ALL_KINDS, 10, 30_000)
+                .await
+                .unwrap()
+        })
+    });
+    let mut seen = std::collections::HashSet::new();
+    let mut items = Vec::new();
+    for claim in claims {
+        for item in claim.await.unwrap() {
+            assert!(seen.insert(item.id), "row {} claimed twice", item.id);
+            items.push(item);
+        }
+    }
+    assert_eq!(seen.len(), 10);
+    assert!(
+        store
+            .claim_due("node", &ALL_KINDS, 10, 30_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let item = &items[0];
+    store
+        .settle(item.id, item.claim, Settlement::Sent)
+        .await
+        .unwrap();
+    let twice = store
+        .settle(item.id, item.claim, Settlement::Sent)
+        .await
+        .unwrap_err();
+    assert!(twice.is_lease_lost());
+    // An expired claim is taken over, and the old claimer can no longer settle.
+    let other = &items[1];
+    let retried = Settlement::Retry {
+        at_ms: 0,
+        error: "451".to_owned(),
+    };
+    store.settle(other.id, other.claim, retried).await.unwrap();
+    let again = store.claim_due("node", &ALL_KINDS, 10, 1).await.unwrap();
+    assert!(again.iter().any(|i| i.id == other.id));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = store
+        .claim_due("node-b", &ALL_KINDS, 10, 30_000)
+        .await
+        .unwrap();
+    let retaken = taken.iter().find(|i| i.id == other.id).unwrap();
+    assert_eq!(retaken.attempts, 1);
+    let stale = again.iter().find(|i| i.id == other.id).unwrap();
+    assert!(
+        store
+            .settle(stale.id, stale.claim, Settlement::Sent)
+            .await
+            .unwrap_err()
+            .is_lease_lost()
+    );
+}
+
+pub async fn crash_redeliveries_end_dead(store: Arc<dyn Store>) {
+    let mut run = new_run("acme");
+    run.retry.max_crash_redeliveries = 2;
+    let id = enqueue(&store, run).await;
+    for attempt in 1..=3 {
+        let claimed = store.claim(&request(1, 1, 10)).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt}");
+        assert_eq!(claimed[0].lease.attempt, attempt);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        store
+            .claim(&request(1, 30_000, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let record = store.run(&tenant("acme"), id).await.unwrap().unwrap();
+    assert_eq!(record.state, RunPhase::Dead);
+    assert_eq!(record.error_kind, Some(ErrorKind::Crashed));
+    // Its tenant's slot was given back.
+    enqueue(&store, new_run("acme")).await;
+    assert_eq!(store.claim(&request(1, 30_000, 1)).await.unwrap().len(), 1);
+}
+
+pub async fn cancel_and_release(store: Arc<dyn Store>) {
+    let queued = enqueue(&store, new_run("acme")).await;
+    assert_eq!(
+        store.cancel(&tenant("acme"), queued).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let running = enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(claimed.lease.run, running);
+    assert_eq!(
+        store.cancel(&tenant("acme"), running).await.unwrap(),
+        CancelOutcome::Requested
+    );
+    assert!(
+        store
+            .heartbeat(&claimed.lease, 30_000)
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+    let done = store
+        .commit(commit(&claimed, effects(running, 3), Decision::Succeeded))
+        .await
+        .unwrap();
+    assert_eq!(done.state, RunPhase::Cancelled);
+    assert!(
+        store
+            .contact(&tenant("acme"), &contact())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let released = enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    store.release(&claimed.lease).await.unwrap();
+    let again = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((again.lease.run, again.lease.attempt), (released, 1));
+    assert!(
+        store
+            .commit(commit(&claimed, vec![], Decision::Succeeded))
+            .await
+            .unwrap_err()
+            .is_lease_lost()
+    );
+}
+
+pub async fn tests_are_not_listed(store: Arc<dyn Store>) {
+    let mut test = new_run("acme");
+    test.mode = RunMode::Test;
+    let test_id = enqueue(&store, test).await;
+    enqueue(&store, new_run("acme")).await;
+    let listed = store
+        .runs(&tenant("acme"), &RunFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed.iter().all(|run| run.id != test_id));
+    assert!(store.run(&tenant("acme"), test_id).await.unwrap().is_some());
+}
+
+pub async fn backlog_cap(store: Arc<dyn Store>) {
+    let mut accepted = 0;
+    let mut refused = 0;
+    for _ in 0..3 {
+        let run = new_run("acme");
+        store.create_tenant(&run.tenant).await.unwrap();
+        match store.enqueue(run).await {
+            Ok(_) => accepted += 1,
+            Err(error) if error.is_overloaded() => refused += 1,
+            Err(error) => panic!("{error:?}"),
+        }
+    }
+    // Not in `conformance_tests!`: the backend runs it on a store opened with a
+    // backlog of 2 runs per tenant.
+    assert_eq!((accepted, refused), (2, 1));
+    enqueue(&store, new_run("other")).await;
+}

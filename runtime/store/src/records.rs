@@ -1,0 +1,606 @@
+//! The store port's records: what backends keep and hand back. Backend-neutral: no
+//! backend type appears here; times are milliseconds since the Unix epoch.
+
+use fluxo_core::{
+    ActionName, ContactId, Effect, ErrorKind, Event, LimitOverrides, Limits, OutgoingEmail,
+    RetryPolicy, RunError, RunId, RunReport, TenantId, Usage,
+};
+use serde::{Deserialize, Serialize};
+
+/// An action as listed: its current settings and active version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// The action's name, unique per tenant.
+    pub name: ActionName,
+    /// What it does, for people.
+    pub description: String,
+    /// Whether new runs are accepted.
+    pub enabled: bool,
+    /// The version new runs use.
+    pub active_version: u32,
+    /// When it was first uploaded.
+    pub created_ms: i64,
+    /// Limits tighter than the host's, for this action's runs.
+    pub limits: LimitOverrides,
+    /// How its retryable failures are retried.
+    pub retry: RetryPolicy,
+}
+
+/// One uploaded version of an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// 1, 2, … per action.
+    pub version: u32,
+    /// SHA-256 of the component, hex.
+    pub hash: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// What the component imports: the action's permissions.
+    pub imports: Vec<String>,
+    /// Upload time.
+    pub created_ms: i64,
+}
+
+/// A version to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewVersion<'a> {
+    /// The tenant.
+    pub tenant: &'a TenantId,
+    /// The action.
+    pub name: &'a ActionName,
+    /// A description (kept when `None` and the action exists).
+    pub description: Option<&'a str>,
+    /// SHA-256 of the component, hex.
+    pub hash: &'a str,
+    /// Component size in bytes.
+    pub size: u64,
+    /// The component's imports.
+    pub imports: &'a [String],
+}
+
+/// What a run runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunTarget {
+    /// A component action at a pinned version.
+    Action {
+        /// The action.
+        name: ActionName,
+        /// The pinned version.
+        version: u32,
+    },
+}
+
+impl RunTarget {
+    /// The target's name.
+    #[must_use]
+    pub fn name(&self) -> &ActionName {
+        match self {
+            Self::Action { name, .. } => name,
+        }
+    }
+
+    /// The pinned version.
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        match self {
+            Self::Action { version, .. } => *version,
+        }
+    }
+}
+
+/// Whether a run's effects are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// A real run: its effects are committed when it succeeds.
+    Run,
+    /// A test (the platform's Test button): executed the same way, nothing applied, never
+    /// retried, not listed with the tenant's runs.
+    Test,
+}
+
+/// Which runs go first when workers are scarce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// New background work.
+    Background,
+    /// A run a person waits for (a Test), or one resumed from a wait.
+    Interactive,
+}
+
+impl Priority {
+    /// The stored number (higher goes first).
+    #[must_use]
+    pub fn rank(self) -> i64 {
+        match self {
+            Self::Background => 0,
+            Self::Interactive => 1,
+        }
+    }
+
+    /// From the stored number.
+    #[must_use]
+    pub fn from_rank(rank: i64) -> Self {
+        if rank > 0 {
+            Self::Interactive
+        } else {
+            Self::Background
+        }
+    }
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPhase {
+    /// Accepted (durably), waiting for a worker.
+    Queued,
+    /// A worker holds its lease.
+    Running,
+    /// An attempt failed retryably; the next one waits for its time.
+    Retrying,
+    /// It succeeded and its effects were committed.
+    Succeeded,
+    /// It failed for good (the failure was not retryable); nothing was applied.
+    Failed,
+    /// Out of attempts, or it took its host down too often: parked with the last error.
+    Dead,
+    /// Cancelled before it could finish; nothing was applied.
+    Cancelled,
+}
+
+impl RunPhase {
+    /// Every phase.
+    pub const ALL: [Self; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
+    /// The stored name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    ///
+    /// # Errors
+    /// The unknown text (a corrupt record: callers never read it as `queued`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|phase| phase.as_str() == text)
+            .ok_or_else(|| format!("unknown run state {text:?}"))
+    }
+
+    /// Whether the run is over.
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Dead | Self::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for RunPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run to accept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    /// Its id.
+    pub id: RunId,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// What it runs.
+    pub target: RunTarget,
+    /// What it runs for.
+    pub event: Event,
+    /// The limits it runs under, fixed now: a run recovered after a restart runs under
+    /// the limits it was accepted with.
+    pub limits: Limits,
+    /// Its retry policy, fixed now.
+    pub retry: RetryPolicy,
+    /// Committed or a test.
+    pub mode: RunMode,
+    /// Background or interactive.
+    pub priority: Priority,
+    /// The caller's idempotency key: the same key (per tenant) returns the same run.
+    pub idempotency_key: Option<String>,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The run's id (the earlier run's, when deduplicated).
+    pub id: RunId,
+    /// Whether the idempotency key named an earlier run (nothing new was accepted).
+    pub deduplicated: bool,
+}
+
+/// A claim for runnable runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The claiming node (in records and logs).
+    pub node: String,
+    /// At most this many runs.
+    pub max: u32,
+    /// How long the lease lasts unless renewed, in milliseconds.
+    pub lease_ms: u64,
+    /// Runs of one tenant running at once, over every node.
+    pub per_tenant: u32,
+}
+
+/// A worker's lease on one attempt of a run. Every write for the run is conditioned on
+/// `fence`, which grows with every claim: a holder whose lease was taken over can write
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The run.
+    pub run: RunId,
+    /// The attempt this lease is for (1-based).
+    pub attempt: u32,
+    /// The fencing token.
+    pub fence: u64,
+    /// When the lease ends unless renewed.
+    pub expires_ms: i64,
+}
+
+/// A claimed run: what the worker needs to execute it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The lease.
+    pub lease: Lease,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// What it runs.
+    pub target: RunTarget,
+    /// What it runs for.
+    pub event: Event,
+    /// Its limits snapshot.
+    pub limits: Limits,
+    /// Its retry policy snapshot.
+    pub retry: RetryPolicy,
+    /// Committed or a test.
+    pub mode: RunMode,
+    /// How many times it was found unfinished after its host died.
+    pub crash_redeliveries: u32,
+}
+
+/// What an attempt amounted to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptSummary {
+    /// The attempt (1-based).
+    pub attempt: u32,
+    /// The node that ran it.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// `succeeded`, or the error kind.
+    pub outcome: String,
+    /// The error message, when it failed.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When it finished.
+    pub finished_ms: i64,
+    /// What it used.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: RunId,
+    /// The action's name.
+    pub action: ActionName,
+    /// The version it is pinned to.
+    pub version: u32,
+    /// Committed or a test.
+    pub mode: RunMode,
+    /// Where it is.
+    pub state: RunPhase,
+    /// The current (or last) attempt; 0 before the first claim.
+    pub attempt: u32,
+    /// The error kind of its last failure.
+    pub error_kind: Option<ErrorKind>,
+    /// The event it runs for.
+    pub event: Event,
+    /// The report of its last attempt.
+    pub report: Option<RunReport>,
+    /// Every attempt's summary, oldest first.
+    pub attempts: Vec<AttemptSummary>,
+    /// The idempotency key it was submitted with.
+    pub idempotency_key: Option<String>,
+    /// When it was accepted.
+    pub created_ms: i64,
+    /// When a worker last took it.
+    pub started_ms: Option<i64>,
+    /// When it finished.
+    pub finished_ms: Option<i64>,
+    /// When it may run next (a retry's time).
+    pub next_attempt_ms: Option<i64>,
+    /// The node holding or last holding it.
+    pub node: Option<String>,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only this action's runs.
+    pub action: Option<ActionName>,
+    /// Only runs in this state.
+    pub state: Option<RunPhase>,
+    /// At most this many (newest first); 50 when absent, 500 at most.
+    pub limit: Option<u32>,
+    /// Only runs created after this one (for following).
+    pub after: Option<RunId>,
+}
+
+/// What a finished attempt asks the ledger to do with the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It succeeded: apply the effects, mark it succeeded.
+    Succeeded,
+    /// It failed for good.
+    Failed,
+    /// It failed retryably: queue it again at `at_ms`.
+    Retry {
+        /// When the next attempt may start.
+        at_ms: i64,
+    },
+    /// It failed and may not be retried again.
+    Dead,
+    /// It was cancelled while running.
+    Cancelled,
+}
+
+/// What a run cost, for fair scheduling across tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cost {
+    /// Fuel burnt.
+    pub fuel: u64,
+    /// Wall time, in milliseconds.
+    pub wall_ms: u64,
+}
+
+impl Cost {
+    /// The cost in scheduling units: a millisecond of wall time or a million fuel units
+    /// each count one, at least one a run.
+    #[must_use]
+    pub fn units(self) -> i64 {
+        let units = self.wall_ms.saturating_add(self.fuel / 1_000_000).max(1);
+        i64::try_from(units).unwrap_or(i64::MAX)
+    }
+}
+
+/// One attempt's commit: in one transaction, the effects, the outbox rows, and the run's
+/// new state — conditioned on the lease's fence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// The lease the attempt ran under.
+    pub lease: Lease,
+    /// The node committing.
+    pub node: String,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The run's contact.
+    pub contact: Option<ContactId>,
+    /// The effects to apply (only with [`Decision::Succeeded`] and [`RunMode::Run`]).
+    pub effects: Vec<Effect>,
+    /// The attempt's report (secrets already redacted).
+    pub report: RunReport,
+    /// What to do with the run.
+    pub decision: Decision,
+    /// What the attempt cost.
+    pub cost: Cost,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The run's state now.
+    pub state: RunPhase,
+    /// Why the effects were refused, when they were (the tenant's state cap, checked in
+    /// the transaction): the run was recorded failed with this error instead.
+    pub refused: Option<RunError>,
+    /// False when this exact attempt had already been committed and this call changed
+    /// nothing (it returns the first result).
+    pub first: bool,
+}
+
+/// Counts of runs by state (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Runs per state.
+    pub by_state: Vec<(RunPhase, u64)>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was queued or retrying: it will never run.
+    Cancelled,
+    /// The run is running: it is marked, its worker stops it at the next heartbeat and
+    /// commits nothing.
+    Requested,
+    /// The run was already over.
+    AlreadyFinal(RunPhase),
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// When the lease now ends.
+    pub expires_ms: i64,
+    /// Whether a cancel was asked for.
+    pub cancel_requested: bool,
+}
+
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    /// An e-mail.
+    Email,
+    /// A completion webhook.
+    Webhook,
+}
+
+impl OutboxKind {
+    /// The stored name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxPayload {
+    /// An e-mail, sent over SMTP.
+    Email(OutgoingEmail),
+    /// A completion webhook to one endpoint.
+    Webhook(WebhookMessage),
+}
+
+impl OutboxPayload {
+    /// The kind.
+    #[must_use]
+    pub fn kind(&self) -> OutboxKind {
+        match self {
+            Self::Email(_) => OutboxKind::Email,
+            Self::Webhook(_) => OutboxKind::Webhook,
+        }
+    }
+}
+
+/// A completion webhook: the Standard Webhooks `webhook-id` stays the same across
+/// delivery attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookMessage {
+    /// The endpoint it goes to.
+    pub endpoint: String,
+    /// `msg_…`: stable across retries, so the receiver deduplicates.
+    pub webhook_id: String,
+    /// The JSON body.
+    pub body: String,
+    /// When the event happened (seconds since the epoch), for `webhook-timestamp`.
+    pub timestamp: i64,
+}
+
+/// An outbox row claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// The row.
+    pub id: i64,
+    /// The tenant whose run wrote it.
+    pub tenant: TenantId,
+    /// What to deliver.
+    pub payload: OutboxPayload,
+    /// Delivery attempts before this one.
+    pub attempts: u32,
+    /// The claim's fencing token: settling needs it.
+    pub claim: u64,
+    /// When the row was written.
+    pub created_ms: i64,
+}
+
+/// What a delivery attempt amounted to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Delivered.
+    Sent,
+    /// Try again at `at_ms`.
+    Retry {
+        /// When.
+        at_ms: i64,
+        /// What went wrong.
+        error: String,
+    },
+    /// Given up.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Where an outbox row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting for (another) attempt.
+    Queued,
+    /// Claimed by a delivery loop.
+    Sending,
+    /// Delivered.
+    Sent,
+    /// Given up; `last_error` says why.
+    Failed,
+}
+
+/// An outbox row as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// The row.
+    pub id: i64,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The run that wrote it.
+    pub run: Option<RunId>,
+    /// What it delivers.
+    pub payload: OutboxPayload,
+    /// Its status.
+    pub status: OutboxStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// A tenant's completion-webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// `ep_…`.
+    pub id: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// Whether deliveries go out (an endpoint answering 410 is disabled).
+    pub enabled: bool,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// When it was made.
+    pub created_ms: i64,
+}
+
+/// What pruning removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    /// Finished runs removed.
+    pub runs: u64,
+    /// Delivered or failed outbox rows removed.
+    pub outbox: u64,
+}
