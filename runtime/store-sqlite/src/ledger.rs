@@ -124,7 +124,7 @@ pub(crate) fn commit(
                 refused = Some(refusal);
             }
             Err(error) => {
-                let _ = connection.execute_batch("ROLLBACK TO effects; RELEASE effects");
+                // The writer rolls the whole job back (its savepoint) on this error.
                 return Err(error);
             }
         }
@@ -278,10 +278,14 @@ impl Ledger for SqliteStore {
                     connection.execute_batch("RELEASE effects").map_err(sql)?;
                     Ok(None)
                 }
-                other => {
-                    let _ = connection.execute_batch("ROLLBACK TO effects; RELEASE effects");
-                    other
+                Ok(Some(refusal)) => {
+                    connection
+                        .execute_batch("ROLLBACK TO effects; RELEASE effects")
+                        .map_err(sql)?;
+                    Ok(Some(refusal))
                 }
+                // The writer rolls the whole job back (its savepoint) on this error.
+                Err(error) => Err(error),
             }
         }))
     }

@@ -212,7 +212,8 @@ fn pick(
         if candidates.is_empty() {
             return Ok(None);
         }
-        let mut any_available = false;
+        // The largest credit among tenants with a run available now.
+        let mut best: Option<i64> = None;
         for (tenant, deficit) in candidates {
             let next = optional(connection.query_row(
                 "SELECT seq FROM runs WHERE tenant = ?1 AND state IN ('queued', 'retrying')
@@ -233,19 +234,26 @@ fn pick(
                     .map_err(sql)?;
                 continue;
             };
-            any_available = true;
             if deficit > 0 {
                 return Ok(Some(seq));
             }
+            best = Some(best.map_or(deficit, |best: i64| best.max(deficit)));
         }
-        if !any_available || round == 1 {
+        let Some(best) = best else {
+            return Ok(None);
+        };
+        if round == 1 {
             return Ok(None);
         }
-        // Every tenant with work has used its credit: a new round.
+        // Every tenant with work has used its credit: as many rounds as it takes for
+        // the first of them to have credit again, at once. DRR stays work-conserving —
+        // a worker never idles while a run is available — however much more than a
+        // quantum one run cost (a 700 ms run is 7 quanta).
+        let rounds = (1 - best).div_euclid(quantum.max(1)) + 1;
         connection
             .execute(
-                "UPDATE tenant_queue SET deficit = MIN(deficit + ?1, ?1) WHERE runnable > 0",
-                params![quantum],
+                "UPDATE tenant_queue SET deficit = MIN(deficit + ?1 * ?2, ?2) WHERE runnable > 0",
+                params![rounds, quantum],
             )
             .map_err(sql)?;
     }

@@ -23,6 +23,8 @@ type Finisher = Box<dyn FnOnce(Result<(), (StoreErrorKind, String)>) + Send>;
 trait WriteJob: Send {
     fn run(self: Box<Self>, connection: &Connection) -> (bool, Finisher);
     fn abort(self: Box<Self>, kind: StoreErrorKind, message: String);
+    /// Answers with the batch's failure, without running.
+    fn aborted(self: Box<Self>) -> Finisher;
 }
 
 type Job = Box<dyn WriteJob>;
@@ -53,6 +55,17 @@ where
 
     fn abort(self: Box<Self>, kind: StoreErrorKind, message: String) {
         let _ = self.reply.send(Err(StoreError::new(kind, message)));
+    }
+
+    fn aborted(self: Box<Self>) -> Finisher {
+        let reply = self.reply;
+        Box::new(move |committed| {
+            let (kind, message) = committed.err().unwrap_or((
+                StoreErrorKind::Transient,
+                "the batch was rolled back".to_owned(),
+            ));
+            let _ = reply.send(Err(StoreError::new(kind, message)));
+        })
     }
 }
 
@@ -122,23 +135,40 @@ fn run(connection: &Connection, jobs: &mpsc::Receiver<Job>) {
             continue;
         }
         let mut finishers = Vec::with_capacity(batch.len());
+        // A job whose savepoint cannot be closed may have left partial writes in the
+        // transaction: then nothing of the batch is committed.
+        let mut poisoned = None;
         for job in batch {
-            let savepoint = connection.execute_batch("SAVEPOINT job");
+            if poisoned.is_some() {
+                finishers.push(job.aborted());
+                continue;
+            }
+            if let Err(error) = connection.execute_batch("SAVEPOINT job") {
+                // Never run a job outside its savepoint.
+                let (kind, message) = classify(&error);
+                job.abort(kind, message);
+                continue;
+            }
             let (ok, finish) = job.run(connection);
-            if savepoint.is_ok() {
-                let end = if ok {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                let _ = connection.execute_batch(end);
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            if let Err(error) = connection.execute_batch(end) {
+                poisoned = Some(classify(&error));
             }
             finishers.push(finish);
         }
-        let committed = connection
-            .execute_batch("COMMIT")
-            .map_err(|error| classify(&error));
+        let committed = match poisoned {
+            None => connection
+                .execute_batch("COMMIT")
+                .map_err(|error| classify(&error)),
+            Some((kind, message)) => Err((kind, format!("the batch was rolled back: {message}"))),
+        };
         if committed.is_err() {
+            // Best effort: a failed COMMIT may already have ended the transaction, and
+            // the next batch's BEGIN reports a connection that cannot continue.
             let _ = connection.execute_batch("ROLLBACK");
         }
         for finish in finishers {

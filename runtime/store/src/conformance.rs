@@ -33,7 +33,7 @@ macro_rules! conformance_tests {
             idempotent_enqueue, lease_exclusivity, fence_rejection, atomic_commit,
             state_cap_in_the_transaction, commit_is_idempotent, fair_claim, per_tenant_cap,
             interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
-            cancel_and_release, tests_are_not_listed);
+            cancel_and_release, tests_are_not_listed, work_conserving);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -328,6 +328,35 @@ pub async fn fair_claim(store: Arc<dyn Store>) {
     assert!(
         position.is_some_and(|at| at < 3),
         "the quiet tenant's run waits behind at most a couple of the busy tenant's: {position:?}"
+    );
+}
+
+/// However much more than a quantum runs cost, a claim never comes back empty while a
+/// run is available (deficit round robin takes the rounds it needs at once), and a
+/// tenant whose runs cost a hundred times more gets about a hundredth of the claims.
+pub async fn work_conserving(store: Arc<dyn Store>) {
+    for _ in 0..40 {
+        enqueue(&store, new_run("heavy")).await;
+        enqueue(&store, new_run("light")).await;
+    }
+    let mut claims = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..40 {
+        let mut runs = store.claim(&request(1, 30_000, 100)).await.unwrap();
+        assert_eq!(runs.len(), 1, "a worker is free and runs are waiting");
+        let run = runs.remove(0);
+        *claims.entry(run.tenant.to_string()).or_default() += 1;
+        let mut done = commit(&run, vec![], Decision::Succeeded);
+        done.cost.wall_ms = if run.tenant.as_str() == "heavy" {
+            100_000
+        } else {
+            1_000
+        };
+        store.commit(done).await.unwrap();
+    }
+    let heavy = claims.get("heavy").copied().unwrap_or(0);
+    assert!(
+        (1..=4).contains(&heavy),
+        "the heavy tenant ran {heavy} of 40: {claims:?}"
     );
 }
 

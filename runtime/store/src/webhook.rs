@@ -1,5 +1,5 @@
 //! The completion webhook's message: what every backend writes to the outbox when a run
-//! ends (succeeded, dead or cancelled), in the Standard Webhooks payload shape
+//! ends (succeeded, failed for good, dead or cancelled; not tests), in the Standard Webhooks payload shape
 //! (`{"type", "timestamp", "data"}`).
 
 use fluxo_core::{RunError, RunId};
@@ -11,6 +11,7 @@ use crate::records::{RunPhase, RunTarget};
 pub fn event_type(state: RunPhase) -> Option<&'static str> {
     match state {
         RunPhase::Succeeded => Some("run.succeeded"),
+        RunPhase::Failed => Some("run.failed"),
         RunPhase::Dead => Some("run.dead"),
         RunPhase::Cancelled => Some("run.cancelled"),
         _ => None,
@@ -49,4 +50,32 @@ pub fn completion_message(
         body.to_string(),
         at_ms.div_euclid(1000),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_final_phase_sends_one_event_and_the_id_is_per_attempt() {
+        let sent: Vec<_> = RunPhase::ALL.into_iter().filter_map(event_type).collect();
+        assert_eq!(
+            sent,
+            ["run.succeeded", "run.failed", "run.dead", "run.cancelled"]
+        );
+        let run = RunId::new();
+        let target = RunTarget::Action {
+            name: "crm-lead".parse().unwrap(),
+            version: 3,
+        };
+        let (id, body, seconds) =
+            completion_message(run, 2, &target, RunPhase::Failed, None, 1_700_000_000_123).unwrap();
+        assert_eq!(id, format!("msg_{run}_2"));
+        assert_eq!(seconds, 1_700_000_000);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["type"], "run.failed");
+        assert_eq!(body["data"]["version"], 3);
+        assert_eq!(body["timestamp"], "2023-11-14T22:13:20.123Z");
+        assert!(completion_message(run, 1, &target, RunPhase::Running, None, 0).is_none());
+    }
 }

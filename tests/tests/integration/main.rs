@@ -12,12 +12,14 @@
 mod bench_smoke;
 mod capabilities;
 mod cli;
+mod crash;
 mod durable;
 mod egress;
 mod email;
 mod examples;
 mod limits;
 mod loading;
+mod served;
 mod server;
 mod support;
 mod versions;

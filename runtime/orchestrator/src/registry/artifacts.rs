@@ -46,7 +46,7 @@ impl Artifacts {
             if let Some(name) = entry.file_name().to_str()
                 && name.ends_with(PARTIAL)
             {
-                let _ = dir.remove_file(name);
+                remove_logged(&dir, name);
             }
         }
         Ok(Self {
@@ -119,13 +119,13 @@ impl Artifacts {
 
     /// Removes a temporary file (a failed compile).
     pub(crate) fn discard(&self, temp: &str) {
-        let _ = self.dir.remove_file(temp);
+        remove_logged(&self.dir, temp);
     }
 
     /// Removes an artifact and its checksum (corrupt, or its component deleted).
     pub(crate) fn remove(&self, name: &str) {
-        let _ = self.dir.remove_file(format!("{name}.sha256"));
-        let _ = self.dir.remove_file(name);
+        remove_logged(&self.dir, &format!("{name}.sha256"));
+        remove_logged(&self.dir, name);
     }
 
     /// Removes every artifact of component `hash`, whatever the engine.
@@ -137,7 +137,7 @@ impl Artifacts {
             if let Some(name) = entry.file_name().to_str()
                 && name.starts_with(&format!("{hash}-"))
             {
-                let _ = self.dir.remove_file(name);
+                remove_logged(&self.dir, name);
             }
         }
     }
@@ -153,5 +153,15 @@ impl Artifacts {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// Removes `name` from `dir`; a failure other than "already gone" is logged (a file left
+/// behind is debris, not lost data: the next start or delete tries again).
+fn remove_logged(dir: &Dir, name: &str) {
+    match dir.remove_file(name) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(file = name, %error, "could not remove an artifact file"),
     }
 }

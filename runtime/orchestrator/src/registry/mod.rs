@@ -441,11 +441,19 @@ async fn import_legacy_components(store: &dyn Store, dir: &Path) -> Result<(), R
         let bytes = std::fs::read(&path).map_err(|error| {
             RegistryError::Storage(format!("reading {}: {error}", path.display()))
         })?;
-        if sha256_hex(&bytes) == hash {
-            store.put_component(hash, &bytes).await?;
+        if sha256_hex(&bytes) != hash {
+            // Not what its name says: kept for an operator to look at, never imported.
+            tracing::warn!(path = %path.display(), "a stored component does not match its hash; left in place");
+            continue;
         }
-        let _ = std::fs::remove_file(&path);
+        store.put_component(hash, &bytes).await?;
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "could not remove an imported component file");
+        }
     }
-    let _ = std::fs::remove_dir(dir);
+    // Removed only when empty: anything left in it is worth a look.
+    if let Err(error) = std::fs::remove_dir(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "the old components directory was not removed");
+    }
     Ok(())
 }
