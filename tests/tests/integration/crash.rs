@@ -2,7 +2,7 @@
 //! run and applies none twice; a node paused past its lease (SIGSTOP) commits nothing
 //! when it wakes, because another node took the run over under a newer fencing token.
 //!
-//! `FLUXO_CRASH_ROUNDS` sets the kill-and-restart rounds (CI: 3; `scripts/crash-rounds`
+//! `FLUXO_CRASH_ROUNDS` sets the kill-and-restart rounds (CI: 5; `scripts/crash-rounds`
 //! runs 20).
 
 use std::path::Path;
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use fluxo_tests::guests;
 use serde_json::{Value, json};
 
+use crate::email::SmtpSink;
 use crate::served::Served;
 use crate::support::{guest, slow_server};
 
@@ -21,11 +22,22 @@ const UPSTREAM_DELAY: Duration = Duration::from_millis(700);
 /// A configuration file `name` letting tenant `acme` reach the upstream, with four
 /// workers, a one-second lease and `extra` lines of `[server]`.
 fn config(dir: &Path, name: &str, upstream_port: u16, extra: &str) -> std::path::PathBuf {
+    config_with(dir, name, upstream_port, "", extra)
+}
+
+/// As [`config`], with `sections` (TOML tables) before `[server]`.
+fn config_with(
+    dir: &Path,
+    name: &str,
+    upstream_port: u16,
+    sections: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
-            "[http]\nallow_private_cidrs = [\"127.0.0.1/32\"]\n[[http.tenant_allow.acme]]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n[server]\nworkers = 4\nper_tenant = 4\nlease_ms = 1000\n{extra}"
+            "{sections}\n[http]\nallow_private_cidrs = [\"127.0.0.1/32\"]\n[[http.tenant_allow.acme]]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n[server]\nworkers = 4\nper_tenant = 4\nlease_ms = 1000\n{extra}"
         ),
     )
     .unwrap();
@@ -145,20 +157,26 @@ fn assert_applied_once(server: &Served, token: &str, records: &[Value]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_killed_mid_run_loses_no_accepted_run() {
     let upstream = slow_server(UPSTREAM_DELAY, 200, "{}").await;
+    let sink = SmtpSink::start(&[]).await;
     let rounds: u32 = std::env::var("FLUXO_CRASH_ROUNDS")
         .ok()
         .and_then(|rounds| rounds.parse().ok())
-        .unwrap_or(3);
-    tokio::task::spawn_blocking(move || {
+        .unwrap_or(5);
+    let records = tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let config = config(dir.path(), "fluxo", upstream.port(), "");
+        let email = format!(
+            "[email]\nurl = \"smtp://{}\"\nfrom = \"probe@fluxo.test\"\n",
+            sink.addr
+        );
+        let config = config_with(dir.path(), "fluxo", upstream.port(), &email, "");
         let url = format!("http://{upstream}");
 
         let server = Served::start(&data, &config);
         let token = server.tenant("acme");
         upload_probe(&server, &token);
-        let runs = 4 * 3 * usize::try_from(rounds).unwrap().max(1);
+        // Enough work that every round's kill finds runs in flight.
+        let runs = (12 * usize::try_from(rounds).unwrap()).max(100);
         let ids: Vec<String> = (0..runs)
             .map(|n| submit(&server, &token, &format!("p{n}"), &url))
             .collect();
@@ -178,7 +196,7 @@ async fn a_process_killed_mid_run_loses_no_accepted_run() {
         }
         assert!(killed_mid_run > 0, "no kill found a run in flight");
 
-        let records = wait_final(&server, &token, &ids, Duration::from_secs(120));
+        let records = wait_final(&server, &token, &ids, Duration::from_secs(180));
         assert_applied_once(&server, &token, &records);
         let redelivered = records
             .iter()
@@ -188,9 +206,52 @@ async fn a_process_killed_mid_run_loses_no_accepted_run() {
             redelivered > 0,
             "some runs were finished by a later process"
         );
+        wait_sent(&server, records.len());
+        (records, sink)
     })
     .await
     .unwrap();
+    let (records, sink) = records;
+    // Every committed e-mail reached the relay under the Message-ID its run gave it.
+    // Delivery is at least once: a kill between the relay's 250 and marking the row
+    // sent resends the same message, never a different one.
+    let ids: Vec<String> = sink
+        .accepted()
+        .iter()
+        .filter_map(|message| {
+            message
+                .lines()
+                .find_map(|line| line.strip_prefix("Message-ID: "))
+                .map(str::to_owned)
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), records.len(), "one Message-ID per run");
+    assert!(ids.len() >= records.len());
+}
+
+/// Waits until the outbox has sent `expected` e-mails.
+fn wait_sent(server: &Served, expected: usize) {
+    let db = rusqlite::Connection::open_with_flags(
+        server.data.join("fluxo.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent: i64 = db
+            .query_row(
+                "SELECT count(*) FROM outbox WHERE kind = 'email' AND status = 'sent'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        if usize::try_from(sent).unwrap() == expected {
+            return;
+        }
+        assert!(Instant::now() < until, "{sent} of {expected} e-mails sent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
