@@ -204,8 +204,10 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    /// This response when it is 2xx; otherwise an error that is retryable for 5xx and
-    /// 429, and final for the other codes.
+    /// This response when it is 2xx; otherwise an error that is retryable for 5xx, 408
+    /// Request Timeout (RFC 9110 §15.5.9), 425 Too Early (RFC 8470 §5.2) and 429 Too Many
+    /// Requests (RFC 6585 §4), and final for the other codes: the same request would be
+    /// refused again.
     ///
     /// # Errors
     /// When the status is not 2xx.
@@ -214,7 +216,7 @@ impl Response {
             return Ok(self);
         }
         let message = format!("upstream answered {}", self.status);
-        if self.status >= 500 || self.status == 429 {
+        if self.status >= 500 || matches!(self.status, 408 | 425 | 429) {
             Err(Error::retryable(message))
         } else {
             Err(Error::new(message))
@@ -275,6 +277,31 @@ impl From<HttpError> for Error {
         match error {
             HttpError::Timeout | HttpError::Connect(_) => Error::retryable(error.to_string()),
             _ => Error::new(error.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Result<Response> {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+        .error_for_status()
+    }
+
+    #[test]
+    fn only_answers_a_retry_may_change_are_retryable() {
+        assert!(answer(204).is_ok());
+        for status in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(answer(status).unwrap_err().is_retryable(), "{status}");
+        }
+        for status in [400, 401, 403, 404, 409, 410, 422] {
+            assert!(!answer(status).unwrap_err().is_retryable(), "{status}");
         }
     }
 }

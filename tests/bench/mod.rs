@@ -6,6 +6,7 @@
 //! The library holds it so that the benchmark binary (`benches/contenders.rs`) and the
 //! smoke test (every contender once, same output) share one set of contenders.
 
+pub mod api;
 pub mod cold;
 pub mod contenders;
 pub mod measure;
@@ -104,6 +105,12 @@ pub struct Plan {
     pub parked: Vec<usize>,
     /// Repetitions of the cold paths.
     pub cold_repetitions: usize,
+    /// Client counts for durable runs through the API.
+    pub api_clients: Vec<usize>,
+    /// Length of one API measurement.
+    pub api_window: Duration,
+    /// Runs of the flooding tenant in the noisy-neighbour measurement.
+    pub flood: usize,
     /// Only these latency rows, and no other section (for profiling one contender).
     pub only: Option<Vec<String>>,
 }
@@ -121,6 +128,9 @@ impl Plan {
             in_flight: vec![1, 16, 64, 256],
             parked: vec![1_000, 10_000],
             cold_repetitions: 2,
+            api_clients: vec![1, 16, 64],
+            api_window: Duration::from_secs(2),
+            flood: 10_000,
             only: None,
         }
     }
@@ -137,6 +147,9 @@ impl Plan {
             in_flight: vec![1, 16, 64, 256],
             parked: vec![1_000, 10_000],
             cold_repetitions: 5,
+            api_clients: vec![1, 16, 64],
+            api_window: Duration::from_secs(5),
+            flood: 10_000,
             only: None,
         }
     }
@@ -403,6 +416,19 @@ pub async fn run(paths: &Paths, guests: &Guests, plan: &Plan) -> anyhow::Result<
             plan.cold_repetitions,
         )
         .await?,
+    );
+
+    progress("durable runs through the API, and a noisy neighbour");
+    report.api = Some(
+        api::measure(
+            &paths.fluxo_bin,
+            &guests.triage,
+            &plan.api_clients,
+            plan.api_window,
+            plan.flood,
+        )
+        .await
+        .map_err(|error| format!("{error:#}")),
     );
     Ok(report)
 }

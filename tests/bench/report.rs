@@ -76,6 +76,8 @@ pub struct Report {
     pub large_component_bytes: usize,
     /// Cold paths.
     pub cold: Option<Cold>,
+    /// Durable runs through the API, or why they could not be measured.
+    pub api: Option<Result<super::api::ApiFigures, String>>,
 }
 
 impl Report {
@@ -90,6 +92,7 @@ impl Report {
             http: None,
             parked: Vec::new(),
             large_component_bytes: 0,
+            api: None,
             cold: None,
         }
     }
@@ -149,6 +152,44 @@ impl Report {
             &|v| ratio(v),
             &|v| v >= 0.8,
         );
+        if let Some(Ok(api)) = &self.api {
+            let row = |clients: usize| api.accept.iter().find(|row| row.clients == clients);
+            for clients in [1, 16, 64] {
+                check(
+                    &format!("≥ 10 000 runs/s accepted through the API ({clients} clients)"),
+                    row(clients).map(|row| row.accepted_per_second),
+                    &|v| format!("{v:.0}/s"),
+                    &|v| v >= 10_000.0,
+                );
+            }
+            check(
+                "≥ 5 000 runs/s end to end (best client count)",
+                api.accept
+                    .iter()
+                    .map(|row| row.end_to_end_per_second)
+                    .reduce(f64::max),
+                &|v| format!("{v:.0}/s"),
+                &|v| v >= 5_000.0,
+            );
+            check(
+                "p99 accept latency ≤ 10 ms (worst client count)",
+                api.accept
+                    .iter()
+                    .map(|row| row.latency.p99.as_secs_f64() * 1e3)
+                    .reduce(f64::max),
+                &|v| format!("{v:.2} ms"),
+                &|v| v <= 10.0,
+            );
+            if let Some(n) = &api.neighbours {
+                let alone = n.quiet_alone.1.as_secs_f64();
+                check(
+                    "quiet tenants' p95 queue wait during a flood ≤ 2× alone",
+                    (alone > 0.0).then(|| n.quiet_flooded.1.as_secs_f64() / alone),
+                    &|v| ratio(v),
+                    &|v| v <= 2.0,
+                );
+            }
+        }
         for (in_flight, parked) in &self.parked {
             check(
                 &format!("≤ 16 KiB per parked action ({in_flight} in flight, RSS)"),
@@ -187,6 +228,7 @@ impl Report {
         self.http_table(&mut out);
         self.parked_table(&mut out);
         self.cold_table(&mut out);
+        self.api_table(&mut out);
         let _ = writeln!(out, "### Targets\n\n| target | measured | |\n|---|---|---|");
         for (name, value, met) in self.targets() {
             let verdict = match met {
@@ -341,6 +383,70 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    fn api_table(&self, out: &mut String) {
+        let figures = match &self.api {
+            None => return,
+            Some(Err(why)) => {
+                let _ = writeln!(
+                    out,
+                    "### Durable runs through the API\n\nNot measured: {why}\n"
+                );
+                return;
+            }
+            Some(Ok(figures)) => figures,
+        };
+        let ceiling = self.r_throughput_at(64);
+        let _ = writeln!(
+            out,
+            "### Durable runs through the API\n\n\
+             A release `fluxo serve` on SQLite (`synchronous=FULL`, group commit), the triage \
+             action, clients on keep-alive connections. End to end: the window's accepted runs \
+             ÷ the time until the last succeeded. Ceiling: R in process at 64 in flight, \
+             without durability ({}).\n\n\
+             | clients | accepted/s | accept p50 ms | accept p99 ms | 429s | end to end/s | e2e ÷ ceiling |\n\
+             |---:|---:|---:|---:|---:|---:|---:|",
+            ceiling.map_or_else(|| "not measured".to_owned(), |c| format!("{c:.0}/s"))
+        );
+        for row in &figures.accept {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {} |",
+                row.clients,
+                row.accepted_per_second,
+                row.latency.p50.as_secs_f64() * 1e3,
+                row.latency.p99.as_secs_f64() * 1e3,
+                row.rejected,
+                row.end_to_end_per_second,
+                ceiling.map_or_else(|| "–".to_owned(), |c| ratio(row.end_to_end_per_second / c)),
+            );
+        }
+        if let Some(n) = &figures.neighbours {
+            let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+            let _ = writeln!(
+                out,
+                "\nNoisy neighbour: nine quiet tenants submit a run a second each, alone and while \
+                 a tenth floods {} runs. Queue wait (claimed − accepted) of the quiet runs: alone \
+                 p50 {} ms, p95 {} ms; during the flood p50 {} ms, p95 {} ms. The flood ran at \
+                 {:.0} runs/s meanwhile.\n",
+                n.flood_runs,
+                ms(n.quiet_alone.0),
+                ms(n.quiet_alone.1),
+                ms(n.quiet_flooded.0),
+                ms(n.quiet_flooded.1),
+                n.flood_per_second
+            );
+        }
+    }
+
+    /// R's median throughput at `in_flight`, runs per second.
+    fn r_throughput_at(&self, in_flight: usize) -> Option<f64> {
+        let at = self.plan.in_flight.iter().position(|&n| n == in_flight)?;
+        self.throughput
+            .iter()
+            .find(|row| row.label == "R")
+            .and_then(|row| row.per_second.get(at).copied())
     }
 
     fn cold_table(&self, out: &mut String) {
