@@ -257,6 +257,14 @@ enum SecretsCommand {
     },
     /// List secret names.
     List,
+    /// Re-seal every stored secret under a new key (local: works on the data directory;
+    /// stop `fluxo serve` first). With `FLUXO_SECRETS_KEY` set, the new key comes from
+    /// `FLUXO_SECRETS_KEY_NEXT`.
+    RotateKey {
+        /// The data directory of `fluxo serve`.
+        #[arg(long, env = "FLUXO_DATA_DIR", default_value = "fluxo-data")]
+        data_dir: PathBuf,
+    },
     /// Delete a secret.
     Delete {
         /// Its name.
@@ -334,6 +342,7 @@ fn main() -> ExitCode {
             input,
             output,
         } => local::compile_artifact(&metering, &input, &output),
+        Command::Secrets(SecretsCommand::RotateKey { data_dir }) => rotate_key(&data_dir),
         command => manage(&cli.server, cli.token, cli.json, command),
     };
     match result {
@@ -368,9 +377,15 @@ fn admin_token(data_dir: &Path) -> Result<(String, String), UsageError> {
     }
     let token =
         fluxo_server::auth::new_token("fxa").map_err(|e| usage(anyhow::anyhow!("{e:?}")))?;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))
-        .map_err(usage)?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))
+            .map_err(usage)?;
+    }
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
@@ -384,6 +399,49 @@ fn admin_token(data_dir: &Path) -> Result<(String, String), UsageError> {
         .with_context(|| format!("writing {}", path.display()))
         .map_err(usage)?;
     Ok((token, path.display().to_string()))
+}
+
+/// `fluxo secrets rotate-key`: every stored secret re-sealed under a new key.
+fn rotate_key(data_dir: &Path) -> Result<ExitCode, UsageError> {
+    let database = data_dir.join("fluxo.db");
+    if !database.exists() {
+        return Err(usage(anyhow::anyhow!(
+            "{} holds no Fluxo store (no fluxo.db)",
+            data_dir.display()
+        )));
+    }
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(usage)?;
+    tokio.block_on(async {
+        let store = fluxo_store_sqlite::SqliteStore::open(&database, Default::default())
+            .context("opening the store")
+            .map_err(usage)?;
+        let vault = fluxo_orchestrator::Vault::open(data_dir)
+            .context("loading the secrets key")
+            .map_err(usage)?;
+        vault
+            .seal_stored(&store)
+            .await
+            .context("sealing secrets stored in plain text")
+            .map_err(usage)?;
+        let (count, id) = vault
+            .rotate(&store)
+            .await
+            .context("rotating the secrets key")
+            .map_err(usage)?;
+        eprintln!("re-sealed {count} secrets under key {id}");
+        if std::env::var_os(fluxo_orchestrator::vault::KEY_ENV).is_some() {
+            eprintln!(
+                "now set {} to the value of {} for every process",
+                fluxo_orchestrator::vault::KEY_ENV,
+                fluxo_orchestrator::vault::NEXT_KEY_ENV
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn serve(
@@ -582,6 +640,7 @@ fn manage(
                     .await
             }
             Command::Serve { .. }
+            | Command::Secrets(SecretsCommand::RotateKey { .. })
             | Command::Build { .. }
             | Command::Run { .. }
             | Command::CompileArtifact { .. } => Ok(ExitCode::from(2)),

@@ -8,6 +8,8 @@ use fluxo_sandbox::Secrets;
 use fluxo_sandbox::platform::{BackendError, BoxFuture, SecretSource, StateReader};
 use fluxo_store::{Store, StoreError};
 
+use crate::vault::Vault;
+
 fn backend(error: &StoreError) -> BackendError {
     if error.is_transient() {
         BackendError::transient(error.to_string())
@@ -44,9 +46,14 @@ impl StateReader for StoreState {
     }
 }
 
-/// The tenant's secrets from the catalog.
+/// The tenant's secrets from the catalog, opened with the vault.
 #[derive(Clone)]
-pub struct StoreSecrets(pub Arc<dyn Store>);
+pub struct StoreSecrets {
+    /// Where the sealed values are.
+    pub store: Arc<dyn Store>,
+    /// What opens them.
+    pub vault: Arc<Vault>,
+}
 
 impl std::fmt::Debug for StoreSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,11 +64,16 @@ impl std::fmt::Debug for StoreSecrets {
 impl SecretSource for StoreSecrets {
     fn secrets<'a>(&'a self, tenant: &'a TenantId) -> BoxFuture<'a, Result<Secrets, BackendError>> {
         Box::pin(async move {
-            self.0
+            let sealed = self
+                .store
                 .secrets(tenant)
                 .await
-                .map(Secrets::new)
-                .map_err(|error| backend(&error))
+                .map_err(|error| backend(&error))?;
+            let opened = self.vault.open_secrets(tenant, sealed).map_err(|error| {
+                // Not retryable by waiting: a key is missing or a value was altered.
+                BackendError::permanent(error.to_string())
+            })?;
+            Ok(Secrets::new(opened))
         })
     }
 }

@@ -8,6 +8,7 @@
 //!   cancellation and graceful shutdown.
 //! - [`dispatch`]: the outbox's delivery loop (SMTP e-mails, signed completion webhooks).
 //! - [`signing`]: Standard Webhooks signatures, and the verifier receivers can use.
+//! - [`vault`]: secrets sealed at rest (XChaCha20-Poly1305), the key outside the store.
 //! - [`metrics`], [`maintenance`]: observability and upkeep.
 
 pub mod adapters;
@@ -17,6 +18,8 @@ pub mod metrics;
 pub mod registry;
 pub mod scheduler;
 pub mod signing;
+pub mod vault;
 
 pub use registry::{Registry, RegistryError, RegistryOptions};
 pub use scheduler::{Scheduler, SchedulerOptions, SubmitError};
+pub use vault::{Vault, VaultError};

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use fluxo_core::{
     ActionName, Blame, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, TenantId,
 };
-use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta, Secrets};
+use fluxo_sandbox::platform::SecretSource;
+use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta};
 use fluxo_store::{
     CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, Enqueued, NewRun, Priority,
     RunMode, RunPhase, RunRecord, RunTarget, Store, StoreError,
@@ -105,6 +106,7 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     capabilities: Arc<Capabilities>,
+    secrets: Arc<dyn SecretSource>,
     limits: Limits,
     options: SchedulerOptions,
     metrics: Arc<Metrics>,
@@ -132,13 +134,17 @@ enum Interrupted {
 }
 
 impl Scheduler {
-    /// A scheduler over `store`; `limits` are the host's (actions' overrides only tighten
-    /// them). Call [`Scheduler::start`] to run this node's workers.
+    /// A scheduler over `store`; `secrets` gives each run its tenant's secrets
+    /// ([`crate::adapters::StoreSecrets`] opens the store's sealed values); `limits` are
+    /// the host's (actions' overrides only tighten them). Call [`Scheduler::start`] to
+    /// run this node's workers.
     #[must_use]
+    #[allow(clippy::too_many_arguments, reason = "the scheduler's collaborators, each once")]
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         capabilities: Arc<Capabilities>,
+        secrets: Arc<dyn SecretSource>,
         limits: Limits,
         options: SchedulerOptions,
         metrics: Arc<Metrics>,
@@ -147,6 +153,7 @@ impl Scheduler {
             store,
             registry,
             capabilities,
+            secrets,
             limits,
             options,
             metrics,
@@ -569,21 +576,18 @@ impl Scheduler {
             ));
         }
         let timeout = Duration::from_millis(claimed.limits.host_call_timeout_ms);
-        let secrets = match tokio::time::timeout(timeout, self.store.secrets(&claimed.tenant)).await
-        {
-            Ok(Ok(secrets)) => Secrets::new(secrets),
+        let secrets = match tokio::time::timeout(timeout, self.secrets.secrets(&claimed.tenant)).await {
+            Ok(Ok(secrets)) => secrets,
             Ok(Err(error)) => {
-                return Err(RunError::new(
-                    ErrorKind::BackendUnavailable,
-                    format!("secrets: {error}"),
-                )
-                .blamed_on(Blame::Platform));
-            }
-            Err(_) => {
+                // Retryable: a store that was down comes back, a missing key is restored.
                 return Err(
-                    RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
+                    RunError::new(ErrorKind::BackendUnavailable, format!("secrets: {error}"))
                         .blamed_on(Blame::Platform),
                 );
+            }
+            Err(_) => {
+                return Err(RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
+                    .blamed_on(Blame::Platform));
             }
         };
         let ctx = RunContext::new(

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fluxo_egress::{Egress, SystemResolver};
-use fluxo_orchestrator::adapters::StoreState;
+use fluxo_orchestrator::adapters::{StoreSecrets, StoreState};
 use fluxo_orchestrator::dispatch::smtp::SmtpTransport;
 use fluxo_orchestrator::dispatch::webhook::WebhookSender;
 use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher};
 use fluxo_orchestrator::metrics::Metrics;
 use fluxo_orchestrator::registry::Compiler;
-use fluxo_orchestrator::{Registry, RegistryOptions, Scheduler, SchedulerOptions, maintenance};
+use fluxo_orchestrator::{
+    Registry, RegistryOptions, Scheduler, SchedulerOptions, Vault, maintenance,
+};
 use fluxo_sandbox::{Capabilities, EngineOptions, Sandbox};
 use fluxo_store::Store;
 use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
@@ -125,6 +127,14 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         )
         .map_err(|e| failed("store")(&e))?,
     );
+    // The key that seals secrets at rest lives beside the database, never in it; values
+    // stored before sealing existed are sealed now.
+    let vault = Arc::new(Vault::open(data_dir).map_err(|e| failed("secrets key")(&e))?);
+    match vault.seal_stored(store.as_ref()).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "sealed secrets stored in plain text by an earlier version"),
+        Err(error) => return Err(failed("sealing stored secrets")(&error)),
+    }
     let resolver: Arc<dyn fluxo_egress::Resolve> = match options.resolver {
         Some(resolver) => resolver,
         None => Arc::new(SystemResolver::new().map_err(|e| failed("dns")(&e))?),
@@ -165,6 +175,10 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         store.clone(),
         registry.clone(),
         capabilities,
+        Arc::new(StoreSecrets {
+            store: store.clone(),
+            vault: vault.clone(),
+        }),
         config.limits.clone(),
         SchedulerOptions {
             node: node.clone(),
@@ -181,7 +195,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         Some(smtp) => Some(SmtpTransport::new(smtp).map_err(|e| failed("email")(&e))?),
         None => None,
     };
-    let webhooks = WebhookSender::new(&config.http, resolver, store.clone())
+    let webhooks = WebhookSender::new(&config.http, resolver, store.clone(), vault.clone())
         .map_err(|e| failed("webhooks")(&e))?;
     Dispatcher::new(
         store.clone(),
@@ -202,7 +216,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         stop.clone(),
     );
     Ok(Server {
-        state: AppState::new(registry, scheduler, metrics, &options.admin_token),
+        state: AppState::new(registry, scheduler, metrics, &options.admin_token, vault),
         stop,
         grace: Duration::from_secs(settings.shutdown_grace_seconds),
     })

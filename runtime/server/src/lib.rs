@@ -32,6 +32,7 @@ pub struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tokens: Arc<auth::TokenCache>,
     pub(crate) admin_token_hash: String,
+    pub(crate) vault: Arc<fluxo_orchestrator::Vault>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -41,13 +42,15 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The shared state of a server; `admin_token` is the admin's bearer token.
+    /// The shared state of a server; `admin_token` is the admin's bearer token, `vault`
+    /// seals the secrets it stores.
     #[must_use]
     pub fn new(
         registry: Arc<Registry>,
         scheduler: Arc<Scheduler>,
         metrics: Arc<Metrics>,
         admin_token: &str,
+        vault: Arc<fluxo_orchestrator::Vault>,
     ) -> Self {
         Self {
             store: registry.store().clone(),
@@ -56,6 +59,7 @@ impl AppState {
             metrics,
             tokens: Arc::new(auth::TokenCache::default()),
             admin_token_hash: auth::hash_token(admin_token),
+            vault,
         }
     }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use fluxo_core::{ActionName, LimitOverrides, RetryPolicy, TenantId};
 use fluxo_store::{
-    ActionRecord, Catalog, ComponentStore, NewVersion, StoreError, StoreFuture, VersionRecord,
-    WebhookEndpoint,
+    ActionRecord, Catalog, ComponentStore, NewVersion, SecretKind, StoreError, StoreFuture,
+    StoredSecret, VersionRecord, WebhookEndpoint,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -584,6 +584,70 @@ impl Catalog for SqliteStore {
                 )
                 .map_err(sql)?
                 == 1)
+        }))
+    }
+
+    fn stored_secrets(&self) -> StoreFuture<'_, Vec<StoredSecret>> {
+        Box::pin(self.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT 'tenant', tenant, name, rowid, value FROM secrets
+                     UNION ALL
+                     SELECT 'webhook', tenant, endpoint, rowid, secret FROM webhook_secrets",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(sql)?;
+            let mut stored = Vec::new();
+            for row in rows {
+                let (kind, tenant, name, row, value) = row.map_err(sql)?;
+                stored.push(StoredSecret {
+                    kind: if kind == "tenant" {
+                        SecretKind::Tenant
+                    } else {
+                        SecretKind::Webhook
+                    },
+                    tenant: tenant
+                        .parse()
+                        .map_err(|error| StoreError::corrupt("secret tenant", error))?,
+                    name,
+                    row,
+                    value,
+                });
+            }
+            Ok(stored)
+        }))
+    }
+
+    fn replace_stored_secrets(&self, values: Vec<StoredSecret>) -> StoreFuture<'_, ()> {
+        Box::pin(self.write(move |connection| {
+            for stored in values {
+                let statement = match stored.kind {
+                    SecretKind::Tenant => "UPDATE secrets SET value = ?2 WHERE rowid = ?1",
+                    SecretKind::Webhook => "UPDATE webhook_secrets SET secret = ?2 WHERE rowid = ?1",
+                };
+                let changed = connection
+                    .execute(statement, params![stored.row, stored.value])
+                    .map_err(sql)?;
+                if changed != 1 {
+                    // Deleted meanwhile: the whole replacement is tried again by the
+                    // caller, so nothing is left half re-sealed.
+                    return Err(StoreError::conflict(format!(
+                        "a {:?} secret of {} changed during the replacement",
+                        stored.kind, stored.tenant
+                    )));
+                }
+            }
+            Ok(())
         }))
     }
 }

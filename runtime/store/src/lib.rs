@@ -142,6 +142,13 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
     /// Deletes an endpoint; `false` when absent.
     fn delete_endpoint<'a>(&'a self, tenant: &'a TenantId, id: &'a str) -> StoreFuture<'a, bool>;
+    /// Every stored secret value of every tenant, tenant secrets and webhook signing
+    /// secrets alike, as stored (sealed by the caller; the store never sees plaintext
+    /// once sealing is on). For sealing values stored before it, and key rotation.
+    fn stored_secrets(&self) -> StoreFuture<'_, Vec<StoredSecret>>;
+    /// Replaces the values of the given stored secrets (matched by kind and row), in one
+    /// transaction: all or none.
+    fn replace_stored_secrets(&self, values: Vec<StoredSecret>) -> StoreFuture<'_, ()>;
 }
 
 /// Uploaded component bytes, by SHA-256 (hex). Shared by every node, so each can compile

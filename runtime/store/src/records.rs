@@ -581,6 +581,42 @@ pub struct OutboxRecord {
     pub last_error: Option<String>,
 }
 
+/// Which kind of secret a stored value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretKind {
+    /// A tenant's secret, read by its actions (`name` is the secret's name).
+    Tenant,
+    /// A webhook endpoint's signing secret (`name` is the endpoint's id).
+    Webhook,
+}
+
+/// One stored secret value, for re-sealing. `Debug` hides the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// What it is.
+    pub kind: SecretKind,
+    /// Whose.
+    pub tenant: TenantId,
+    /// The secret's name, or the endpoint's id.
+    pub name: String,
+    /// The backend's row of it (opaque; identifies one of an endpoint's secrets).
+    pub row: i64,
+    /// The value as stored.
+    pub value: String,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("kind", &self.kind)
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A tenant's completion-webhook endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEndpoint {

@@ -19,6 +19,7 @@ mod email;
 mod examples;
 mod limits;
 mod loading;
+mod secrets;
 mod served;
 mod server;
 mod support;

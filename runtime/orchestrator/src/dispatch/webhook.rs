@@ -11,15 +11,17 @@ use fluxo_core::{HttpExchange, TenantId};
 use fluxo_egress::{
     AllowRule, Allowance, Egress, EgressError, EgressRequest, HttpPolicy, Method, Resolve,
 };
-use fluxo_store::{Store, WebhookMessage};
+use fluxo_store::{SecretKind, Store, WebhookMessage};
 
 use super::SendError;
 use crate::signing;
+use crate::vault::Vault;
 
 /// Sends signed webhooks.
 pub struct WebhookSender {
     egress: Egress,
     store: Arc<dyn Store>,
+    vault: Arc<Vault>,
     timeout: Duration,
 }
 
@@ -42,7 +44,7 @@ pub enum Delivered {
 
 impl WebhookSender {
     /// A sender whose requests keep `policy`'s blocked ranges (and its reopened ones) but
-    /// may reach any host and port.
+    /// may reach any host and port; `vault` opens the endpoints' sealed signing secrets.
     ///
     /// # Errors
     /// When TLS cannot be set up.
@@ -50,6 +52,7 @@ impl WebhookSender {
         policy: &HttpPolicy,
         resolver: Arc<dyn Resolve>,
         store: Arc<dyn Store>,
+        vault: Arc<Vault>,
     ) -> Result<Self, fluxo_egress::EgressSetupError> {
         let open = HttpPolicy {
             allow: vec![AllowRule {
@@ -63,6 +66,7 @@ impl WebhookSender {
         Ok(Self {
             egress: Egress::new(&open, resolver)?,
             store,
+            vault,
             timeout: Duration::from_secs(15),
         })
     }
@@ -92,6 +96,14 @@ impl WebhookSender {
                 endpoint.disabled_reason.unwrap_or_default()
             )));
         }
+        let secrets = secrets
+            .iter()
+            .map(|sealed| {
+                self.vault
+                    .open_value(SecretKind::Webhook, tenant, &endpoint.id, sealed)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| SendError::Transient(format!("signing secret: {error}")))?;
         let signature = signing::sign(
             &secrets,
             &message.webhook_id,

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use fluxo_core::ContactId;
+use fluxo_store::SecretKind;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -84,8 +85,20 @@ pub(crate) async fn set_secret(
             ),
         ));
     }
-    state.store.set_secret(&tenant, &name, &body.value).await?;
+    let sealed = state
+        .vault
+        .seal(SecretKind::Tenant, &tenant, &name, &body.value)
+        .map_err(sealing)?;
+    state.store.set_secret(&tenant, &name, &sealed).await?;
     ok(StatusCode::OK, json!({ "name": name }))
+}
+
+fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("sealing the secret: {error}"),
+    )
 }
 
 /// `DELETE /v1/secrets/{name}`
@@ -139,9 +152,13 @@ pub(crate) async fn create_endpoint(
             format!("randomness: {error}"),
         )
     })?;
+    let sealed = state
+        .vault
+        .seal(SecretKind::Webhook, &tenant, "", &secret)
+        .map_err(sealing)?;
     let endpoint = state
         .store
-        .add_endpoint(&tenant, &body.url, &secret)
+        .add_endpoint(&tenant, &body.url, &sealed)
         .await?;
     ok(
         StatusCode::CREATED,
@@ -175,9 +192,13 @@ pub(crate) async fn rotate_endpoint(
         )
     })?;
     let keep_until = fluxo_store::now_ms().saturating_add(86_400_000);
+    let sealed = state
+        .vault
+        .seal(SecretKind::Webhook, &tenant, &id, &secret)
+        .map_err(sealing)?;
     if state
         .store
-        .rotate_endpoint_secret(&tenant, &id, &secret, keep_until)
+        .rotate_endpoint_secret(&tenant, &id, &sealed, keep_until)
         .await?
     {
         ok(StatusCode::OK, json!({ "id": id, "secret": secret }))
