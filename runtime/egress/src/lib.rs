@@ -16,6 +16,7 @@
 pub mod config;
 pub mod policy;
 pub mod resolve;
+pub mod special;
 
 use std::future::Future;
 use std::pin::Pin;

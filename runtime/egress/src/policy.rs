@@ -7,7 +7,7 @@
 //! resolver, which returns only the checked addresses (the connection is pinned to them).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use url::{Host, Url};
@@ -85,7 +85,7 @@ impl EgressPolicy {
         let Some(range) = blocked_range(ip) else {
             return Ok(());
         };
-        let embedded = embedded_v4(ip).map(IpAddr::V4);
+        let embedded = crate::special::embedded_v4(ip).map(IpAddr::V4);
         let allowed = self
             .allow_private
             .iter()
@@ -114,77 +114,12 @@ fn rule_matches(rule: &AllowRule, scheme: &str, host: &str, port: u16) -> bool {
     scheme_ok && port_ok && host_ok
 }
 
-/// The name of the blocked range `ip` falls in, if any.
-pub fn blocked_range(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => blocked_v4(v4),
-        IpAddr::V6(v6) => blocked_v6(v6),
-    }
-}
-
-fn blocked_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    Some(match (a, b, c) {
-        (0, _, _) => "this network 0.0.0.0/8",
-        (10, _, _) => "private 10.0.0.0/8",
-        (100, 64..=127, _) => "shared CGNAT 100.64.0.0/10",
-        (127, _, _) => "loopback 127.0.0.0/8",
-        (169, 254, _) => "link-local 169.254.0.0/16 (cloud metadata)",
-        (172, 16..=31, _) => "private 172.16.0.0/12",
-        (192, 0, 0) => "IETF protocol assignments 192.0.0.0/24",
-        (192, 0, 2) => "documentation 192.0.2.0/24",
-        (192, 88, 99) => "6to4 relay 192.88.99.0/24",
-        (192, 168, _) => "private 192.168.0.0/16",
-        (198, 18..=19, _) => "benchmarking 198.18.0.0/15",
-        (198, 51, 100) => "documentation 198.51.100.0/24",
-        (203, 0, 113) => "documentation 203.0.113.0/24",
-        (224..=239, _, _) => "multicast 224.0.0.0/4",
-        (240..=255, _, _) => "reserved and broadcast 240.0.0.0/4",
-        _ => return None,
-    })
-}
-
-fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    if let Some(v4) = embedded_v4(IpAddr::V6(ip)) {
-        // Mapped, compatible, NAT64 and 6to4 addresses reach the embedded IPv4 address.
-        return blocked_v4(v4).map(|_| "IPv6 embedding a blocked IPv4 address");
-    }
-    let segments = ip.segments();
-    let first = segments.first().copied().unwrap_or(0);
-    Some(match first {
-        _ if ip.is_unspecified() => "unspecified ::",
-        _ if ip.is_loopback() => "loopback ::1",
-        0xfc00..=0xfdff => "unique local fc00::/7",
-        0xfe80..=0xfebf => "link-local fe80::/10",
-        0xfec0..=0xfeff => "site-local fec0::/10",
-        0xff00..=0xffff => "multicast ff00::/8",
-        0x2001 if segments.get(1).is_some_and(|s| *s < 0x0200) => {
-            "IETF protocol assignments 2001::/23 (Teredo included)"
-        }
-        0x2001 if segments.get(1) == Some(&0x0db8) => "documentation 2001:db8::/32",
-        0x0100 if segments.get(1..4) == Some(&[0, 0, 0]) => "discard 100::/64",
-        0x0000 => "reserved ::/8",
-        _ => return None,
-    })
-}
-
-/// The IPv4 address an IPv6 address carries: mapped `::ffff:a.b.c.d`, compatible
-/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`.
-fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
-    let IpAddr::V6(v6) = ip else { return None };
-    let s = v6.segments();
-    let from = |hi: u16, lo: u16| {
-        let [a, b] = hi.to_be_bytes();
-        let [c, d] = lo.to_be_bytes();
-        Ipv4Addr::new(a, b, c, d)
-    };
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(from(hi, lo)),
-        [0, 0, 0, 0, 0, 0, hi, lo] if !(hi == 0 && lo <= 1) => Some(from(hi, lo)),
-        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
-        [0x2002, hi, lo, ..] => Some(from(hi, lo)),
-        _ => None,
-    }
+/// Why `ip` is never dialled — the special-purpose range it falls in, named as the IANA
+/// registries name it (`"loopback 127.0.0.0/8"`) — or `None` for ordinary unicast. The
+/// table and its sources are in [`crate::special`].
+#[must_use]
+pub fn blocked_range(ip: IpAddr) -> Option<String> {
+    crate::special::blocked(ip)
 }
 
 #[cfg(test)]
