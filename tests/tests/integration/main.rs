@@ -23,4 +23,5 @@ mod secrets;
 mod served;
 mod server;
 mod support;
+mod uploads;
 mod versions;

@@ -456,7 +456,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
 }
 
 /// A component whose single function is large enough that compiling it takes seconds.
-fn compile_bomb() -> Vec<u8> {
+pub(crate) fn compile_bomb() -> Vec<u8> {
     let mut body = String::with_capacity(8 << 20);
     for i in 0..250_000 {
         body.push_str(&format!(
