@@ -331,3 +331,72 @@ async fn sigterm_lets_the_running_run_finish_and_exits_cleanly() {
     .await
     .unwrap();
 }
+
+/// Resident memory `fluxo serve` may reach while four guests flood their logs: the
+/// engine, the pool's touched pages and four bounded reports fit well under it; an
+/// unbounded log (1.2 GB of empty lines, seen before records had a cost) does not.
+const FLOOD_RSS_BOUND: u64 = 512 << 20;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_flooding_their_logs_through_serve_keep_the_server_bounded() {
+    tokio::task::spawn_blocking(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("fluxo.toml");
+        std::fs::write(&config, "[limits]\ndeadline_ms = 3000\n").unwrap();
+        let server = Served::start(&data, &config);
+        let token = server.tenant("acme");
+        let (status, body) = server.call(
+            "POST",
+            "/v1/actions/flood/versions",
+            &token,
+            &guest(guests::LOG_FLOOD),
+        );
+        assert_eq!(status, 201, "{body}");
+        let ids: Vec<String> = (0..4)
+            .map(|_| {
+                let (status, body) =
+                    server.call("POST", "/v1/runs", &token, br#"{"action":"flood"}"#);
+                assert_eq!(status, 202, "{body}");
+                body["run_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let mut peak = 0;
+        let until = Instant::now() + Duration::from_secs(60);
+        let records = loop {
+            peak = peak.max(server.rss_bytes());
+            let records: Vec<Value> = ids
+                .iter()
+                .map(|id| server.call("GET", &format!("/v1/runs/{id}"), &token, b"").1)
+                .collect();
+            if records
+                .iter()
+                .all(|run| !matches!(run["state"].as_str(), Some("queued" | "running")))
+            {
+                break records;
+            }
+            assert!(Instant::now() < until, "the floods never ended");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            peak < FLOOD_RSS_BOUND,
+            "fluxo serve reached {} MiB",
+            peak >> 20
+        );
+        for run in &records {
+            let kind = run["report"]["error"]["kind"].as_str().unwrap_or_default();
+            assert!(
+                matches!(kind, "report_too_large" | "deadline_exceeded"),
+                "a typed end: {run:#}"
+            );
+            assert!(run["report"]["logs_truncated"].as_bool().unwrap_or(false));
+            assert!(
+                run.to_string().len() < 2 << 20,
+                "the stored record is bounded"
+            );
+        }
+        assert_eq!(server.call("GET", "/healthz", "", b"").0, 200);
+    })
+    .await
+    .unwrap();
+}

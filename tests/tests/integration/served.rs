@@ -75,6 +75,17 @@ impl Served {
         }
     }
 
+    /// Its resident memory (`VmRSS` of `/proc/PID/status`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
     /// What its processes on this data directory logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.with_file_name("serve.log")).unwrap_or_default()
