@@ -34,6 +34,7 @@ pub(crate) enum Step {
 pub(crate) struct SmtpSink {
     pub(crate) addr: SocketAddr,
     accepted: Arc<Mutex<Vec<String>>>,
+    raw: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl SmtpSink {
@@ -41,18 +42,26 @@ impl SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
-        let kept = accepted.clone();
+        let (kept, kept_raw) = (accepted.clone(), raw.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, script.clone(), kept.clone()));
+                tokio::spawn(session(stream, script.clone(), kept.clone(), kept_raw.clone()));
             }
         });
-        Self { addr, accepted }
+        Self { addr, accepted, raw }
     }
 
+    /// The accepted messages, lines joined with `\n`.
     pub(crate) fn accepted(&self) -> Vec<String> {
         self.accepted.lock().unwrap().clone()
+    }
+
+    /// The accepted messages' DATA exactly as it crossed the wire (up to the final
+    /// `.`).
+    pub(crate) fn raw(&self) -> Vec<Vec<u8>> {
+        self.raw.lock().unwrap().clone()
     }
 }
 
@@ -60,11 +69,17 @@ async fn session(
     stream: tokio::net::TcpStream,
     script: Arc<Mutex<VecDeque<Step>>>,
     accepted: Arc<Mutex<Vec<String>>>,
+    raw: Arc<Mutex<Vec<Vec<u8>>>>,
 ) {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let mut reader = BufReader::new(read);
     let _ = write.write_all(b"220 sink ESMTP\r\n").await;
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
         let verb = line
             .split_whitespace()
             .next()
@@ -81,19 +96,29 @@ async fn session(
                 let step = script.lock().unwrap().pop_front().unwrap_or(Step::Accept);
                 let _ = write.write_all(b"354 go ahead\r\n").await;
                 let mut message = String::new();
-                while let Ok(Some(data)) = lines.next_line().await {
+                let mut bytes = Vec::new();
+                loop {
+                    // Raw lines, split at LF only: what a lenient relay would see.
+                    let mut data = Vec::new();
+                    match reader.read_until(b'\n', &mut data).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
                     if step == Step::DropMidData && message.len() > 20 {
                         return; // hang up in the middle of the message
                     }
-                    if data == "." {
+                    if data == b".\r\n" || data == b".\n" {
                         break;
                     }
-                    message.push_str(&data);
+                    bytes.extend_from_slice(&data);
+                    let text = String::from_utf8_lossy(&data);
+                    message.push_str(text.trim_end_matches(['\r', '\n']));
                     message.push('\n');
                 }
                 match step {
                     Step::Accept | Step::DropMidData => {
                         accepted.lock().unwrap().push(message);
+                        raw.lock().unwrap().push(bytes);
                         b"250 queued\r\n"
                     }
                     Step::TempFail => b"451 4.3.0 try again later\r\n",
@@ -289,4 +314,49 @@ async fn a_failed_run_commits_no_email() {
     assert!(!report.succeeded());
     assert!(rig.store.outbox().await.unwrap().is_empty());
     assert_eq!(rig.delivery.pass().await.unwrap(), PassStats::default());
+}
+
+/// Checks DATA as it crossed the wire: every line ends in CRLF and holds no other CR or
+/// LF, no line passes RFC 5322's 998 bytes, header lines fold at 78 where they can, and
+/// no line is a lone dot (the end of DATA) or starts with one unstuffed.
+fn assert_wire_safe(raw: &[u8]) {
+    assert!(raw.ends_with(b"\r\n"), "DATA ends with CRLF");
+    let mut in_head = true;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let shown = String::from_utf8_lossy(line);
+        let body = line
+            .strip_suffix(b"\r\n")
+            .unwrap_or_else(|| panic!("a bare LF ends {shown:?}"));
+        assert!(!body.contains(&b'\r'), "a bare CR in {shown:?}");
+        assert!(body.len() <= 998, "a line of {} bytes", body.len());
+        assert_ne!(body, b".", "a lone dot would end DATA");
+        if body.is_empty() {
+            in_head = false;
+        } else if in_head && !body.starts_with(b" ") {
+            assert!(body.len() <= 78 || !body.contains(&b' '), "header line {shown:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_email_crosses_the_wire_as_one_well_formed_message() {
+    let sink = SmtpSink::start(&[]).await;
+    let rig = rig(&sink);
+    let action = rig.runtime.load(&guest(guests::SMUGGLER)).unwrap();
+    let report = run_into(
+        &rig.store,
+        &rig.runtime,
+        &action,
+        &event("smuggle", json!({}), json!({})),
+    )
+    .await;
+    assert!(report.succeeded(), "{report:#?}");
+    let stats = deliver_all(&rig.delivery).await;
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    let raw = sink.raw();
+    assert_eq!(raw.len(), 1, "one message, nothing smuggled after it");
+    assert_wire_safe(&raw[0]);
+    let text = String::from_utf8_lossy(&raw[0]);
+    assert!(text.contains("=?utf-8?"), "the subject is encoded words");
+    assert_eq!(text.matches("@a-rather-long-domain-name.example").count(), 20);
 }
