@@ -238,7 +238,10 @@ impl Client {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            runs.reverse();
+            if after.is_none() {
+                // The first page is newest first; pages after a cursor are oldest first.
+                runs.reverse();
+            }
             for run in runs {
                 let id = run
                     .get("id")

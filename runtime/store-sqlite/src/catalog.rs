@@ -86,11 +86,24 @@ fn into_version(
 
 fn add_version(connection: &Connection, new: &OwnedVersion) -> Result<u32, StoreError> {
     let now = now_ms();
+    // Never a number used before, even by a deleted action of the same name: runs pin
+    // versions by number.
     let next: u32 = connection
         .query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE tenant = ?1 AND name = ?2",
+            "SELECT MAX(
+                 (SELECT COALESCE(MAX(version), 0) FROM versions WHERE tenant = ?1 AND name = ?2),
+                 (SELECT COALESCE(MAX(last_version), 0) FROM version_marks
+                  WHERE tenant = ?1 AND name = ?2)
+             ) + 1",
             params![new.tenant, new.name],
             |row| row.get(0),
+        )
+        .map_err(sql)?;
+    connection
+        .execute(
+            "INSERT INTO version_marks (tenant, name, last_version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, name) DO UPDATE SET last_version = ?3",
+            params![new.tenant, new.name, next],
         )
         .map_err(sql)?;
     connection

@@ -19,8 +19,9 @@ struct Row {
     state: String,
     fence: i64,
     mode: String,
-    committed_attempt: Option<i64>,
+    committed_fence: Option<i64>,
     committed_result: Option<Vec<u8>>,
+    charged_cost: i64,
     cancel_requested: bool,
     kind: String,
     name: String,
@@ -30,8 +31,8 @@ struct Row {
 
 fn load(connection: &Connection, run: RunId) -> Result<Option<Row>, StoreError> {
     optional(connection.query_row(
-        "SELECT seq, state, fence, mode, committed_attempt, committed_result, cancel_requested,
-                target_kind, target_name, target_version, tenant
+        "SELECT seq, state, fence, mode, committed_fence, committed_result, cancel_requested,
+                target_kind, target_name, target_version, tenant, charged_cost
          FROM runs WHERE id = ?1",
         params![run.to_string()],
         |row| {
@@ -40,13 +41,14 @@ fn load(connection: &Connection, run: RunId) -> Result<Option<Row>, StoreError> 
                 state: row.get(1)?,
                 fence: row.get(2)?,
                 mode: row.get(3)?,
-                committed_attempt: row.get(4)?,
+                committed_fence: row.get(4)?,
                 committed_result: row.get(5)?,
                 cancel_requested: row.get(6)?,
                 kind: row.get(7)?,
                 name: row.get(8)?,
                 version: row.get(9)?,
                 tenant: row.get(10)?,
+                charged_cost: row.get(11)?,
             })
         },
     ))
@@ -61,7 +63,9 @@ pub(crate) fn commit(
     let Some(row) = load(connection, lease.run)? else {
         return Err(StoreError::not_found(format!("no run {}", lease.run)));
     };
-    if row.committed_attempt == Some(i64::from(lease.attempt)) {
+    // The same lease committing again (a retried commit whose answer was lost): the
+    // first result, applied once. Keyed on the fence, unique per lease.
+    if row.committed_fence == Some(i64::try_from(lease.fence).unwrap_or(-1)) {
         let first: Committed = match &row.committed_result {
             Some(bytes) => decode("commit result", bytes)?,
             None => return Err(StoreError::corrupt("commit result", "missing")),
@@ -163,7 +167,8 @@ pub(crate) fn commit(
             "UPDATE runs SET state = ?2, report = ?3, error_kind = ?4, attempts = ?5,
                  lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?6,
                  available_ms = COALESCE(?7, available_ms), committed_attempt = ?8,
-                 committed_result = ?9, cancel_requested = 0
+                 committed_result = ?9, cancel_requested = 0, committed_fence = ?10,
+                 charged_cost = 0
              WHERE seq = ?1",
             params![
                 row.seq,
@@ -175,6 +180,7 @@ pub(crate) fn commit(
                 available,
                 lease.attempt,
                 encode("commit result", &committed)?,
+                i64::try_from(lease.fence).unwrap_or(-1),
             ],
         )
         .map_err(sql)?;
@@ -182,10 +188,10 @@ pub(crate) fn commit(
     connection
         .execute(
             "UPDATE tenant_queue SET running = running - 1,
-                 deficit = deficit - (?2 - est_cost),
+                 deficit = deficit - (?2 - ?3),
                  est_cost = MAX(1, (est_cost * 7 + ?2 + 7) / 8)
              WHERE tenant = ?1",
-            params![row.tenant, cost],
+            params![row.tenant, cost, row.charged_cost],
         )
         .map_err(sql)?;
     if state == RunPhase::Retrying {
@@ -198,6 +204,7 @@ pub(crate) fn commit(
             &row.tenant,
             lease.run,
             lease.attempt,
+            lease.fence,
             &target,
             state,
             error.as_ref(),

@@ -53,6 +53,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_durable_queue",
         include_str!("../migrations/0005_durable_queue.sql"),
     ),
+    (
+        "0006_review_fixes",
+        include_str!("../migrations/0006_review_fixes.sql"),
+    ),
 ];
 
 /// The default cap on a tenant's state: 1 MiB of keys and values.

@@ -55,13 +55,14 @@ pub(crate) fn completion_webhooks(
     tenant: &str,
     run: RunId,
     attempt: u32,
+    fence: u64,
     target: &RunTarget,
     state: RunPhase,
     error: Option<&RunError>,
     now: i64,
 ) -> Result<(), StoreError> {
     let Some((webhook_id, body, timestamp)) =
-        completion_message(run, attempt, target, state, error, now)
+        completion_message(run, attempt, fence, target, state, error, now)
     else {
         return Ok(());
     };
@@ -132,42 +133,72 @@ fn claim_due(
     max: u32,
     lease_ms: u64,
 ) -> Result<Vec<OutboxItem>, StoreError> {
-    let email = kinds.contains(&OutboxKind::Email);
-    let webhook = kinds.contains(&OutboxKind::Webhook);
     let now = now_ms();
     let until = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
-    let rows: Vec<(i64, String, String, i64, i64, i64)> = {
-        let mut statement = connection
-            .prepare_cached(
-                "UPDATE outbox SET status = 'sending', claim = claim + 1, claimed_by = ?1,
-                     lease_until = ?2, updated_ms = ?3
-                 WHERE id IN (
-                     SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_ms <= ?3
-                       AND ((kind = 'email' AND ?5) OR (kind = 'webhook' AND ?6))
-                     UNION ALL
-                     SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?3
-                       AND ((kind = 'email' AND ?5) OR (kind = 'webhook' AND ?6))
-                     LIMIT ?4)
-                 RETURNING id, tenant, payload, attempts, claim, created_ms",
-            )
-            .map_err(sql)?;
+    let mut ids: Vec<i64> = Vec::new();
+    // Rows whose claim expired (a dispatcher died mid-send) first, then due rows; per
+    // kind, so the partial indexes serve each query.
+    for (kind, query) in kinds.iter().flat_map(|kind| {
+        [
+            (kind, "SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?1
+                    AND kind = ?2 ORDER BY lease_until LIMIT ?3"),
+            (kind, "SELECT id FROM outbox WHERE status = 'queued' AND kind = ?2
+                    AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?3"),
+        ]
+    }) {
+        let room = i64::from(max) - i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        if room <= 0 {
+            break;
+        }
+        let kind = match kind {
+            OutboxKind::Email => "email",
+            OutboxKind::Webhook => "webhook",
+        };
+        let mut statement = connection.prepare_cached(query).map_err(sql)?;
         let rows = statement
-            .query_map(params![node, until, now, max, email, webhook], item)
+            .query_map(params![now, kind, room], |row| row.get::<_, i64>(0))
             .map_err(sql)?;
-        rows.collect::<Result<_, _>>().map_err(sql)?
-    };
-    rows.into_iter()
-        .map(|(id, tenant, payload, attempts, claim, created_ms)| {
-            Ok(OutboxItem {
+        for id in rows {
+            ids.push(id.map_err(sql)?);
+        }
+    }
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (tenant, payload, attempts, claim, created_ms): (String, String, i64, i64, i64) =
+            connection
+                .query_row(
+                    "UPDATE outbox SET status = 'sending', claim = claim + 1, claimed_by = ?2,
+                         lease_until = ?3, updated_ms = ?4
+                     WHERE id = ?1
+                     RETURNING tenant, payload, attempts, claim, created_ms",
+                    params![id, node, until, now],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                )
+                .map_err(sql)?;
+        let decoded = tenant_of(&tenant).and_then(|tenant| Ok((tenant, decode_payload(&payload)?)));
+        match decoded {
+            Ok((tenant, payload)) => items.push(OutboxItem {
                 id,
-                tenant: tenant_of(&tenant)?,
-                payload: decode_payload(&payload)?,
+                tenant,
+                payload,
                 attempts: u32::try_from(attempts).unwrap_or(0),
                 claim: u64::try_from(claim).unwrap_or(0),
                 created_ms,
-            })
-        })
-        .collect()
+            }),
+            Err(error) => {
+                // One row that does not decode must not stop every delivery.
+                tracing::error!(id, %error, "an outbox row does not decode; it is failed");
+                connection
+                    .execute(
+                        "UPDATE outbox SET status = 'failed', last_error = ?2, updated_ms = ?3
+                         WHERE id = ?1",
+                        params![id, error.to_string(), now],
+                    )
+                    .map_err(sql)?;
+            }
+        }
+    }
+    Ok(items)
 }
 
 fn settle(

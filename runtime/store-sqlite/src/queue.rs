@@ -336,12 +336,20 @@ fn claim_row(
         )
         .map_err(sql)?;
     let served = next_served(connection)?;
-    connection
-        .execute(
+    let charged: i64 = connection
+        .query_row(
             "UPDATE tenant_queue SET runnable = runnable - 1, running = running + 1,
                  deficit = deficit - est_cost, served = ?2
-             WHERE tenant = ?1",
+             WHERE tenant = ?1 RETURNING est_cost",
             params![row.tenant, served],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    // Remembered so the commit (or a release) refunds exactly what was charged.
+    connection
+        .execute(
+            "UPDATE runs SET charged_cost = ?2 WHERE seq = ?1",
+            params![seq, charged],
         )
         .map_err(sql)?;
     into_claimed(&row, expires)
@@ -354,7 +362,8 @@ fn take_over(
     request: &ClaimRequest,
     now: i64,
 ) -> Result<Option<Claimed>, StoreError> {
-    let (id, tenant, retry, crashes, attempt, kind, name, version): (
+    #[allow(clippy::type_complexity, reason = "one row's columns")]
+    let (id, tenant, retry, crashes, attempt, kind, name, version, fence, mode, cancel_requested): (
         String,
         String,
         Vec<u8>,
@@ -363,10 +372,13 @@ fn take_over(
         String,
         String,
         i64,
+        i64,
+        String,
+        bool,
     ) = connection
         .query_row(
             "SELECT id, tenant, retry, crash_redeliveries, attempt, target_kind, target_name,
-                    target_version
+                    target_version, fence, mode, cancel_requested
              FROM runs WHERE seq = ?1",
             params![seq],
             |row| {
@@ -379,15 +391,55 @@ fn take_over(
                     row.get(5)?,
                     row.get(6)?,
                     row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                    row.get(10)?,
                 ))
             },
         )
         .map_err(sql)?;
+    let run = parse_id(&id)?;
+    let attempt_now = u32::try_from(attempt).unwrap_or(u32::MAX);
+    let is_run = mode == "run";
+    let target = target_of(&kind, &name, version)?;
+    if cancel_requested {
+        // Cancelled while its node was down: it ends here, never run again.
+        let error = RunError::new(ErrorKind::Cancelled, "cancelled; its host stopped meanwhile");
+        let report = RunReport::not_started(run, attempt_now, error.clone());
+        connection
+            .execute(
+                "UPDATE runs SET state = 'cancelled', lease_owner = NULL, lease_expires_ms = NULL,
+                     error_kind = 'cancelled', report = ?2, finished_ms = ?3, fence = fence + 1,
+                     charged_cost = 0
+                 WHERE seq = ?1",
+                params![seq, encode("report", &report)?, now],
+            )
+            .map_err(sql)?;
+        connection
+            .execute(
+                "UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1",
+                params![tenant],
+            )
+            .map_err(sql)?;
+        if is_run {
+            crate::outbox::completion_webhooks(
+                connection,
+                &tenant,
+                run,
+                attempt_now,
+                u64::try_from(fence + 1).unwrap_or(0),
+                &target,
+                RunPhase::Cancelled,
+                Some(&error),
+                now,
+            )?;
+        }
+        return Ok(None);
+    }
     let retry: RetryPolicy = decode("retry policy", &retry)?;
     let crashes = crashes + 1;
     if crashes > i64::from(retry.max_crash_redeliveries) {
-        let run = parse_id(&id)?;
-        let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+        let attempt = attempt_now;
         let error = RunError::new(
             ErrorKind::Crashed,
             format!(
@@ -412,7 +464,7 @@ fn take_over(
             .execute(
                 "UPDATE runs SET state = 'dead', crash_redeliveries = ?2, lease_owner = NULL,
                      lease_expires_ms = NULL, error_kind = 'crashed', report = ?3,
-                     attempts = ?4, finished_ms = ?5, fence = fence + 1
+                     attempts = ?4, finished_ms = ?5, fence = fence + 1, charged_cost = 0
                  WHERE seq = ?1",
                 params![seq, crashes, encode("report", &report)?, attempts, now],
             )
@@ -423,17 +475,19 @@ fn take_over(
                 params![tenant],
             )
             .map_err(sql)?;
-        let target = target_of(&kind, &name, version)?;
-        crate::outbox::completion_webhooks(
-            connection,
-            &tenant,
-            run,
-            attempt,
-            &target,
-            RunPhase::Dead,
-            Some(&error),
-            now,
-        )?;
+        if is_run {
+            crate::outbox::completion_webhooks(
+                connection,
+                &tenant,
+                run,
+                attempt,
+                u64::try_from(fence + 1).unwrap_or(0),
+                &target,
+                RunPhase::Dead,
+                Some(&error),
+                now,
+            )?;
+        }
         return Ok(None);
     }
     let expires = now.saturating_add(i64::try_from(request.lease_ms).unwrap_or(i64::MAX));
@@ -471,17 +525,69 @@ fn claim(
         rows.collect::<Result<_, _>>().map_err(sql)?
     };
     for seq in expired {
-        if let Some(run) = take_over(connection, seq, request, now)? {
-            claimed.push(run);
+        match take_over(connection, seq, request, now) {
+            Ok(Some(run)) => claimed.push(run),
+            Ok(None) => {}
+            Err(error) if error.is_corrupt() => fail_corrupt(connection, seq, &error, now)?,
+            Err(error) => return Err(error),
         }
     }
     while claimed.len() < usize::try_from(request.max).unwrap_or(usize::MAX) {
         match pick(connection, now, request.per_tenant, quantum)? {
-            Some(seq) => claimed.push(claim_row(connection, seq, request, now)?),
+            Some(seq) => match claim_row(connection, seq, request, now) {
+                Ok(run) => claimed.push(run),
+                Err(error) if error.is_corrupt() => fail_corrupt(connection, seq, &error, now)?,
+                Err(error) => return Err(error),
+            },
             None => break,
         }
     }
     Ok(claimed)
+}
+
+/// Ends a run whose stored record does not decode (a downgrade, a bug, a damaged disk):
+/// failed with the reason, so one bad row never stops every tenant's claims.
+fn fail_corrupt(
+    connection: &Connection,
+    seq: i64,
+    error: &StoreError,
+    now: i64,
+) -> Result<(), StoreError> {
+    tracing::error!(seq, %error, "a stored run does not decode; it is failed");
+    let (id, tenant, attempt): (String, String, i64) = connection
+        .query_row(
+            "SELECT id, tenant, attempt FROM runs WHERE seq = ?1",
+            params![seq],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .map_err(sql)?;
+    let failure = RunError::new(
+        ErrorKind::InvalidLimits,
+        format!("the stored run does not decode: {error}"),
+    )
+    .blamed_on(fluxo_core::Blame::Host);
+    let report = parse_id(&id)
+        .ok()
+        .map(|run| RunReport::not_started(run, u32::try_from(attempt).unwrap_or(0), failure))
+        .map(|report| encode("report", &report))
+        .transpose()?;
+    connection
+        .execute(
+            "UPDATE runs SET state = 'failed', error_kind = 'invalid_limits', report = ?2,
+                 finished_ms = ?3, lease_owner = NULL, lease_expires_ms = NULL,
+                 fence = fence + 1, charged_cost = 0
+             WHERE seq = ?1",
+            params![seq, report, now],
+        )
+        .map_err(sql)?;
+    // It was counted running (claimed just now, or held by a lease that expired).
+    connection
+        .execute(
+            "UPDATE tenant_queue SET running = MAX(0, running - 1) WHERE tenant = ?1",
+            params![tenant],
+        )
+        .map_err(sql)?;
+    Ok(())
 }
 
 fn heartbeat(
@@ -530,10 +636,19 @@ fn release(connection: &Connection, lease: &Lease, quantum: i64) -> Result<(), S
             lease.run, lease.fence
         )));
     };
+    // Given back unrun: the tenant gets back what the claim charged.
     connection
         .execute(
-            "UPDATE tenant_queue SET running = running - 1 WHERE tenant = ?1",
-            params![tenant],
+            "UPDATE tenant_queue SET running = running - 1,
+                 deficit = deficit + (SELECT charged_cost FROM runs WHERE id = ?2)
+             WHERE tenant = ?1",
+            params![tenant, lease.run.to_string()],
+        )
+        .map_err(sql)?;
+    connection
+        .execute(
+            "UPDATE runs SET charged_cost = 0 WHERE id = ?1",
+            params![lease.run.to_string()],
         )
         .map_err(sql)?;
     add_runnable(connection, &tenant, quantum)
@@ -541,8 +656,8 @@ fn release(connection: &Connection, lease: &Lease, quantum: i64) -> Result<(), S
 
 fn cancel(connection: &Connection, tenant: &str, id: RunId) -> Result<CancelOutcome, StoreError> {
     let row = optional(connection.query_row(
-        "SELECT seq, state, attempt, target_kind, target_name, target_version FROM runs
-         WHERE tenant = ?1 AND id = ?2",
+        "SELECT seq, state, attempt, target_kind, target_name, target_version, fence, mode
+         FROM runs WHERE tenant = ?1 AND id = ?2",
         params![tenant, id.to_string()],
         |row| {
             Ok((
@@ -552,10 +667,12 @@ fn cancel(connection: &Connection, tenant: &str, id: RunId) -> Result<CancelOutc
                 row.get::<_, String>(3)?,
                 row.get::<_, String>(4)?,
                 row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, String>(7)?,
             ))
         },
     ))?;
-    let Some((seq, state, attempt, kind, name, version)) = row else {
+    let Some((seq, state, attempt, kind, name, version, fence, mode)) = row else {
         return Err(StoreError::not_found(format!("no run {id}")));
     };
     let state = RunPhase::parse(&state).map_err(|error| StoreError::corrupt("run state", error))?;
@@ -579,17 +696,20 @@ fn cancel(connection: &Connection, tenant: &str, id: RunId) -> Result<CancelOutc
                     params![tenant],
                 )
                 .map_err(sql)?;
-            let target = target_of(&kind, &name, version)?;
-            crate::outbox::completion_webhooks(
-                connection,
-                tenant,
-                id,
-                attempt,
-                &target,
-                RunPhase::Cancelled,
-                Some(&error),
-                now,
-            )?;
+            if mode == "run" {
+                let target = target_of(&kind, &name, version)?;
+                crate::outbox::completion_webhooks(
+                    connection,
+                    tenant,
+                    id,
+                    attempt,
+                    u64::try_from(fence).unwrap_or(0),
+                    &target,
+                    RunPhase::Cancelled,
+                    Some(&error),
+                    now,
+                )?;
+            }
             Ok(CancelOutcome::Cancelled)
         }
         RunPhase::Running => {
@@ -615,7 +735,7 @@ fn retry_dead(
         .execute(
             "UPDATE runs SET state = 'queued', attempt = 0, crash_redeliveries = 0,
                  cancel_requested = 0, available_ms = ?3, finished_ms = NULL,
-                 committed_attempt = NULL, committed_result = NULL
+                 committed_attempt = NULL, committed_result = NULL, committed_fence = NULL
              WHERE tenant = ?1 AND id = ?2 AND state = 'dead'",
             params![tenant, id.to_string(), now_ms()],
         )
@@ -718,19 +838,25 @@ fn list(
     let state = filter.state.map(RunPhase::as_str);
     let limit = filter.limit.unwrap_or(50).min(500);
     let after: Option<i64> = match filter.after {
-        Some(id) => optional(connection.query_row(
-            "SELECT seq FROM runs WHERE tenant = ?1 AND id = ?2",
-            params![tenant, id.to_string()],
-            |row| row.get(0),
-        ))?,
+        Some(id) => Some(
+            optional(connection.query_row(
+                "SELECT seq FROM runs WHERE tenant = ?1 AND id = ?2",
+                params![tenant, id.to_string()],
+                |row| row.get(0),
+            ))?
+            .ok_or_else(|| StoreError::not_found(format!("no run {id} to list after")))?,
+        ),
         None => None,
     };
+    // Newest first; with a cursor, the runs after it oldest first (so a follower that
+    // pages with the last one it saw never skips any).
+    let order = if after.is_some() { "ASC" } else { "DESC" };
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM runs WHERE tenant = ?1 AND mode = 'run'
                AND (?2 IS NULL OR target_name = ?2) AND (?3 IS NULL OR state = ?3)
                AND (?5 IS NULL OR seq > ?5)
-             ORDER BY seq DESC LIMIT ?4"
+             ORDER BY seq {order} LIMIT ?4"
         ))
         .map_err(sql)?;
     let rows = statement

@@ -350,9 +350,10 @@ pub struct RunFilter {
     pub action: Option<ActionName>,
     /// Only runs in this state.
     pub state: Option<RunPhase>,
-    /// At most this many (newest first); 50 when absent, 500 at most.
+    /// At most this many; 50 when absent, 500 at most.
     pub limit: Option<u32>,
-    /// Only runs created after this one (for following).
+    /// Only runs created after this one, oldest first (for following; a cursor that no
+    /// longer exists is `NotFound`). Without it, the newest first.
     pub after: Option<RunId>,
 }
 
@@ -508,7 +509,8 @@ pub struct WebhookMessage {
     pub webhook_id: String,
     /// The JSON body.
     pub body: String,
-    /// When the event happened (seconds since the epoch), for `webhook-timestamp`.
+    /// When the event happened (seconds since the epoch); each delivery attempt is
+    /// signed with its own time instead, so retries stay within receivers' tolerance.
     pub timestamp: i64,
 }
 

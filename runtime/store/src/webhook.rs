@@ -19,12 +19,15 @@ pub fn event_type(state: RunPhase) -> Option<&'static str> {
 }
 
 /// The message for a run that ended in `state`: `(webhook-id, body, timestamp seconds)`,
-/// or `None` for states that send none. The id (`msg_RUN-ID_ATTEMPT`) is the same for
-/// every delivery attempt, so receivers deduplicate on it.
+/// or `None` for states that send none. The id (`msg_RUN-ID_FENCE`) is the same for every
+/// delivery attempt, so receivers deduplicate on it; the fence (the lease's token, which
+/// only grows) makes a run retried by hand after it ended send a new event, not a
+/// duplicate of the old one.
 #[must_use]
 pub fn completion_message(
     run: RunId,
     attempt: u32,
+    fence: u64,
     target: &RunTarget,
     state: RunPhase,
     error: Option<&RunError>,
@@ -46,7 +49,7 @@ pub fn completion_message(
         },
     });
     Some((
-        format!("msg_{run}_{attempt}"),
+        format!("msg_{run}_{fence}"),
         body.to_string(),
         at_ms.div_euclid(1000),
     ))
@@ -56,8 +59,13 @@ pub fn completion_message(
 mod tests {
     use super::*;
 
+    fn body_attempt(body: &str) -> u64 {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        body["data"]["attempt"].as_u64().unwrap()
+    }
+
     #[test]
-    fn every_final_phase_sends_one_event_and_the_id_is_per_attempt() {
+    fn every_final_phase_sends_one_event_and_the_id_is_per_lease() {
         let sent: Vec<_> = RunPhase::ALL.into_iter().filter_map(event_type).collect();
         assert_eq!(
             sent,
@@ -69,13 +77,15 @@ mod tests {
             version: 3,
         };
         let (id, body, seconds) =
-            completion_message(run, 2, &target, RunPhase::Failed, None, 1_700_000_000_123).unwrap();
-        assert_eq!(id, format!("msg_{run}_2"));
+            completion_message(run, 2, 7, &target, RunPhase::Failed, None, 1_700_000_000_123)
+                .unwrap();
+        assert_eq!(id, format!("msg_{run}_7"), "the id follows the lease's fence");
+        assert_eq!(body_attempt(&body), 2);
         assert_eq!(seconds, 1_700_000_000);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["type"], "run.failed");
         assert_eq!(body["data"]["version"], 3);
         assert_eq!(body["timestamp"], "2023-11-14T22:13:20.123Z");
-        assert!(completion_message(run, 1, &target, RunPhase::Running, None, 0).is_none());
+        assert!(completion_message(run, 1, 1, &target, RunPhase::Running, None, 0).is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! Completion webhooks: POSTed to the tenant's endpoints with Standard Webhooks headers
-//! (`webhook-id` stable across retries, `webhook-timestamp`, `webhook-signature` with
-//! every current secret). The URL is a tenant's, so the request goes through an egress
+//! (`webhook-id` stable across retries; `webhook-timestamp` the time of this attempt and
+//! the signature made anew for it, so a delivery retried hours later is still inside a
+//! receiver's replay tolerance — the event's own time is in the body; `webhook-signature`
+//! with every current secret). The URL is a tenant's, so the request goes through an egress
 //! client that allows any host but keeps every blocked address range: a webhook can no
 //! more reach the host's network than a guest can.
 
@@ -104,10 +106,15 @@ impl WebhookSender {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| SendError::Transient(format!("signing secret: {error}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(message.timestamp, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(message.timestamp)
+            });
         let signature = signing::sign(
             &secrets,
             &message.webhook_id,
-            message.timestamp,
+            now,
             message.body.as_bytes(),
         )
         .map_err(|error| SendError::Permanent(error.to_string()))?;
@@ -116,7 +123,7 @@ impl WebhookSender {
             ("content-type".into(), "application/json".into()),
             ("user-agent".into(), "fluxo-webhooks".into()),
             ("webhook-id".into(), message.webhook_id.clone()),
-            ("webhook-timestamp".into(), message.timestamp.to_string()),
+            ("webhook-timestamp".into(), now.to_string()),
             ("webhook-signature".into(), signature),
         ];
         request.body = Some(message.body.clone().into_bytes());
