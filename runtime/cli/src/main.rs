@@ -485,10 +485,26 @@ fn serve(
             "fluxo: listening on http://{address} (data in {}; admin token in {token_source})",
             data_dir.display()
         );
-        fluxo_server::serve(listener, server.state.clone(), shutdown_signal())
-            .await
-            .context("serving")
-            .map_err(usage)?;
+        // On the signal: claim nothing more at once, drain open requests (a pending Test
+        // is one) for at most the grace period, then let running runs finish.
+        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let (state, stopping) = (server.state.clone(), stopping.clone());
+            async move {
+                shutdown_signal().await;
+                state.stop_claiming();
+                stopping.notify_waiters();
+            }
+        };
+        let drained = fluxo_server::serve(listener, server.state.clone(), signal);
+        let grace = server.grace();
+        let notified = stopping.notified();
+        tokio::select! {
+            result = drained => result.context("serving").map_err(usage)?,
+            () = async { notified.await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("requests still open after the grace period were dropped");
+            }
+        }
         tracing::info!("shutting down: finishing runs in flight");
         server.shutdown().await;
         eprintln!("fluxo: stopped");

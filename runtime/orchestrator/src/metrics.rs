@@ -30,6 +30,8 @@ pub struct Metrics {
     dead: Counter,
     outbox: Family<Labels, Counter>,
     queue: Family<Labels, Gauge>,
+    gauges_at: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +127,8 @@ impl Default for Metrics {
             dead,
             outbox,
             queue,
+            gauges_at: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -219,6 +223,22 @@ impl Metrics {
                 ("result", result.to_owned()),
             ])
             .inc();
+    }
+
+    /// Whether the stored-run gauges are older than `every` (and claims the refresh: one
+    /// caller in an interval gets `true`).
+    pub fn gauges_due(&self, every: std::time::Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.gauges_at.load(Ordering::Relaxed);
+        let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        (last == 0 || now.saturating_sub(last) >= every)
+            && self
+                .gauges_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Sets the stored runs' count by state (queue depth).

@@ -188,7 +188,8 @@ impl Scheduler {
     /// made claimable (crash redeliveries), then the claim loop runs until shutdown.
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
+        // Tracked like the runs: shutdown waits for a claim in flight to come back.
+        self.tasks.spawn(async move {
             match this.store.abandon(&this.options.node).await {
                 Ok(0) => {}
                 Ok(count) => tracing::info!(
@@ -218,6 +219,16 @@ impl Scheduler {
         event: Event,
         idempotency_key: Option<String>,
     ) -> Result<Enqueued, SubmitError> {
+        // A client repeating a submit gets its run, even if the action changed since.
+        if let Some(key) = &idempotency_key
+            && let Some(earlier) = self.store.run_by_key(tenant, key).await?
+        {
+            return Ok(Enqueued {
+                id: earlier.id,
+                deduplicated: true,
+                state: earlier.state,
+            });
+        }
         let (record, version) = self.pin(tenant, action, version).await?;
         if !record.enabled {
             return Err(RegistryError::Disabled(action.to_string()).into());
@@ -372,6 +383,13 @@ impl Scheduler {
         Ok(retried)
     }
 
+    /// Stops claiming new runs (the first step of a shutdown; call it as soon as the
+    /// signal arrives, before draining the API).
+    pub fn stop_claiming(&self) {
+        self.stop_claiming.cancel();
+        self.wake.notify_waiters();
+    }
+
     /// Stops claiming, lets running runs finish for up to `grace`, then gives the leases
     /// of the rest back (they run again elsewhere, or here after a restart).
     pub async fn shutdown(&self, grace: Duration) {
@@ -425,12 +443,18 @@ impl Scheduler {
                 }
             };
             self.metrics.record_claim(started.elapsed().as_secs_f64());
-            let redelivered = claims
-                .iter()
-                .filter(|c| c.crash_redeliveries > 0 && c.lease.attempt > 1)
-                .count();
+            let taken_over = claims.iter().filter(|claimed| claimed.taken_over).count();
             self.metrics
-                .record_lease_expiries(u64::try_from(redelivered).unwrap_or(0));
+                .record_lease_expiries(u64::try_from(taken_over).unwrap_or(0));
+            if self.stop_claiming.is_cancelled() {
+                // Shutdown began while this claim was in flight: give the runs back.
+                for claimed in claims {
+                    if let Err(error) = self.store.release(&claimed.lease).await {
+                        tracing::warn!(%error, "could not give a claimed run back at shutdown");
+                    }
+                }
+                return;
+            }
             if claims.is_empty() {
                 tokio::select! {
                     () = self.stop_claiming.cancelled() => return,
@@ -600,20 +624,12 @@ impl Scheduler {
         Ok((component, ctx))
     }
 
-    /// Decides the run's fate and commits the attempt, retrying transient store errors.
+    /// Decides the run's fate and commits the attempt, retrying transient store errors;
+    /// when the commit cannot land, commits the attempt as failed without its effects
+    /// (so the run is retried by its policy, not mistaken for a host crash).
     async fn commit(&self, claimed: &Claimed, execution: Execution) {
         let decision = decide(claimed, &execution);
-        match &decision {
-            Decision::Retry { .. } => self.metrics.record_retry(),
-            Decision::Dead => self.metrics.record_dead(),
-            _ => {}
-        }
         let report = execution.report(false);
-        let mode = match claimed.mode {
-            RunMode::Run => "run",
-            RunMode::Test => "test",
-        };
-        self.metrics.record_run(mode, &report);
         let effects = if execution.succeeded() {
             execution.journal.into_effects()
         } else {
@@ -632,35 +648,88 @@ impl Scheduler {
                 wall_ms: execution.usage.wall_ms,
             },
         };
+        let failure = match self.commit_with_retries(commit.clone()).await {
+            Ok(committed) => {
+                self.record(claimed, &commit, &committed);
+                return;
+            }
+            Err(error) if error.is_lease_lost() => {
+                self.metrics.record_lease_lost();
+                tracing::warn!(%error, "the lease was taken over: the attempt was not committed");
+                return;
+            }
+            Err(error) => error,
+        };
+        tracing::error!(error = %failure, "the attempt's commit failed; committing it as failed without its effects");
+        let error = RunError::new(
+            ErrorKind::ApplyFailed,
+            format!("the run's effects could not be committed: {failure}"),
+        )
+        .blamed_on(Blame::Platform);
+        let mut report = commit.report.clone();
+        report = report.failed_with(error.clone());
+        let fallback = Commit {
+            effects: Vec::new(),
+            decision: decide_error(claimed, &error),
+            report,
+            ..commit
+        };
+        match self.commit_with_retries(fallback.clone()).await {
+            Ok(committed) => self.record(claimed, &fallback, &committed),
+            Err(error) => {
+                tracing::error!(%error, "even the failure could not be committed; the lease will expire and the run be redelivered");
+            }
+        }
+    }
+
+    /// Commits, retrying transient errors with a doubling pause (6 tries, ~1.5 s).
+    async fn commit_with_retries(&self, commit: Commit) -> Result<fluxo_store::Committed, StoreError> {
         let mut pause = Duration::from_millis(50);
+        let mut last = None;
         for _ in 0..6 {
             match self.store.commit(commit.clone()).await {
-                Ok(committed) => {
-                    if let Some(refusal) = committed.refused {
-                        tracing::info!(reason = %refusal, "the commit refused the run's effects");
-                    }
-                    if committed.state == RunPhase::Dead {
-                        tracing::warn!("the run is dead");
-                    }
-                    return;
-                }
-                Err(error) if error.is_lease_lost() => {
-                    self.metrics.record_lease_lost();
-                    tracing::warn!(%error, "the lease was taken over: the attempt was not committed");
-                    return;
-                }
+                Ok(committed) => return Ok(committed),
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "commit failed; trying again");
+                    last = Some(error);
                     tokio::time::sleep(pause).await;
                     pause *= 2;
                 }
-                Err(error) => {
-                    tracing::error!(%error, "commit failed; the lease will expire and the run be redelivered");
-                    return;
-                }
+                Err(error) => return Err(error),
             }
         }
-        tracing::error!("commit kept failing; the lease will expire and the run be redelivered");
+        Err(last.unwrap_or_else(|| StoreError::transient("the commit kept failing")))
+    }
+
+    /// Records what the commit did (not what the guest hoped): the state it committed,
+    /// a refusal, retries and dead runs — once, by the commit that was first.
+    fn record(&self, claimed: &Claimed, commit: &Commit, committed: &fluxo_store::Committed) {
+        if !committed.first {
+            return;
+        }
+        if let Some(refusal) = &committed.refused {
+            tracing::info!(reason = %refusal, "the commit refused the run's effects");
+        }
+        let mode = match claimed.mode {
+            RunMode::Run => "run",
+            RunMode::Test => "test",
+        };
+        let mut report = commit.report.clone();
+        if let Some(refusal) = &committed.refused {
+            report = report.failed_with(refusal.clone());
+        }
+        if committed.state == RunPhase::Cancelled && report.error_kind() != Some(ErrorKind::Cancelled) {
+            report = report.failed_with(RunError::new(ErrorKind::Cancelled, "cancelled"));
+        }
+        self.metrics.record_run(mode, &report);
+        match committed.state {
+            RunPhase::Retrying => self.metrics.record_retry(),
+            RunPhase::Dead => {
+                self.metrics.record_dead();
+                tracing::warn!("the run is dead");
+            }
+            _ => {}
+        }
     }
 }
 
@@ -679,6 +748,11 @@ fn decide(claimed: &Claimed, execution: &Execution) -> Decision {
     let Err(error) = &execution.end else {
         return Decision::Succeeded;
     };
+    decide_error(claimed, error)
+}
+
+/// [`decide`] for an attempt that ended in `error`.
+fn decide_error(claimed: &Claimed, error: &RunError) -> Decision {
     if error.kind == ErrorKind::Cancelled {
         return Decision::Cancelled;
     }

@@ -74,6 +74,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// How long running runs (and open requests) get at shutdown.
+    #[must_use]
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     /// Stops the server's background work: workers finish their runs for up to the grace
     /// period, the rest give their leases back; delivery and upkeep stop.
     pub async fn shutdown(&self) {
@@ -195,7 +201,13 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         Some(smtp) => Some(SmtpTransport::new(smtp).map_err(|e| failed("email")(&e))?),
         None => None,
     };
-    let webhooks = WebhookSender::new(&config.http, resolver, store.clone(), vault.clone())
+    let webhooks = WebhookSender::new(
+        &config.http,
+        settings.webhook_private_cidrs.clone(),
+        resolver,
+        store.clone(),
+        vault.clone(),
+    )
         .map_err(|e| failed("webhooks")(&e))?;
     Dispatcher::new(
         store.clone(),

@@ -76,6 +76,10 @@ pub struct ServerSettings {
     /// Seconds running runs get to finish at shutdown before their leases are given
     /// back.
     pub shutdown_grace_seconds: u64,
+    /// Blocked address ranges completion webhooks may reach anyway (a receiver on this
+    /// machine in tests and demos). Separate from `http.allow_private_cidrs`: a webhook
+    /// URL is anything a tenant types, with no allow rule naming its host.
+    pub webhook_private_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerSettings {
@@ -93,6 +97,7 @@ impl Default for ServerSettings {
             tenant_state_bytes: 1 << 20,
             node: None,
             shutdown_grace_seconds: 10,
+            webhook_private_cidrs: Vec::new(),
         }
     }
 }

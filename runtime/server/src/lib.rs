@@ -42,6 +42,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The first step of a shutdown: this node claims no more runs (requests are still
+    /// answered while they drain).
+    pub fn stop_claiming(&self) {
+        self.scheduler.stop_claiming();
+    }
+
     /// The shared state of a server; `admin_token` is the admin's bearer token, `vault`
     /// seals the secrets it stores.
     #[must_use]

@@ -457,6 +457,18 @@ impl Catalog for SqliteStore {
     ) -> StoreFuture<'a, WebhookEndpoint> {
         let (tenant, url, secret) = (tenant.to_string(), url.to_owned(), secret.to_owned());
         Box::pin(self.write(move |connection| {
+            let count: i64 = connection
+                .query_row(
+                    "SELECT count(*) FROM webhook_endpoints WHERE tenant = ?1",
+                    params![tenant],
+                    |row| row.get(0),
+                )
+                .map_err(sql)?;
+            if u64::try_from(count).unwrap_or(u64::MAX) >= fluxo_store::MAX_WEBHOOK_ENDPOINTS {
+                return Err(StoreError::conflict(format!(
+                    "tenant {tenant} has {count} webhook endpoints, the most allowed"
+                )));
+            }
             let now = now_ms();
             let id = format!(
                 "ep_{}",

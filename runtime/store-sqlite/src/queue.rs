@@ -123,15 +123,17 @@ fn enqueue(
 ) -> Result<Enqueued, StoreError> {
     let tenant = run.tenant.as_str();
     if let Some(key) = &run.idempotency_key {
-        let earlier: Option<String> = optional(connection.query_row(
-            "SELECT id FROM runs WHERE tenant = ?1 AND idempotency_key = ?2",
+        let earlier: Option<(String, String)> = optional(connection.query_row(
+            "SELECT id, state FROM runs WHERE tenant = ?1 AND idempotency_key = ?2",
             params![tenant, key],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         ))?;
-        if let Some(id) = earlier {
+        if let Some((id, state)) = earlier {
             return Ok(Enqueued {
                 id: parse_id(&id)?,
                 deduplicated: true,
+                state: RunPhase::parse(&state)
+                    .map_err(|error| StoreError::corrupt("run state", error))?,
             });
         }
     }
@@ -173,6 +175,7 @@ fn enqueue(
     Ok(Enqueued {
         id: run.id,
         deduplicated: false,
+        state: RunPhase::Queued,
     })
 }
 
@@ -295,7 +298,7 @@ fn claimed_row(row: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
 const CLAIMED_COLUMNS: &str = "id, tenant, target_kind, target_name, target_version, mode, event,
      limits, retry, attempt, fence, crash_redeliveries";
 
-fn into_claimed(row: &ClaimedRow, expires_ms: i64) -> Result<Claimed, StoreError> {
+fn into_claimed(row: &ClaimedRow, expires_ms: i64, taken_over: bool) -> Result<Claimed, StoreError> {
     Ok(Claimed {
         lease: Lease {
             run: parse_id(&row.id)?,
@@ -313,6 +316,7 @@ fn into_claimed(row: &ClaimedRow, expires_ms: i64) -> Result<Claimed, StoreError
         retry: decode::<RetryPolicy>("retry policy", &row.retry)?,
         mode: parse_mode(&row.mode)?,
         crash_redeliveries: u32::try_from(row.crash_redeliveries).unwrap_or(u32::MAX),
+        taken_over,
     })
 }
 
@@ -352,7 +356,7 @@ fn claim_row(
             params![seq, charged],
         )
         .map_err(sql)?;
-    into_claimed(&row, expires)
+    into_claimed(&row, expires, false)
 }
 
 /// Takes over a run whose lease expired: a crash redelivery, or dead past the policy.
@@ -502,7 +506,7 @@ fn take_over(
             claimed_row,
         )
         .map_err(sql)?;
-    into_claimed(&row, expires).map(Some)
+    into_claimed(&row, expires, true).map(Some)
 }
 
 fn claim(
@@ -911,6 +915,25 @@ impl RunQueue for SqliteStore {
         let tenant = tenant.to_string();
         let quantum = self.inner.options.quantum;
         Box::pin(self.write(move |connection| retry_dead(connection, &tenant, id, quantum)))
+    }
+
+    fn run_by_key<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        key: &'a str,
+    ) -> StoreFuture<'a, Option<RunRecord>> {
+        let (tenant, key) = (tenant.to_string(), key.to_owned());
+        Box::pin(self.read(move |connection| {
+            optional(connection.query_row(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM runs WHERE tenant = ?1 AND idempotency_key = ?2"
+                ),
+                params![tenant, key],
+                record_row,
+            ))?
+            .map(into_record)
+            .transpose()
+        }))
     }
 
     fn run<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, Option<RunRecord>> {

@@ -24,6 +24,10 @@ pub use fluxo_core::{StateKey, StateUsage};
 pub use self::error::{StoreError, StoreErrorKind};
 pub use self::records::*;
 
+/// Webhook endpoints one tenant may register: every commit writes one outbox row per
+/// endpoint, so their number is bounded.
+pub const MAX_WEBHOOK_ENDPOINTS: u64 = 10;
+
 /// A boxed future, for traits that must be object safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -187,6 +191,12 @@ pub trait RunQueue: Send + Sync + 'static {
     fn retry_dead<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, bool>;
     /// One of the tenant's runs.
     fn run<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, Option<RunRecord>>;
+    /// The tenant's run accepted under `key`, if any.
+    fn run_by_key<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        key: &'a str,
+    ) -> StoreFuture<'a, Option<RunRecord>>;
     /// The tenant's runs, newest first (tests excluded).
     fn runs<'a>(
         &'a self,

@@ -235,6 +235,8 @@ pub struct Enqueued {
     pub id: RunId,
     /// Whether the idempotency key named an earlier run (nothing new was accepted).
     pub deduplicated: bool,
+    /// The run's state now (`Queued` for a new one).
+    pub state: RunPhase,
 }
 
 /// A claim for runnable runs.
@@ -284,6 +286,9 @@ pub struct Claimed {
     pub mode: RunMode,
     /// How many times it was found unfinished after its host died.
     pub crash_redeliveries: u32,
+    /// Whether this claim took the run over from a lease that expired (a crash
+    /// redelivery), rather than from the queue.
+    pub taken_over: bool,
 }
 
 /// What an attempt amounted to.

@@ -45,13 +45,17 @@ pub enum Delivered {
 }
 
 impl WebhookSender {
-    /// A sender whose requests keep `policy`'s blocked ranges (and its reopened ones) but
-    /// may reach any host and port; `vault` opens the endpoints' sealed signing secrets.
+    /// A sender that may reach any host and port but never a blocked address range —
+    /// except `private`, the ranges the operator opened for webhooks (not the ones opened
+    /// for guests: a guest's allow rule still names a host and port, a webhook URL is
+    /// anything a tenant types). `policy` gives the timeouts and caps; `vault` opens the
+    /// endpoints' sealed signing secrets.
     ///
     /// # Errors
     /// When TLS cannot be set up.
     pub fn new(
         policy: &HttpPolicy,
+        private: Vec<ipnet::IpNet>,
         resolver: Arc<dyn Resolve>,
         store: Arc<dyn Store>,
         vault: Arc<Vault>,
@@ -63,6 +67,7 @@ impl WebhookSender {
             }],
             tenant_allow: std::collections::BTreeMap::new(),
             max_redirects: 0,
+            allow_private_cidrs: private,
             ..policy.clone()
         };
         Ok(Self {

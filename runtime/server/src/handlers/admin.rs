@@ -21,7 +21,11 @@ pub(crate) async fn healthz() -> ApiResult {
 
 /// `GET /metrics`
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    fluxo_orchestrator::maintenance::refresh_gauges(&*state.store, &state.metrics).await;
+    // Counting stored runs reads the whole index: at most once per interval, however
+    // often (and by whomever) /metrics is scraped.
+    if state.metrics.gauges_due(std::time::Duration::from_secs(5)) {
+        fluxo_orchestrator::maintenance::refresh_gauges(&*state.store, &state.metrics).await;
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

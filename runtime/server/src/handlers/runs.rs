@@ -61,7 +61,7 @@ pub(crate) async fn submit(
     };
     ok(
         status,
-        json!({ "run_id": enqueued.id, "state": RunPhase::Queued, "deduplicated": enqueued.deduplicated }),
+        json!({ "run_id": enqueued.id, "state": enqueued.state, "deduplicated": enqueued.deduplicated }),
     )
 }
 
