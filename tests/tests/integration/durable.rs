@@ -345,9 +345,11 @@ async fn completion_webhooks_are_signed_and_a_gone_endpoint_is_disabled() {
     let hook = Upstream::start_with_headers(|_| (204, String::new(), vec![])).await;
     let gone = Upstream::start_with_headers(|_| (410, String::new(), vec![])).await;
     let mut config = config_for(crm.addr.port());
+    // The receivers listen on loopback: opened for webhooks on purpose (guests' private
+    // ranges do not open it for webhooks).
     config
-        .http
-        .allow_private_cidrs
+        .server
+        .webhook_private_cidrs
         .push("127.0.0.1/32".parse().unwrap());
     let api = api(config).await;
     let token = api.tenant("acme").await;
