@@ -5,7 +5,7 @@
 //!   store batches concurrent submits into one fsync).
 //! - **Claims, not hand-offs.** A worker claims only runs it can start now (a free
 //!   worker here, a free slot of the run's tenant over every node): a busy tenant never
-//!   parks a worker. Tests and resumed runs go first; tenants share by cost.
+//!   parks a worker. Tests go first; tenants share by cost.
 //! - **Leases and fences.** A run is held under a lease renewed by heartbeats (a third of
 //!   the lease); its commit is conditioned on the lease's fencing token, so a worker that
 //!   stalled past its lease commits nothing. A run whose lease expired is claimed again
@@ -582,11 +582,12 @@ impl Scheduler {
                     ErrorKind::ActionDisabled,
                     format!("action {name} version {version} was deleted"),
                 ),
-                RegistryError::Store(error) if !error.is_transient() => RunError::new(
+                // The store's fault, not the guest's: retried by the run's policy.
+                RegistryError::Store(error) => RunError::new(
                     ErrorKind::BackendUnavailable,
                     format!("reading the catalog: {error}"),
                 )
-                .blamed_on(Blame::Guest),
+                .blamed_on(Blame::Platform),
                 other => RunError::new(
                     ErrorKind::BackendUnavailable,
                     format!("loading the component: {other}"),

@@ -277,24 +277,63 @@ impl Dispatcher {
     /// the poll interval.
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let kinds = self.kinds();
+            if kinds.is_empty() {
+                stop.cancelled().await;
+                return;
+            }
+            let lease_ms = u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX);
+            let mut running = tokio::task::JoinSet::new();
+            // Claims whenever a delivery slot is free, never waiting for a whole batch: a
+            // slow endpoint holds its own slot, not everyone's.
             loop {
-                let busy = match self.pass().await {
-                    Ok(stats) => stats.sent + stats.retried + stats.failed > 0,
+                while running.try_join_next().is_some() {}
+                let free = self.slots.available_permits();
+                if free == 0 {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        done = running.join_next() => if done.is_none() {
+                            tokio::time::sleep(self.options.poll).await;
+                        },
+                    }
+                    continue;
+                }
+                let max = u32::try_from(free).unwrap_or(u32::MAX).min(self.options.batch);
+                let items = match self
+                    .store
+                    .claim_due(&self.options.node, &kinds, max, lease_ms)
+                    .await
+                {
+                    Ok(items) => items,
                     Err(error) => {
                         tracing::warn!(%error, "the outbox could not be claimed");
-                        false
+                        Vec::new()
                     }
                 };
-                if stop.is_cancelled() {
-                    return;
-                }
-                if !busy {
+                if items.is_empty() {
                     tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => break,
                         () = tokio::time::sleep(self.options.poll) => {}
                     }
+                    continue;
+                }
+                for item in items {
+                    let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let this = self.clone();
+                    running.spawn(async move {
+                        this.deliver(item).await;
+                        drop(permit);
+                    });
                 }
             }
+            // Deliveries under way get a moment; a row cut short is claimed again after
+            // its lease (at least once, same Message-ID or webhook-id).
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while running.join_next().await.is_some() {}
+            })
+            .await;
         })
     }
 }
