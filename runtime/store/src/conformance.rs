@@ -20,6 +20,7 @@ use fluxo_core::{
 };
 
 use crate::{
+    NewVersion,
     CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, OutboxKind, Priority,
     RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
 };
@@ -33,7 +34,8 @@ macro_rules! conformance_tests {
             idempotent_enqueue, lease_exclusivity, fence_rejection, atomic_commit,
             state_cap_in_the_transaction, commit_is_idempotent, fair_claim, per_tenant_cap,
             interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
-            cancel_and_release, tests_are_not_listed, work_conserving);
+            cancel_and_release, tests_are_not_listed, work_conserving,
+            version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -358,6 +360,59 @@ pub async fn work_conserving(store: Arc<dyn Store>) {
         (1..=4).contains(&heavy),
         "the heavy tenant ran {heavy} of 40: {claims:?}"
     );
+}
+
+/// A deleted action's version numbers are not given to a new action of the same name:
+/// runs pin versions by number.
+pub async fn version_numbers_are_never_reused(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    store.create_tenant(&acme).await.unwrap();
+    let add = |hash: &'static str| {
+        let (store, acme) = (store.clone(), acme.clone());
+        async move {
+            store
+                .add_version(NewVersion {
+                    tenant: &acme,
+                    name: &action(),
+                    description: None,
+                    hash,
+                    size: 1,
+                    imports: &[],
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(add("aa").await, 1);
+    assert_eq!(add("bb").await, 2);
+    store.delete_action(&acme, &action()).await.unwrap().unwrap();
+    assert_eq!(add("cc").await, 3, "a new action of the same name starts after the old");
+}
+
+/// A holder whose lease was taken over and whose run then ended is told it lost the
+/// lease — never handed the later holder's result as if it were its own.
+pub async fn stale_lease_gets_lease_lost_not_a_result(store: Arc<dyn Store>) {
+    enqueue(&store, new_run("acme")).await;
+    let first = store
+        .claim(&request(1, 1, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.lease.run, first.lease.run);
+    store
+        .commit(commit(&second, vec![], Decision::Succeeded))
+        .await
+        .unwrap();
+    let late = store
+        .commit(commit(&first, vec![], Decision::Succeeded))
+        .await;
+    assert!(late.is_err_and(|error| error.is_lease_lost()));
 }
 
 pub async fn per_tenant_cap(store: Arc<dyn Store>) {
