@@ -20,3 +20,7 @@ ALTER TABLE runs ADD COLUMN charged_cost INTEGER NOT NULL DEFAULT 0;
 -- The outbox claim filters by kind; an endpoint's secrets are read per delivery.
 CREATE INDEX outbox_queued_kind ON outbox (kind, next_attempt_ms, id) WHERE status = 'queued';
 CREATE INDEX webhook_secrets_endpoint ON webhook_secrets (tenant, endpoint);
+
+-- The node that ran a run's last attempt, kept after its lease ends.
+ALTER TABLE runs ADD COLUMN node TEXT;
+UPDATE runs SET node = lease_owner WHERE lease_owner IS NOT NULL;

@@ -332,7 +332,7 @@ fn claim_row(
         .query_row(
             &format!(
                 "UPDATE runs SET state = 'running', attempt = attempt + 1, fence = fence + 1,
-                     lease_owner = ?2, lease_expires_ms = ?3, started_ms = ?4
+                     lease_owner = ?2, node = ?2, lease_expires_ms = ?3, started_ms = ?4
                  WHERE seq = ?1 RETURNING {CLAIMED_COLUMNS}"
             ),
             params![seq, request.node, expires, now],
@@ -499,7 +499,7 @@ fn take_over(
         .query_row(
             &format!(
                 "UPDATE runs SET attempt = attempt + 1, fence = fence + 1, lease_owner = ?2,
-                     lease_expires_ms = ?3, started_ms = ?4, crash_redeliveries = ?5
+                     node = ?2, lease_expires_ms = ?3, started_ms = ?4, crash_redeliveries = ?5
                  WHERE seq = ?1 RETURNING {CLAIMED_COLUMNS}"
             ),
             params![seq, request.node, expires, now, crashes],
@@ -752,7 +752,7 @@ fn retry_dead(
 
 const RECORD_COLUMNS: &str = "id, target_kind, target_name, target_version, mode, state, attempt,
      error_kind, event, report, attempts, idempotency_key, created_ms, started_ms, finished_ms,
-     available_ms, lease_owner";
+     available_ms, node";
 
 struct RecordRow {
     id: String,
