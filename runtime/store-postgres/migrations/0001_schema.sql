@@ -16,7 +16,7 @@ CREATE TABLE actions (
     name TEXT NOT NULL,
     description TEXT NOT NULL,
     enabled BOOLEAN NOT NULL,
-    active_version INTEGER NOT NULL,
+    active_version BIGINT NOT NULL,
     limits TEXT NOT NULL DEFAULT '{}',
     retry TEXT NOT NULL DEFAULT '{}',
     created_ms BIGINT NOT NULL,
@@ -25,7 +25,7 @@ CREATE TABLE actions (
 CREATE TABLE versions (
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     hash TEXT NOT NULL,
     size BIGINT NOT NULL,
     imports TEXT NOT NULL,
@@ -38,7 +38,7 @@ CREATE INDEX versions_hash ON versions (hash);
 CREATE TABLE version_marks (
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
-    last_version INTEGER NOT NULL,
+    last_version BIGINT NOT NULL,
     PRIMARY KEY (tenant, name)
 );
 CREATE TABLE secrets (
@@ -79,12 +79,12 @@ CREATE TABLE runs (
     tenant TEXT NOT NULL,
     target_kind TEXT NOT NULL,
     target_name TEXT NOT NULL,
-    target_version INTEGER NOT NULL,
+    target_version BIGINT NOT NULL,
     mode TEXT NOT NULL CHECK (mode IN ('run', 'test')),
-    priority INTEGER NOT NULL,
+    priority BIGINT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'retrying', 'succeeded', 'failed', 'dead', 'cancelled')),
-    attempt INTEGER NOT NULL DEFAULT 0,
-    crash_redeliveries INTEGER NOT NULL DEFAULT 0,
+    attempt BIGINT NOT NULL DEFAULT 0,
+    crash_redeliveries BIGINT NOT NULL DEFAULT 0,
     fence BIGINT NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_expires_ms BIGINT,
@@ -161,7 +161,7 @@ CREATE TABLE outbox (
     kind TEXT NOT NULL CHECK (kind IN ('email', 'webhook')),
     payload TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
     next_attempt_ms BIGINT NOT NULL,
     claim BIGINT NOT NULL DEFAULT 0,
     claimed_by TEXT,

@@ -1,0 +1,276 @@
+//! The ledger on PostgreSQL: one attempt's commit in one transaction — the run's row
+//! locked and its fence checked, the effects applied (contacts, state with the tenant's
+//! cap checked after the changes, e-mail outbox rows) inside a savepoint, the run's new
+//! state and report, the fairness bookkeeping, and completion webhooks.
+
+use fluxo_core::codec::{decode, encode};
+use fluxo_core::{Blame, ContactId, Effect, ErrorKind, RunError, RunId, TenantId};
+use fluxo_store::{
+    AttemptSummary, Commit, Committed, Decision, Ledger, RunMode, RunPhase, StoreError, StoreFuture,
+};
+
+use crate::queue::{add_runnable, push_attempt, target_of};
+use crate::{PostgresOptions, PostgresStore, Tx, now_ms, pg};
+
+/// Applies a successful run's effects; `Some(refusal)` when the tenant's state cap
+/// refuses them (the caller rolls back to before them).
+async fn apply_effects(
+    tx: &Tx<'_>,
+    run: RunId,
+    tenant: &str,
+    contact: Option<&ContactId>,
+    effects: &[Effect],
+    options: &PostgresOptions,
+    now: i64,
+) -> Result<Option<RunError>, StoreError> {
+    if let Some(contact) = contact
+        && effects.iter().any(Effect::touches_contact)
+    {
+        crate::contacts::apply(tx, tenant, contact, effects, now).await?;
+    }
+    if let Some(refusal) = crate::state::apply(tx, tenant, contact, effects, options, now).await? {
+        return Ok(Some(refusal));
+    }
+    for effect in effects {
+        if let Effect::SendEmail(email) = effect {
+            crate::outbox::insert(
+                tx,
+                tenant,
+                Some(run),
+                &email.message_id,
+                &fluxo_store::OutboxPayload::Email(email.clone()),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(None)
+}
+
+/// Applies effects inside a savepoint: kept when they fit, rolled back when the state cap
+/// refuses them.
+async fn apply_in_savepoint(
+    tx: &Tx<'_>,
+    run: RunId,
+    tenant: &str,
+    contact: Option<&ContactId>,
+    effects: &[Effect],
+    options: &PostgresOptions,
+    now: i64,
+) -> Result<Option<RunError>, StoreError> {
+    tx.batch_execute("SAVEPOINT effects").await.map_err(pg)?;
+    let refusal = apply_effects(tx, run, tenant, contact, effects, options, now).await?;
+    let end = if refusal.is_some() {
+        "ROLLBACK TO SAVEPOINT effects; RELEASE SAVEPOINT effects"
+    } else {
+        "RELEASE SAVEPOINT effects"
+    };
+    tx.batch_execute(end).await.map_err(pg)?;
+    Ok(refusal)
+}
+
+async fn commit(tx: &Tx<'_>, commit: Commit, options: &PostgresOptions) -> Result<Committed, StoreError> {
+    let lease = commit.lease;
+    let fence = i64::try_from(lease.fence).unwrap_or(-1);
+    let Some(row) = tx
+        .query_opt(
+            "SELECT seq, state, fence, mode, committed_fence, committed_result, cancel_requested,
+                    target_kind, target_name, target_version, tenant, charged_cost
+             FROM runs WHERE id = $1 FOR UPDATE",
+            &[&lease.run.to_string()],
+        )
+        .await
+        .map_err(pg)?
+    else {
+        return Err(StoreError::not_found(format!("no run {}", lease.run)));
+    };
+    let seq: i64 = row.get(0);
+    let state_now: String = row.get(1);
+    let row_tenant: String = row.get(10);
+    // The same lease committing again (a retried commit whose answer was lost): the
+    // first result, applied once. Keyed on the fence, unique per lease.
+    if row.get::<_, Option<i64>>(4) == Some(fence) {
+        let first: Committed = match row.get::<_, Option<Vec<u8>>>(5) {
+            Some(bytes) => decode("commit result", &bytes)?,
+            None => return Err(StoreError::corrupt("commit result", "missing")),
+        };
+        return Ok(Committed {
+            first: false,
+            ..first
+        });
+    }
+    if state_now != "running" || row.get::<_, i64>(2) != fence {
+        return Err(StoreError::lease_lost(format!(
+            "run {} is no longer held under fence {} (state {state_now})",
+            lease.run, lease.fence
+        )));
+    }
+    if row_tenant != commit.tenant.as_str() {
+        return Err(StoreError::conflict(format!(
+            "run {} belongs to another tenant",
+            lease.run
+        )));
+    }
+    let mut decision = commit.decision;
+    let mut report = commit.report;
+    if row.get::<_, bool>(6) {
+        decision = Decision::Cancelled;
+        report = report.failed_with(RunError::new(
+            ErrorKind::Cancelled,
+            "cancelled while it ran; nothing was applied",
+        ));
+    }
+    let mode = if row.get::<_, String>(3) == "test" {
+        RunMode::Test
+    } else {
+        RunMode::Run
+    };
+    let now = now_ms();
+    let mut refused = None;
+    if decision == Decision::Succeeded && mode == RunMode::Run {
+        if !commit.effects.is_empty()
+            && let Some(refusal) = apply_in_savepoint(
+                tx,
+                lease.run,
+                &row_tenant,
+                commit.contact.as_ref(),
+                &commit.effects,
+                options,
+                now,
+            )
+            .await?
+        {
+            decision = Decision::Failed;
+            report = report.failed_with(refusal.clone());
+            refused = Some(refusal);
+        } else {
+            report.applied = true;
+        }
+    }
+    let (state, finished, available) = match decision {
+        Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
+        Decision::Failed => (RunPhase::Failed, Some(now), None),
+        Decision::Dead => (RunPhase::Dead, Some(now), None),
+        Decision::Cancelled => (RunPhase::Cancelled, Some(now), None),
+        Decision::Retry { at_ms } => (RunPhase::Retrying, None, Some(at_ms)),
+    };
+    let committed = Committed {
+        state,
+        refused,
+        first: true,
+    };
+    let error = report.error.clone();
+    let attempts = push_attempt(
+        tx,
+        seq,
+        AttemptSummary {
+            attempt: lease.attempt,
+            node: Some(commit.node.clone()),
+            outcome: error
+                .as_ref()
+                .map_or_else(|| "succeeded".to_owned(), |e| e.kind.as_str().to_owned()),
+            message: error.as_ref().map(|e| e.message.clone()),
+            finished_ms: now,
+            usage: report.usage,
+        },
+    )
+    .await?;
+    tx.execute(
+        "UPDATE runs SET state = $2, report = $3, error_kind = $4, attempts = $5,
+             lease_owner = NULL, lease_expires_ms = NULL, finished_ms = $6,
+             available_ms = COALESCE($7, available_ms), committed_fence = $8,
+             committed_result = $9, cancel_requested = FALSE, charged_cost = 0
+         WHERE seq = $1",
+        &[
+            &seq,
+            &state.as_str(),
+            &encode("report", &report)?,
+            &error.as_ref().map(|e| e.kind.as_str()),
+            &attempts,
+            &finished,
+            &available,
+            &fence,
+            &encode("commit result", &committed)?,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    let cost = commit.cost.units();
+    let charged: i64 = row.get(11);
+    tx.execute(
+        "UPDATE tenant_queue SET running = running - 1,
+             deficit = deficit - ($2 - $3),
+             est_cost = GREATEST(1, (est_cost * 7 + $2 + 7) / 8)
+         WHERE tenant = $1",
+        &[&row_tenant, &cost, &charged],
+    )
+    .await
+    .map_err(pg)?;
+    if state == RunPhase::Retrying {
+        add_runnable(tx, &row_tenant, options.quantum).await?;
+    }
+    if mode == RunMode::Run {
+        let target = target_of(&row.get::<_, String>(7), &row.get::<_, String>(8), row.get(9))?;
+        crate::outbox::completion_webhooks(
+            tx,
+            &row_tenant,
+            lease.run,
+            lease.attempt,
+            lease.fence,
+            &target,
+            state,
+            error.as_ref(),
+            now,
+        )
+        .await?;
+    }
+    Ok(committed)
+}
+
+impl Ledger for PostgresStore {
+    fn commit(&self, commit_in: Commit) -> StoreFuture<'_, Committed> {
+        let options = self.options.clone();
+        Box::pin(self.tx(move |tx| {
+            let (commit_in, options) = (commit_in.clone(), options.clone());
+            Box::pin(async move { commit(tx, commit_in, &options).await })
+        }))
+    }
+
+    fn apply_effects<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        contact: Option<&'a ContactId>,
+        run: RunId,
+        effects: &'a [Effect],
+    ) -> StoreFuture<'a, Option<RunError>> {
+        let options = self.options.clone();
+        let (tenant, contact, effects) = (tenant.to_string(), contact.cloned(), effects.to_vec());
+        Box::pin(self.tx(move |tx| {
+            let (tenant, contact, effects, options) =
+                (tenant.clone(), contact.clone(), effects.clone(), options.clone());
+            Box::pin(async move {
+                apply_in_savepoint(
+                    tx,
+                    run,
+                    &tenant,
+                    contact.as_ref(),
+                    &effects,
+                    &options,
+                    now_ms(),
+                )
+                .await
+            })
+        }))
+    }
+}
+
+/// The refusal of a run whose state would pass the tenant's cap.
+pub(crate) fn state_cap_refusal(tenant: &str, bytes: u64, cap: u64) -> RunError {
+    RunError::new(
+        ErrorKind::QuotaExceeded,
+        format!(
+            "state cap: tenant {tenant} would hold {bytes} bytes of state, over its {cap}-byte cap; nothing was applied"
+        ),
+    )
+    .blamed_on(Blame::Guest)
+}
