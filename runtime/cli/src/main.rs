@@ -449,7 +449,13 @@ fn serve(
     data_dir: &Path,
     config: Option<&Path>,
 ) -> Result<ExitCode, UsageError> {
-    let config = load_config(config)?;
+    let mut config = load_config(config)?;
+    // FLUXO_STORE_URL names the shared store (PostgreSQL) over the file's `[store] url`.
+    if let Ok(url) = std::env::var("FLUXO_STORE_URL")
+        && !url.trim().is_empty()
+    {
+        config.store.url = Some(url.trim().to_owned());
+    }
     let (token, token_source) = admin_token(data_dir)?;
     let program = std::env::current_exe()
         .context("locating the fluxo binary")

@@ -18,6 +18,7 @@ use fluxo_orchestrator::{
 };
 use fluxo_sandbox::{Capabilities, EngineOptions, Sandbox};
 use fluxo_store::Store;
+use fluxo_store_postgres::{PostgresOptions, PostgresStore};
 use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
@@ -122,17 +123,37 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         Some(node) => node.clone(),
         None => node_name(data_dir)?,
     };
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(
-            &data_dir.join("fluxo.db"),
-            SqliteOptions {
-                tenant_state_bytes: settings.tenant_state_bytes,
-                backlog_per_tenant: settings.backlog_per_tenant,
-                ..SqliteOptions::default()
-            },
-        )
-        .map_err(|e| failed("store")(&e))?,
-    );
+    let store: Arc<dyn Store> = match config.store.url.as_deref() {
+        None => Arc::new(
+            SqliteStore::open(
+                &data_dir.join("fluxo.db"),
+                SqliteOptions {
+                    tenant_state_bytes: settings.tenant_state_bytes,
+                    backlog_per_tenant: settings.backlog_per_tenant,
+                    ..SqliteOptions::default()
+                },
+            )
+            .map_err(|e| failed("store")(&e))?,
+        ),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(
+                PostgresStore::open(
+                    url,
+                    PostgresOptions {
+                        pool_size: config.store.pool_size,
+                        tenant_state_bytes: settings.tenant_state_bytes,
+                        backlog_per_tenant: settings.backlog_per_tenant,
+                        ..PostgresOptions::default()
+                    },
+                )
+                .await
+                .map_err(|e| failed("store")(&e))?,
+            )
+        }
+        Some(_) => {
+            return Err(failed("store")(&"store.url must be a postgres:// URL"));
+        }
+    };
     // The key that seals secrets at rest lives beside the database, never in it; values
     // stored before sealing existed are sealed now.
     let vault = Arc::new(Vault::open(data_dir).map_err(|e| failed("secrets key")(&e))?);

@@ -26,6 +26,46 @@ pub struct Config {
     pub server: ServerSettings,
     /// What one run may hold in the instance pool.
     pub engine: PoolShape,
+    /// Where the shared state lives: the embedded SQLite store by default, PostgreSQL
+    /// for several nodes.
+    pub store: StoreSettings,
+}
+
+/// The `[store]` section.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `postgres://user:password@host:port/database` for PostgreSQL (also
+    /// `FLUXO_STORE_URL`); absent: SQLite in the data directory.
+    pub url: Option<String>,
+    /// Connections to PostgreSQL this node keeps.
+    pub pool_size: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        let url = self.url.as_deref().map(|url| match url.split_once('@') {
+            Some((credentials, rest)) => match credentials.rsplit_once(':') {
+                Some((user, _)) if user.contains("//") => format!("{user}:[REDACTED]@{rest}"),
+                _ => url.to_owned(),
+            },
+            None => url.to_owned(),
+        });
+        f.debug_struct("StoreSettings")
+            .field("url", &url)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -42,6 +82,7 @@ impl std::fmt::Debug for Config {
             .field("email", &self.email)
             .field("server", &self.server)
             .field("engine", &self.engine)
+            .field("store", &self.store)
             .finish()
     }
 }

@@ -26,7 +26,7 @@ fn config(dir: &Path, name: &str, upstream_port: u16, extra: &str) -> std::path:
 }
 
 /// As [`config`], with `sections` (TOML tables) before `[server]`.
-fn config_with(
+pub(crate) fn config_with(
     dir: &Path,
     name: &str,
     upstream_port: u16,
@@ -46,7 +46,7 @@ fn config_with(
 
 /// Uploads the probe with a policy that tolerates many crashes (the rounds kill the
 /// same runs more than the default three times).
-fn upload_probe(server: &Served, token: &str) {
+pub(crate) fn upload_probe(server: &Served, token: &str) {
     let (status, body) = server.call(
         "POST",
         "/v1/actions/probe/versions",
@@ -65,7 +65,7 @@ fn upload_probe(server: &Served, token: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
-fn submit(server: &Served, token: &str, contact: &str, url: &str) -> String {
+pub(crate) fn submit(server: &Served, token: &str, contact: &str, url: &str) -> String {
     let run = json!({
         "action": "probe",
         "contact": { "id": contact },
@@ -76,7 +76,7 @@ fn submit(server: &Served, token: &str, contact: &str, url: &str) -> String {
     body["run_id"].as_str().unwrap().to_owned()
 }
 
-fn count(server: &Served, token: &str, state: &str) -> usize {
+pub(crate) fn count(server: &Served, token: &str, state: &str) -> usize {
     let (_, body) = server.call(
         "GET",
         &format!("/v1/runs?state={state}&limit=500"),
@@ -87,7 +87,7 @@ fn count(server: &Served, token: &str, state: &str) -> usize {
 }
 
 /// Waits until every run is final; their records.
-fn wait_final(server: &Served, token: &str, ids: &[String], patience: Duration) -> Vec<Value> {
+pub(crate) fn wait_final(server: &Served, token: &str, ids: &[String], patience: Duration) -> Vec<Value> {
     let until = Instant::now() + patience;
     let mut records = Vec::new();
     for id in ids {

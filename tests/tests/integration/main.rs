@@ -12,6 +12,7 @@
 mod bench_smoke;
 mod capabilities;
 mod cli;
+mod cluster;
 mod crash;
 mod durable;
 mod egress;

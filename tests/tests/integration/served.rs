@@ -24,15 +24,25 @@ impl Served {
     /// Starts `fluxo serve` on `data` with the configuration file `config`, and waits
     /// until it listens.
     pub fn start(data: &Path, config: &Path) -> Self {
-        let mut child = Command::new(fluxo_bin().unwrap_or_else(|problem| panic!("{problem}")))
+        Self::start_with(data, config, &[])
+    }
+
+    /// As [`Served::start`], with extra environment variables (`FLUXO_STORE_URL`,
+    /// `FLUXO_ADMIN_TOKEN`).
+    pub fn start_with(data: &Path, config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(fluxo_bin().unwrap_or_else(|problem| panic!("{problem}")));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .arg("--config")
             .arg(config)
             .env_remove("FLUXO_ADMIN_TOKEN")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .env_remove("FLUXO_STORE_URL")
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = std::io::BufReader::new(stderr).lines();
         // Log lines may come first; the address is on the line that says where it listens.
@@ -63,10 +73,18 @@ impl Served {
                 }
             }
         });
-        let admin = std::fs::read_to_string(data.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let admin = env
+            .iter()
+            .find(|(name, _)| *name == "FLUXO_ADMIN_TOKEN")
+            .map_or_else(
+                || {
+                    std::fs::read_to_string(data.join("admin-token"))
+                        .unwrap()
+                        .trim()
+                        .to_owned()
+                },
+                |(_, token)| (*token).to_owned(),
+            );
         Self {
             child,
             url,
