@@ -37,7 +37,7 @@ pub(crate) fn config_with(
     std::fs::write(
         &path,
         format!(
-            "{sections}\n[http]\nallow_private_cidrs = [\"127.0.0.1/32\"]\n[[http.tenant_allow.acme]]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n[server]\nworkers = 4\nper_tenant = 4\nlease_ms = 1000\n{extra}"
+            "{sections}\n[http]\nallow_private_cidrs = [\"127.0.0.1/32\"]\n[[http.tenant_allow.acme]]\nhost = \"127.0.0.1\"\nport = {upstream_port}\n[server]\nworkers = 4\nlease_ms = 1000\n{extra}"
         ),
     )
     .unwrap();
