@@ -62,6 +62,16 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (
             doc(
                 "GET",
+                "/readyz",
+                "Readiness: the store answers and its schema is current (503 otherwise)",
+                Public,
+                200,
+            ),
+            get(admin::readyz),
+        ),
+        (
+            doc(
+                "GET",
                 "/metrics",
                 "Prometheus (OpenMetrics) metrics",
                 Public,

@@ -648,6 +648,10 @@ impl Catalog for PostgresStore {
         }))
     }
 
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.schema_ready())
+    }
+
     fn stored_secrets(&self) -> StoreFuture<'_, Vec<StoredSecret>> {
         Box::pin(self.read(|client| {
             Box::pin(async move {

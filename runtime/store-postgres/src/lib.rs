@@ -130,7 +130,7 @@ impl PostgresStore {
     ///
     /// # Errors
     /// When it does not answer or its schema is not current.
-    pub async fn ready(&self) -> Result<(), StoreError> {
+    pub async fn schema_ready(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let applied: i64 = client
             .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM fluxo_migrations", &[])

@@ -40,7 +40,7 @@ async fn migrations_run_once_when_nodes_start_together_and_a_newer_schema_is_ref
     let opened = futures_join(&url).await;
     assert!(opened.iter().all(Result::is_ok), "{opened:?}");
     let store = PostgresStore::open(&url, PostgresOptions::default()).await.unwrap();
-    store.ready().await.unwrap();
+    store.schema_ready().await.unwrap();
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     let applied: i64 = client

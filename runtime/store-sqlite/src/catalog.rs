@@ -612,6 +612,14 @@ impl Catalog for SqliteStore {
         }))
     }
 
+    fn ready(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.read(|connection| {
+            connection
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(sql)
+        }))
+    }
+
     fn stored_secrets(&self) -> StoreFuture<'_, Vec<StoredSecret>> {
         Box::pin(self.read(|connection| {
             let mut statement = connection

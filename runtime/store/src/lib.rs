@@ -146,6 +146,8 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
     /// Deletes an endpoint; `false` when absent.
     fn delete_endpoint<'a>(&'a self, tenant: &'a TenantId, id: &'a str) -> StoreFuture<'a, bool>;
+    /// Whether the store answers and its schema is this Fluxo's (for `/readyz`).
+    fn ready(&self) -> StoreFuture<'_, ()>;
     /// Every stored secret value of every tenant, tenant secrets and webhook signing
     /// secrets alike, as stored (sealed by the caller; the store never sees plaintext
     /// once sealing is on). For sealing values stored before it, and key rotation.

@@ -13,6 +13,19 @@ use crate::auth::{Admin, hash_token, new_token};
 use crate::error::ApiError;
 use crate::json::JsonBody;
 
+/// `GET /readyz`: the store answers and its schema is this Fluxo's; 503 with the reason
+/// otherwise (a load balancer stops sending traffic, the process stays up).
+pub(crate) async fn readyz(State(state): State<AppState>) -> ApiResult {
+    match state.store.ready().await {
+        Ok(()) => ok(StatusCode::OK, json!({ "ready": true })),
+        Err(error) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            error.to_string(),
+        )),
+    }
+}
+
 /// `GET /healthz`: the process is up (no store access, so it answers while workers are
 /// busy).
 pub(crate) async fn healthz() -> ApiResult {
