@@ -526,6 +526,9 @@ impl Scheduler {
         };
         self.commit(&claimed, execution).await;
         let _ = self.finished.send(id);
+        // A slot of this node and of the tenant is free: claim again now, not at the
+        // next poll (found by the API benchmark: runs of one tenant went 4 per 200 ms).
+        self.wake.notify_one();
     }
 
     /// Executes one claimed attempt, heartbeating its lease; stops early on a cancel, a
