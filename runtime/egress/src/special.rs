@@ -64,7 +64,11 @@ pub const IPV4: &[Entry] = &[
     entry("192.0.0.0/29", "IPv4 service continuity prefix", Blocked),
     entry("192.0.0.8/32", "IPv4 dummy address", Blocked),
     entry("192.0.0.9/32", "port control protocol anycast", Global),
-    entry("192.0.0.10/32", "traversal using relays around NAT anycast", Global),
+    entry(
+        "192.0.0.10/32",
+        "traversal using relays around NAT anycast",
+        Global,
+    ),
     entry("192.0.0.170/32", "NAT64/DNS64 discovery", Blocked),
     entry("192.0.0.171/32", "NAT64/DNS64 discovery", Blocked),
     entry("192.0.2.0/24", "documentation (TEST-NET-1)", Blocked),
@@ -94,17 +98,33 @@ pub const IPV6: &[Entry] = &[
     entry("2001::/23", "IETF protocol assignments", Blocked),
     entry("2001::/32", "TEREDO", Blocked),
     entry("2001:1::1/128", "port control protocol anycast", Global),
-    entry("2001:1::2/128", "traversal using relays around NAT anycast", Global),
-    entry("2001:1::3/128", "DNS-SD service registration protocol anycast", Global),
+    entry(
+        "2001:1::2/128",
+        "traversal using relays around NAT anycast",
+        Global,
+    ),
+    entry(
+        "2001:1::3/128",
+        "DNS-SD service registration protocol anycast",
+        Global,
+    ),
     entry("2001:2::/48", "benchmarking", Blocked),
     entry("2001:3::/32", "AMT", Global),
     entry("2001:4:112::/48", "AS112-v6", Global),
     entry("2001:10::/28", "deprecated (previously ORCHID)", Blocked),
     entry("2001:20::/28", "ORCHIDv2", Global),
-    entry("2001:30::/28", "drone remote ID protocol entity tags", Global),
+    entry(
+        "2001:30::/28",
+        "drone remote ID protocol entity tags",
+        Global,
+    ),
     entry("2001:db8::/32", "documentation", Blocked),
     entry("2002::/16", "6to4", EmbedsIpv4),
-    entry("2620:4f:8000::/48", "direct delegation AS112 service", Global),
+    entry(
+        "2620:4f:8000::/48",
+        "direct delegation AS112 service",
+        Global,
+    ),
     entry("3fff::/20", "documentation", Blocked),
     entry("5f00::/16", "segment routing (SRv6) SIDs", Blocked),
     entry("fc00::/7", "unique-local", Blocked),
@@ -202,7 +222,9 @@ mod tests {
                 let verdict = blocked(ip);
                 match decides.reach {
                     Reach::Blocked => assert!(
-                        verdict.as_deref().is_some_and(|why| why.starts_with(decides.name)),
+                        verdict
+                            .as_deref()
+                            .is_some_and(|why| why.starts_with(decides.name)),
                         "{ip} ({}) must be blocked: {verdict:?}",
                         decides.prefix
                     ),
@@ -237,13 +259,24 @@ mod tests {
             ("2001:0:4136:e378::1", true),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(blocked(ip).is_some(), blocked_expected, "{ip}: {:?}", blocked(ip));
+            assert_eq!(
+                blocked(ip).is_some(),
+                blocked_expected,
+                "{ip}: {:?}",
+                blocked(ip)
+            );
         }
     }
 
     #[test]
     fn ordinary_unicast_is_open() {
-        for ip in ["93.184.215.14", "8.8.8.8", "1.1.1.1", "2606:4700::1111", "2a00:1450::1"] {
+        for ip in [
+            "93.184.215.14",
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2a00:1450::1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(blocked(ip), None, "{ip}");
         }

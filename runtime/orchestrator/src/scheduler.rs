@@ -139,7 +139,10 @@ impl Scheduler {
     /// the host's (actions' overrides only tighten them). Call [`Scheduler::start`] to
     /// run this node's workers.
     #[must_use]
-    #[allow(clippy::too_many_arguments, reason = "the scheduler's collaborators, each once")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the scheduler's collaborators, each once"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
@@ -604,20 +607,24 @@ impl Scheduler {
             ));
         }
         let timeout = Duration::from_millis(claimed.limits.host_call_timeout_ms);
-        let secrets = match tokio::time::timeout(timeout, self.secrets.secrets(&claimed.tenant)).await {
-            Ok(Ok(secrets)) => secrets,
-            Ok(Err(error)) => {
-                // Retryable: a store that was down comes back, a missing key is restored.
-                return Err(
-                    RunError::new(ErrorKind::BackendUnavailable, format!("secrets: {error}"))
-                        .blamed_on(Blame::Platform),
-                );
-            }
-            Err(_) => {
-                return Err(RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
+        let secrets =
+            match tokio::time::timeout(timeout, self.secrets.secrets(&claimed.tenant)).await {
+                Ok(Ok(secrets)) => secrets,
+                Ok(Err(error)) => {
+                    // Retryable: a store that was down comes back, a missing key is restored.
+                    return Err(RunError::new(
+                        ErrorKind::BackendUnavailable,
+                        format!("secrets: {error}"),
+                    )
                     .blamed_on(Blame::Platform));
-            }
-        };
+                }
+                Err(_) => {
+                    return Err(
+                        RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
+                            .blamed_on(Blame::Platform),
+                    );
+                }
+            };
         let ctx = RunContext::new(
             meta(claimed),
             claimed.limits.clone(),
@@ -687,7 +694,10 @@ impl Scheduler {
     }
 
     /// Commits, retrying transient errors with a doubling pause (6 tries, ~1.5 s).
-    async fn commit_with_retries(&self, commit: Commit) -> Result<fluxo_store::Committed, StoreError> {
+    async fn commit_with_retries(
+        &self,
+        commit: Commit,
+    ) -> Result<fluxo_store::Committed, StoreError> {
         let mut pause = Duration::from_millis(50);
         let mut last = None;
         for _ in 0..6 {
@@ -722,7 +732,9 @@ impl Scheduler {
         if let Some(refusal) = &committed.refused {
             report = report.failed_with(refusal.clone());
         }
-        if committed.state == RunPhase::Cancelled && report.error_kind() != Some(ErrorKind::Cancelled) {
+        if committed.state == RunPhase::Cancelled
+            && report.error_kind() != Some(ErrorKind::Cancelled)
+        {
             report = report.failed_with(RunError::new(ErrorKind::Cancelled, "cancelled"));
         }
         self.metrics.record_run(mode, &report);

@@ -27,7 +27,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use fluxo_core::TenantId;
-use fluxo_store::{SecretKind, Store, StoreError, StoredSecret};
+use fluxo_store::{SecretKind, Store, StoreError};
 use sha2::{Digest as _, Sha256};
 
 /// The prefix of a sealed value (format version 1).
@@ -125,7 +125,10 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f.debug_struct("Vault")
             .field("source", &self.source)
             .field("current_key_id", &keys.current.id)
@@ -328,7 +331,8 @@ impl Vault {
             .next = Some(next.clone());
         let mut resealed = Vec::new();
         for mut stored in store.stored_secrets().await? {
-            let plain = self.open_value(stored.kind, &stored.tenant, &stored.name, &stored.value)?;
+            let plain =
+                self.open_value(stored.kind, &stored.tenant, &stored.name, &stored.value)?;
             stored.value = seal_with(&next, stored.kind, &stored.tenant, &stored.name, &plain)?;
             resealed.push(stored);
         }
@@ -355,7 +359,10 @@ impl Vault {
     }
 
     fn key_by_id(&self, id: &str) -> Option<Key> {
-        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::iter::once(&keys.current)
             .chain(keys.next.as_ref())
             .find(|key| key.id == id)
@@ -536,12 +543,22 @@ mod tests {
     fn sealed_values_open_only_in_their_place_and_hide_the_plaintext() {
         let vault = Vault::with_key(&[7; 32]);
         let sealed = vault
-            .seal(SecretKind::Tenant, &tenant("acme"), "crm_token", "s3cret-value")
+            .seal(
+                SecretKind::Tenant,
+                &tenant("acme"),
+                "crm_token",
+                "s3cret-value",
+            )
             .unwrap();
         assert!(is_sealed(&sealed));
         assert!(!sealed.contains("s3cret"));
         let again = vault
-            .seal(SecretKind::Tenant, &tenant("acme"), "crm_token", "s3cret-value")
+            .seal(
+                SecretKind::Tenant,
+                &tenant("acme"),
+                "crm_token",
+                "s3cret-value",
+            )
             .unwrap();
         assert_ne!(sealed, again, "a fresh nonce every time");
         assert_eq!(
@@ -603,6 +620,9 @@ mod tests {
             "whsec_abc"
         );
         std::fs::write(dir.path().join(KEY_FILE), "short").unwrap();
-        assert!(matches!(Vault::open(dir.path()), Err(VaultError::Key { .. })));
+        assert!(matches!(
+            Vault::open(dir.path()),
+            Err(VaultError::Key { .. })
+        ));
     }
 }

@@ -159,7 +159,10 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
     let vault = Arc::new(Vault::open(data_dir).map_err(|e| failed("secrets key")(&e))?);
     match vault.seal_stored(store.as_ref()).await {
         Ok(0) => {}
-        Ok(count) => tracing::info!(count, "sealed secrets stored in plain text by an earlier version"),
+        Ok(count) => tracing::info!(
+            count,
+            "sealed secrets stored in plain text by an earlier version"
+        ),
         Err(error) => return Err(failed("sealing stored secrets")(&error)),
     }
     let resolver: Arc<dyn fluxo_egress::Resolve> = match options.resolver {
@@ -229,7 +232,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         store.clone(),
         vault.clone(),
     )
-        .map_err(|e| failed("webhooks")(&e))?;
+    .map_err(|e| failed("webhooks")(&e))?;
     Dispatcher::new(
         store.clone(),
         email,

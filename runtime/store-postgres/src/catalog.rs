@@ -86,7 +86,9 @@ where
             Box::pin(async move {
                 let changed = client
                     .execute(
-                        &format!("UPDATE actions SET {column} = $3 WHERE tenant = $1 AND name = $2"),
+                        &format!(
+                            "UPDATE actions SET {column} = $3 WHERE tenant = $1 AND name = $2"
+                        ),
                         &[&tenant, &name, &value],
                     )
                     .await
@@ -220,7 +222,9 @@ impl Catalog for PostgresStore {
             Box::pin(async move {
                 client
                     .query(
-                        &format!("SELECT {ACTION_COLUMNS} FROM actions WHERE tenant = $1 ORDER BY name"),
+                        &format!(
+                            "SELECT {ACTION_COLUMNS} FROM actions WHERE tenant = $1 ORDER BY name"
+                        ),
                         &[&tenant],
                     )
                     .await
@@ -450,7 +454,10 @@ impl Catalog for PostgresStore {
         Box::pin(self.read(move |client| {
             Box::pin(async move {
                 Ok(client
-                    .query("SELECT name, value FROM secrets WHERE tenant = $1", &[&tenant])
+                    .query(
+                        "SELECT name, value FROM secrets WHERE tenant = $1",
+                        &[&tenant],
+                    )
                     .await
                     .map_err(pg)?
                     .iter()
@@ -488,7 +495,10 @@ impl Catalog for PostgresStore {
                     )));
                 }
                 let now = now_ms();
-                let id = format!("ep_{}", fluxo_core::RunId::new().to_string().replace('-', ""));
+                let id = format!(
+                    "ep_{}",
+                    fluxo_core::RunId::new().to_string().replace('-', "")
+                );
                 tx.execute(
                     "INSERT INTO webhook_endpoints (tenant, id, url, enabled, created_ms)
                      VALUES ($1, $2, $3, TRUE, $4)",
@@ -694,7 +704,9 @@ impl Catalog for PostgresStore {
                 for stored in values {
                     let statement = match stored.kind {
                         SecretKind::Tenant => "UPDATE secrets SET value = $2 WHERE id = $1",
-                        SecretKind::Webhook => "UPDATE webhook_secrets SET secret = $2 WHERE id = $1",
+                        SecretKind::Webhook => {
+                            "UPDATE webhook_secrets SET secret = $2 WHERE id = $1"
+                        }
                     };
                     let changed = tx
                         .execute(statement, &[&stored.row, &stored.value])

@@ -69,7 +69,11 @@ async fn apply_in_savepoint(
     Ok(refusal)
 }
 
-async fn commit(tx: &Tx<'_>, commit: Commit, options: &PostgresOptions) -> Result<Committed, StoreError> {
+async fn commit(
+    tx: &Tx<'_>,
+    commit: Commit,
+    options: &PostgresOptions,
+) -> Result<Committed, StoreError> {
     let lease = commit.lease;
     let fence = i64::try_from(lease.fence).unwrap_or(-1);
     let Some(row) = tx
@@ -210,7 +214,11 @@ async fn commit(tx: &Tx<'_>, commit: Commit, options: &PostgresOptions) -> Resul
         add_runnable(tx, &row_tenant, options.quantum).await?;
     }
     if mode == RunMode::Run {
-        let target = target_of(&row.get::<_, String>(7), &row.get::<_, String>(8), row.get(9))?;
+        let target = target_of(
+            &row.get::<_, String>(7),
+            &row.get::<_, String>(8),
+            row.get(9),
+        )?;
         crate::outbox::completion_webhooks(
             tx,
             &row_tenant,
@@ -246,8 +254,12 @@ impl Ledger for PostgresStore {
         let options = self.options.clone();
         let (tenant, contact, effects) = (tenant.to_string(), contact.cloned(), effects.to_vec());
         Box::pin(self.tx(move |tx| {
-            let (tenant, contact, effects, options) =
-                (tenant.clone(), contact.clone(), effects.clone(), options.clone());
+            let (tenant, contact, effects, options) = (
+                tenant.clone(),
+                contact.clone(),
+                effects.clone(),
+                options.clone(),
+            );
             Box::pin(async move {
                 apply_in_savepoint(
                     tx,

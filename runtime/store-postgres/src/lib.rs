@@ -34,7 +34,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 /// Migrations, in order; the schema version is the number applied.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_schema", include_str!("../migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_schema", include_str!("../migrations/0001_schema.sql"))];
 
 /// The advisory lock key of migrations (any constant; "fluxomig" in ASCII).
 const MIGRATION_LOCK: i64 = 0x666c_7578_6f6d_6967;
@@ -133,7 +134,10 @@ impl PostgresStore {
     pub async fn schema_ready(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let applied: i64 = client
-            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM fluxo_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM fluxo_migrations",
+                &[],
+            )
             .await
             .map_err(pg)?
             .get(0);
@@ -213,7 +217,10 @@ async fn apply_migrations(client: &mut deadpool_postgres::Client) -> Result<(), 
         .await
         .map_err(pg)?;
     let applied: i32 = client
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM fluxo_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM fluxo_migrations",
+            &[],
+        )
         .await
         .map_err(pg)?
         .get(0);
@@ -274,7 +281,6 @@ pub(crate) fn pg(error: tokio_postgres::Error) -> StoreError {
 pub(crate) fn now_ms() -> i64 {
     fluxo_store::now_ms()
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,9 @@
 //! releases and commits lock only their own rows.
 
 use fluxo_core::codec::{decode, encode};
-use fluxo_core::{Blame, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, RunReport, TenantId};
+use fluxo_core::{
+    Blame, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, RunReport, TenantId,
+};
 use fluxo_store::{
     AttemptSummary, CancelOutcome, ClaimRequest, Claimed, Enqueued, Heartbeat, Lease, NewRun,
     Pruned, RunCounts, RunFilter, RunMode, RunPhase, RunQueue, RunRecord, RunTarget, StoreError,
@@ -73,7 +75,11 @@ async fn next_served(tx: &Tx<'_>) -> Result<i64, StoreError> {
 
 /// Records that `tenant` has one more runnable run, giving it a quantum of credit when it
 /// was idle.
-pub(crate) async fn add_runnable(tx: &Tx<'_>, tenant: &str, quantum: i64) -> Result<(), StoreError> {
+pub(crate) async fn add_runnable(
+    tx: &Tx<'_>,
+    tenant: &str,
+    quantum: i64,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO tenant_queue (tenant, runnable, deficit, served)
          VALUES ($1, 1, $2, (SELECT value FROM counters WHERE name = 'served'))
@@ -126,7 +132,10 @@ async fn enqueue(
         return enqueued_earlier(&row);
     }
     let waiting: i64 = tx
-        .query_opt("SELECT runnable FROM tenant_queue WHERE tenant = $1", &[&tenant])
+        .query_opt(
+            "SELECT runnable FROM tenant_queue WHERE tenant = $1",
+            &[&tenant],
+        )
         .await
         .map_err(pg)?
         .map_or(0, |row| row.get(0));
@@ -176,7 +185,12 @@ fn enqueued_earlier(row: &Row) -> Result<Enqueued, StoreError> {
 }
 
 /// The next run to claim, if any: interactive runs first, then deficit round robin.
-async fn pick(tx: &Tx<'_>, now: i64, per_tenant: i64, quantum: i64) -> Result<Option<i64>, StoreError> {
+async fn pick(
+    tx: &Tx<'_>,
+    now: i64,
+    per_tenant: i64,
+    quantum: i64,
+) -> Result<Option<i64>, StoreError> {
     let interactive = tx
         .query_opt(
             "SELECT r.seq FROM runs r JOIN tenant_queue t ON t.tenant = r.tenant
@@ -269,7 +283,11 @@ fn into_claimed(row: &Row, expires_ms: i64, taken_over: bool) -> Result<Claimed,
             .get::<_, String>(1)
             .parse()
             .map_err(|error| StoreError::corrupt("run tenant", error))?,
-        target: target_of(&row.get::<_, String>(2), &row.get::<_, String>(3), row.get(4))?,
+        target: target_of(
+            &row.get::<_, String>(2),
+            &row.get::<_, String>(3),
+            row.get(4),
+        )?,
         event: decode::<Event>("event", &event)?,
         limits: decode::<Limits>("limits", &limits)?,
         retry: decode::<RetryPolicy>("retry policy", &retry)?,
@@ -341,7 +359,11 @@ async fn take_over(
     let retry: Vec<u8> = row.get(2);
     let crashes: i64 = row.get(3);
     let attempt = u32::try_from(row.get::<_, i64>(4)).unwrap_or(u32::MAX);
-    let target = target_of(&row.get::<_, String>(5), &row.get::<_, String>(6), row.get(7))?;
+    let target = target_of(
+        &row.get::<_, String>(5),
+        &row.get::<_, String>(6),
+        row.get(7),
+    )?;
     let fence: i64 = row.get(8);
     let is_run = row.get::<_, String>(9) == "run";
     let cancel_requested: bool = row.get(10);
@@ -372,7 +394,10 @@ async fn take_over(
         }
     };
     if cancel_requested {
-        let error = RunError::new(ErrorKind::Cancelled, "cancelled; its host stopped meanwhile");
+        let error = RunError::new(
+            ErrorKind::Cancelled,
+            "cancelled; its host stopped meanwhile",
+        );
         let report = RunReport::not_started(run, attempt, error.clone());
         tx.execute(
             "UPDATE runs SET state = 'cancelled', lease_owner = NULL, lease_expires_ms = NULL,
@@ -437,7 +462,11 @@ async fn take_over(
     into_claimed(&row, expires, true).map(Some)
 }
 
-async fn claim(tx: &Tx<'_>, request: &ClaimRequest, quantum: i64) -> Result<Vec<Claimed>, StoreError> {
+async fn claim(
+    tx: &Tx<'_>,
+    request: &ClaimRequest,
+    quantum: i64,
+) -> Result<Vec<Claimed>, StoreError> {
     // One claim at a time over the cluster: the round robin's state moves in turn.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
         .await
@@ -480,10 +509,18 @@ async fn claim(tx: &Tx<'_>, request: &ClaimRequest, quantum: i64) -> Result<Vec<
 
 /// Ends a run whose stored record does not decode: failed with the reason, so one bad
 /// row never stops every tenant's claims.
-async fn fail_corrupt(tx: &Tx<'_>, seq: i64, error: &StoreError, now: i64) -> Result<(), StoreError> {
+async fn fail_corrupt(
+    tx: &Tx<'_>,
+    seq: i64,
+    error: &StoreError,
+    now: i64,
+) -> Result<(), StoreError> {
     tracing::error!(seq, %error, "a stored run does not decode; it is failed");
     let row = tx
-        .query_one("SELECT id, tenant, attempt FROM runs WHERE seq = $1", &[&seq])
+        .query_one(
+            "SELECT id, tenant, attempt FROM runs WHERE seq = $1",
+            &[&seq],
+        )
         .await
         .map_err(pg)?;
     let tenant: String = row.get(1);
@@ -495,7 +532,11 @@ async fn fail_corrupt(tx: &Tx<'_>, seq: i64, error: &StoreError, now: i64) -> Re
     let report = parse_id(&row.get::<_, String>(0))
         .ok()
         .map(|run| {
-            RunReport::not_started(run, u32::try_from(row.get::<_, i64>(2)).unwrap_or(0), failure)
+            RunReport::not_started(
+                run,
+                u32::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                failure,
+            )
         })
         .map(|report| encode("report", &report))
         .transpose()?;
@@ -588,7 +629,11 @@ async fn cancel(tx: &Tx<'_>, tenant: &str, id: RunId) -> Result<CancelOutcome, S
             .await
             .map_err(pg)?;
             if row.get::<_, String>(7) == "run" {
-                let target = target_of(&row.get::<_, String>(3), &row.get::<_, String>(4), row.get(5))?;
+                let target = target_of(
+                    &row.get::<_, String>(3),
+                    &row.get::<_, String>(4),
+                    row.get(5),
+                )?;
                 crate::outbox::completion_webhooks(
                     tx,
                     tenant,
@@ -617,7 +662,12 @@ async fn cancel(tx: &Tx<'_>, tenant: &str, id: RunId) -> Result<CancelOutcome, S
     }
 }
 
-async fn retry_dead(tx: &Tx<'_>, tenant: &str, id: RunId, quantum: i64) -> Result<bool, StoreError> {
+async fn retry_dead(
+    tx: &Tx<'_>,
+    tenant: &str,
+    id: RunId,
+    quantum: i64,
+) -> Result<bool, StoreError> {
     let changed = tx
         .execute(
             "UPDATE runs SET state = 'queued', attempt = 0, crash_redeliveries = 0,
@@ -641,7 +691,11 @@ const RECORD_COLUMNS: &str = "id, target_kind, target_name, target_version, mode
 fn into_record(row: &Row) -> Result<RunRecord, StoreError> {
     let state = RunPhase::parse(&row.get::<_, String>(5))
         .map_err(|error| StoreError::corrupt("run state", error))?;
-    let target = target_of(&row.get::<_, String>(1), &row.get::<_, String>(2), row.get(3))?;
+    let target = target_of(
+        &row.get::<_, String>(1),
+        &row.get::<_, String>(2),
+        row.get(3),
+    )?;
     let error_kind = row
         .get::<_, Option<String>>(7)
         .map(|kind| {

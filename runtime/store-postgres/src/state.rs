@@ -15,7 +15,12 @@ fn columns(key: &StateKey) -> (String, &'static str, String, String) {
             contact.to_string(),
             key.key.clone(),
         ),
-        None => (key.tenant.to_string(), "tenant", String::new(), key.key.clone()),
+        None => (
+            key.tenant.to_string(),
+            "tenant",
+            String::new(),
+            key.key.clone(),
+        ),
     }
 }
 
@@ -175,7 +180,10 @@ pub(crate) async fn apply(
         return Ok(None);
     }
     let total: i64 = tx
-        .query_one("SELECT bytes FROM state_usage WHERE tenant = $1", &[&tenant])
+        .query_one(
+            "SELECT bytes FROM state_usage WHERE tenant = $1",
+            &[&tenant],
+        )
         .await
         .map_err(pg)?
         .get(0);
@@ -214,7 +222,10 @@ impl StateStore for PostgresStore {
         Box::pin(self.read(move |client| {
             Box::pin(async move {
                 let total: i64 = client
-                    .query_opt("SELECT bytes FROM state_usage WHERE tenant = $1", &[&tenant])
+                    .query_opt(
+                        "SELECT bytes FROM state_usage WHERE tenant = $1",
+                        &[&tenant],
+                    )
                     .await
                     .map_err(pg)?
                     .map_or(0, |row| row.get(0));

@@ -1,6 +1,10 @@
 //! For tests: a fresh database on the PostgreSQL server named by
 //! `FLUXO_TEST_POSTGRES_URL` (`scripts/with-postgres` starts a throwaway one from the
 //! Debian package and sets it; `scripts/test` runs every test under it).
+//!
+//! Test support only (feature `testing`): a missing or unreachable server fails the
+//! test loudly rather than skipping it.
+#![allow(clippy::panic, reason = "test support: a missing server must fail the test")]
 
 /// The environment variable naming the test server.
 pub const URL_ENV: &str = "FLUXO_TEST_POSTGRES_URL";

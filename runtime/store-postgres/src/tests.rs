@@ -39,9 +39,13 @@ async fn migrations_run_once_when_nodes_start_together_and_a_newer_schema_is_ref
     let url = fresh_database().await;
     let opened = futures_join(&url).await;
     assert!(opened.iter().all(Result::is_ok), "{opened:?}");
-    let store = PostgresStore::open(&url, PostgresOptions::default()).await.unwrap();
+    let store = PostgresStore::open(&url, PostgresOptions::default())
+        .await
+        .unwrap();
     store.schema_ready().await.unwrap();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
     let applied: i64 = client
         .query_one("SELECT count(*) FROM fluxo_migrations", &[])

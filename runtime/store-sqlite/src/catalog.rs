@@ -666,7 +666,9 @@ impl Catalog for SqliteStore {
             for stored in values {
                 let statement = match stored.kind {
                     SecretKind::Tenant => "UPDATE secrets SET value = ?2 WHERE rowid = ?1",
-                    SecretKind::Webhook => "UPDATE webhook_secrets SET secret = ?2 WHERE rowid = ?1",
+                    SecretKind::Webhook => {
+                        "UPDATE webhook_secrets SET secret = ?2 WHERE rowid = ?1"
+                    }
                 };
                 let changed = connection
                     .execute(statement, params![stored.row, stored.value])

@@ -8,7 +8,7 @@ use fluxo_store::{
     Outbox, OutboxItem, OutboxKind, OutboxPayload, OutboxRecord, OutboxStatus, RunPhase, RunTarget,
     Settlement, StoreError, StoreFuture, WebhookMessage,
 };
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, params};
 
 use crate::writer::sql;
 use crate::{SqliteStore, now_ms};
@@ -115,17 +115,6 @@ fn tenant_of(text: &str) -> Result<TenantId, StoreError> {
         .map_err(|error| StoreError::corrupt("outbox tenant", error))
 }
 
-fn item(row: &Row<'_>) -> rusqlite::Result<(i64, String, String, i64, i64, i64)> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
-}
-
 fn claim_due(
     connection: &Connection,
     node: &str,
@@ -140,10 +129,16 @@ fn claim_due(
     // kind, so the partial indexes serve each query.
     for (kind, query) in kinds.iter().flat_map(|kind| {
         [
-            (kind, "SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?1
-                    AND kind = ?2 ORDER BY lease_until LIMIT ?3"),
-            (kind, "SELECT id FROM outbox WHERE status = 'queued' AND kind = ?2
-                    AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?3"),
+            (
+                kind,
+                "SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?1
+                    AND kind = ?2 ORDER BY lease_until LIMIT ?3",
+            ),
+            (
+                kind,
+                "SELECT id FROM outbox WHERE status = 'queued' AND kind = ?2
+                    AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?3",
+            ),
         ]
     }) {
         let room = i64::from(max) - i64::try_from(ids.len()).unwrap_or(i64::MAX);
@@ -172,7 +167,15 @@ fn claim_due(
                      WHERE id = ?1
                      RETURNING tenant, payload, attempts, claim, created_ms",
                     params![id, node, until, now],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    },
                 )
                 .map_err(sql)?;
         let decoded = tenant_of(&tenant).and_then(|tenant| Ok((tenant, decode_payload(&payload)?)));

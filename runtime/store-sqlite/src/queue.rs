@@ -298,7 +298,11 @@ fn claimed_row(row: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
 const CLAIMED_COLUMNS: &str = "id, tenant, target_kind, target_name, target_version, mode, event,
      limits, retry, attempt, fence, crash_redeliveries";
 
-fn into_claimed(row: &ClaimedRow, expires_ms: i64, taken_over: bool) -> Result<Claimed, StoreError> {
+fn into_claimed(
+    row: &ClaimedRow,
+    expires_ms: i64,
+    taken_over: bool,
+) -> Result<Claimed, StoreError> {
     Ok(Claimed {
         lease: Lease {
             run: parse_id(&row.id)?,
@@ -408,7 +412,10 @@ fn take_over(
     let target = target_of(&kind, &name, version)?;
     if cancel_requested {
         // Cancelled while its node was down: it ends here, never run again.
-        let error = RunError::new(ErrorKind::Cancelled, "cancelled; its host stopped meanwhile");
+        let error = RunError::new(
+            ErrorKind::Cancelled,
+            "cancelled; its host stopped meanwhile",
+        );
         let report = RunReport::not_started(run, attempt_now, error.clone());
         connection
             .execute(

@@ -20,9 +20,8 @@ use fluxo_core::{
 };
 
 use crate::{
-    NewVersion,
-    CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, OutboxKind, Priority,
-    RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
+    CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, NewVersion, OutboxKind,
+    Priority, RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
 };
 
 /// Generates one `#[tokio::test]` per property for a backend; `$make` is an async
@@ -385,19 +384,23 @@ pub async fn version_numbers_are_never_reused(store: Arc<dyn Store>) {
     };
     assert_eq!(add("aa").await, 1);
     assert_eq!(add("bb").await, 2);
-    store.delete_action(&acme, &action()).await.unwrap().unwrap();
-    assert_eq!(add("cc").await, 3, "a new action of the same name starts after the old");
+    store
+        .delete_action(&acme, &action())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        add("cc").await,
+        3,
+        "a new action of the same name starts after the old"
+    );
 }
 
 /// A holder whose lease was taken over and whose run then ended is told it lost the
 /// lease — never handed the later holder's result as if it were its own.
 pub async fn stale_lease_gets_lease_lost_not_a_result(store: Arc<dyn Store>) {
     enqueue(&store, new_run("acme")).await;
-    let first = store
-        .claim(&request(1, 1, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let first = store.claim(&request(1, 1, 10)).await.unwrap().remove(0);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let second = store
         .claim(&request(1, 30_000, 10))

@@ -76,10 +76,21 @@ mod tests {
             name: "crm-lead".parse().unwrap(),
             version: 3,
         };
-        let (id, body, seconds) =
-            completion_message(run, 2, 7, &target, RunPhase::Failed, None, 1_700_000_000_123)
-                .unwrap();
-        assert_eq!(id, format!("msg_{run}_7"), "the id follows the lease's fence");
+        let (id, body, seconds) = completion_message(
+            run,
+            2,
+            7,
+            &target,
+            RunPhase::Failed,
+            None,
+            1_700_000_000_123,
+        )
+        .unwrap();
+        assert_eq!(
+            id,
+            format!("msg_{run}_7"),
+            "the id follows the lease's fence"
+        );
         assert_eq!(body_attempt(&body), 2);
         assert_eq!(seconds, 1_700_000_000);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();

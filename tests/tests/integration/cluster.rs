@@ -85,13 +85,24 @@ async fn three_nodes_share_one_database_and_a_killed_node_loses_nothing() {
         .iter()
         .filter_map(|run| run["node"].as_str())
         .collect();
-    assert!(nodes_seen.len() >= 2, "the runs were spread: {nodes_seen:?}");
+    assert!(
+        nodes_seen.len() >= 2,
+        "the runs were spread: {nodes_seen:?}"
+    );
     for run in &records {
         assert_eq!(run["state"], "succeeded", "{run:#}");
         assert_eq!(run["report"]["outcome"]["output"]["visits"], 1, "{run:#}");
     }
-    let emails = query_count(&database, "SELECT count(*) FROM outbox WHERE kind = 'email'").await;
-    assert_eq!(usize::try_from(emails).unwrap(), records.len(), "one e-mail per run");
+    let emails = query_count(
+        &database,
+        "SELECT count(*) FROM outbox WHERE kind = 'email'",
+    )
+    .await;
+    assert_eq!(
+        usize::try_from(emails).unwrap(),
+        records.len(),
+        "one e-mail per run"
+    );
     let twice = query_count(
         &database,
         "SELECT count(*) FROM state WHERE key = 'visits' AND value <> '1'::bytea",
@@ -145,7 +156,10 @@ async fn a_tenant_s_cap_holds_over_the_whole_cluster() {
             most = most.max(running);
             let (_, last) = nodes[0].call("GET", &format!("/v1/runs/{}", ids[17]), &token, b"");
             let done = |run: &Value| {
-                !matches!(run["state"].as_str(), Some("queued" | "running" | "retrying"))
+                !matches!(
+                    run["state"].as_str(),
+                    Some("queued" | "running" | "retrying")
+                )
             };
             if done(&last) && count(&nodes[0], &token, "queued") == 0 && running == 0 {
                 break;
@@ -153,7 +167,10 @@ async fn a_tenant_s_cap_holds_over_the_whole_cluster() {
             assert!(Instant::now() < until, "the runs never finished");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(most <= 2, "{most} runs of one tenant ran at once over 3 nodes");
+        assert!(
+            most <= 2,
+            "{most} runs of one tenant ran at once over 3 nodes"
+        );
         assert_eq!(most, 2, "the cap was reached");
         let records = wait_final(&nodes[1], &token, &ids, Duration::from_secs(30));
         assert!(records.iter().all(|run| run["state"] == "succeeded"));

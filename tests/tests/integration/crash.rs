@@ -87,7 +87,12 @@ pub(crate) fn count(server: &Served, token: &str, state: &str) -> usize {
 }
 
 /// Waits until every run is final; their records.
-pub(crate) fn wait_final(server: &Served, token: &str, ids: &[String], patience: Duration) -> Vec<Value> {
+pub(crate) fn wait_final(
+    server: &Served,
+    token: &str,
+    ids: &[String],
+    patience: Duration,
+) -> Vec<Value> {
     let until = Instant::now() + patience;
     let mut records = Vec::new();
     for id in ids {

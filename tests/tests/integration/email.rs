@@ -47,10 +47,19 @@ impl SmtpSink {
         let (kept, kept_raw) = (accepted.clone(), raw.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, script.clone(), kept.clone(), kept_raw.clone()));
+                tokio::spawn(session(
+                    stream,
+                    script.clone(),
+                    kept.clone(),
+                    kept_raw.clone(),
+                ));
             }
         });
-        Self { addr, accepted, raw }
+        Self {
+            addr,
+            accepted,
+            raw,
+        }
     }
 
     /// The accepted messages, lines joined with `\n`.
@@ -333,7 +342,10 @@ fn assert_wire_safe(raw: &[u8]) {
         if body.is_empty() {
             in_head = false;
         } else if in_head && !body.starts_with(b" ") {
-            assert!(body.len() <= 78 || !body.contains(&b' '), "header line {shown:?}");
+            assert!(
+                body.len() <= 78 || !body.contains(&b' '),
+                "header line {shown:?}"
+            );
         }
     }
 }
@@ -358,5 +370,8 @@ async fn a_hostile_email_crosses_the_wire_as_one_well_formed_message() {
     assert_wire_safe(&raw[0]);
     let text = String::from_utf8_lossy(&raw[0]);
     assert!(text.contains("=?utf-8?"), "the subject is encoded words");
-    assert_eq!(text.matches("@a-rather-long-domain-name.example").count(), 20);
+    assert_eq!(
+        text.matches("@a-rather-long-domain-name.example").count(),
+        20
+    );
 }

@@ -93,7 +93,9 @@ async fn secrets_are_sealed_at_rest_and_the_key_stays_outside_the_store() {
     assert_eq!(mode(&dir.join("fluxo.db")), 0o600);
 
     // A run still gets the secret, and its report does not show it.
-    let uploaded = api.upload(&token, "crm-lead", guest(guests::CRM_LEAD)).await;
+    let uploaded = api
+        .upload(&token, "crm-lead", guest(guests::CRM_LEAD))
+        .await;
     assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
     let run = api
         .submit(

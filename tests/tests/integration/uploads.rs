@@ -72,10 +72,9 @@ async fn refused_uploads_leave_nothing_behind() {
     let tenant = "acme".parse().unwrap();
     let bomb = crate::server::compile_bomb();
     let no_run = wat::parse_str("(component)").unwrap();
-    let huge_memory = wat::parse_str(
-        "(component (core module (memory 70000)) (core instance (instantiate 0)))",
-    )
-    .unwrap();
+    let huge_memory =
+        wat::parse_str("(component (core module (memory 70000)) (core instance (instantiate 0)))")
+            .unwrap();
     let nested = wat::parse_str(
         "(component (component (core module (memory 1)) (core instance (instantiate 0))))",
     )
@@ -97,7 +96,11 @@ async fn refused_uploads_leave_nothing_behind() {
             error.len() < 400 && !error.contains("panicked") && !error.contains("backtrace"),
             "{what}: a short reason, not the compiler's internals: {error}"
         );
-        assert_eq!(artifact_files(dir.path()), Vec::<String>::new(), "{what} left files");
+        assert_eq!(
+            artifact_files(dir.path()),
+            Vec::<String>::new(),
+            "{what} left files"
+        );
         assert_eq!(blobs(dir.path()), 0, "{what} left a blob");
     }
     assert!(registry.artifact_files().is_empty());

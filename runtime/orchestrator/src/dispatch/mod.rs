@@ -298,7 +298,9 @@ impl Dispatcher {
                     }
                     continue;
                 }
-                let max = u32::try_from(free).unwrap_or(u32::MAX).min(self.options.batch);
+                let max = u32::try_from(free)
+                    .unwrap_or(u32::MAX)
+                    .min(self.options.batch);
                 let items = match self
                     .store
                     .claim_due(&self.options.node, &kinds, max, lease_ms)

@@ -116,13 +116,8 @@ impl WebhookSender {
             .map_or(message.timestamp, |elapsed| {
                 i64::try_from(elapsed.as_secs()).unwrap_or(message.timestamp)
             });
-        let signature = signing::sign(
-            &secrets,
-            &message.webhook_id,
-            now,
-            message.body.as_bytes(),
-        )
-        .map_err(|error| SendError::Permanent(error.to_string()))?;
+        let signature = signing::sign(&secrets, &message.webhook_id, now, message.body.as_bytes())
+            .map_err(|error| SendError::Permanent(error.to_string()))?;
         let mut request = EgressRequest::new(Method::Post, endpoint.url.clone());
         request.headers = vec![
             ("content-type".into(), "application/json".into()),

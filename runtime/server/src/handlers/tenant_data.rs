@@ -93,6 +93,7 @@ pub(crate) async fn set_secret(
     ok(StatusCode::OK, json!({ "name": name }))
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "used as `map_err(sealing)`")]
 fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
