@@ -58,6 +58,17 @@ enum Command {
         #[arg(long, env = "FLUXO_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Migrate the configured store's schema to this version and exit (`fluxo serve`
+    /// also migrates at start; on PostgreSQL an advisory lock makes concurrent starts
+    /// migrate once).
+    Migrate {
+        /// The data directory (the SQLite store's home).
+        #[arg(long, env = "FLUXO_DATA_DIR", default_value = "fluxo-data")]
+        data_dir: PathBuf,
+        /// The configuration naming the store (`[store] url`, or `FLUXO_STORE_URL`).
+        #[arg(long, env = "FLUXO_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Build a Rust action crate into a component.
     Build {
         /// The crate's directory or its Cargo.toml.
@@ -257,13 +268,16 @@ enum SecretsCommand {
     },
     /// List secret names.
     List,
-    /// Re-seal every stored secret under a new key (local: works on the data directory;
-    /// stop `fluxo serve` first). With `FLUXO_SECRETS_KEY` set, the new key comes from
-    /// `FLUXO_SECRETS_KEY_NEXT`.
+    /// Re-seal every stored secret under a new key (works on the store directly: the
+    /// data directory's, or the shared one named by `[store] url`/`FLUXO_STORE_URL`).
+    /// With `FLUXO_SECRETS_KEY` set, the new key comes from `FLUXO_SECRETS_KEY_NEXT`.
     RotateKey {
         /// The data directory of `fluxo serve`.
         #[arg(long, env = "FLUXO_DATA_DIR", default_value = "fluxo-data")]
         data_dir: PathBuf,
+        /// The configuration naming the store.
+        #[arg(long, env = "FLUXO_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Delete a secret.
     Delete {
@@ -342,7 +356,10 @@ fn main() -> ExitCode {
             input,
             output,
         } => local::compile_artifact(&metering, &input, &output),
-        Command::Secrets(SecretsCommand::RotateKey { data_dir }) => rotate_key(&data_dir),
+        Command::Secrets(SecretsCommand::RotateKey { data_dir, config }) => {
+            rotate_key(&data_dir, config.as_deref())
+        }
+        Command::Migrate { data_dir, config } => migrate(&data_dir, config.as_deref()),
         command => manage(&cli.server, cli.token, cli.json, command),
     };
     match result {
@@ -401,34 +418,78 @@ fn admin_token(data_dir: &Path) -> Result<(String, String), UsageError> {
     Ok((token, path.display().to_string()))
 }
 
+/// The configuration file with `FLUXO_STORE_URL` applied over its `[store] url`.
+fn store_config(path: Option<&Path>) -> Result<Config, UsageError> {
+    let mut config = load_config(path)?;
+    if let Ok(url) = std::env::var("FLUXO_STORE_URL")
+        && !url.trim().is_empty()
+    {
+        config.store.url = Some(url.trim().to_owned());
+    }
+    Ok(config)
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, UsageError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(usage)
+}
+
+/// `fluxo migrate`: the configured store migrated to this version.
+fn migrate(data_dir: &Path, config: Option<&Path>) -> Result<ExitCode, UsageError> {
+    let config = store_config(config)?;
+    if config.store.url.is_none() {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))
+            .map_err(usage)?;
+    }
+    current_thread()?.block_on(async {
+        let store = fluxo_server::assemble::open_store(data_dir, &config)
+            .await
+            .map_err(|error| usage(error.into()))?;
+        store
+            .ready()
+            .await
+            .context("checking the migrated store")
+            .map_err(usage)?;
+        let which = if config.store.url.is_some() {
+            "the PostgreSQL store".to_owned()
+        } else {
+            data_dir.join("fluxo.db").display().to_string()
+        };
+        eprintln!("{which}: schema current");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// `fluxo secrets rotate-key`: every stored secret re-sealed under a new key.
-fn rotate_key(data_dir: &Path) -> Result<ExitCode, UsageError> {
-    let database = data_dir.join("fluxo.db");
-    if !database.exists() {
+fn rotate_key(data_dir: &Path, config: Option<&Path>) -> Result<ExitCode, UsageError> {
+    let config = store_config(config)?;
+    if config.store.url.is_none() && !data_dir.join("fluxo.db").exists() {
         return Err(usage(anyhow::anyhow!(
             "{} holds no Fluxo store (no fluxo.db)",
             data_dir.display()
         )));
     }
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .map_err(usage)?;
-    tokio.block_on(async {
-        let store = fluxo_store_sqlite::SqliteStore::open(&database, Default::default())
-            .context("opening the store")
-            .map_err(usage)?;
-        let vault = fluxo_orchestrator::Vault::open(data_dir)
-            .context("loading the secrets key")
-            .map_err(usage)?;
+    current_thread()?.block_on(async {
+        let store = fluxo_server::assemble::open_store(data_dir, &config)
+            .await
+            .map_err(|error| usage(error.into()))?;
+        let vault = fluxo_server::assemble::open_vault(data_dir, &config)
+            .map_err(|error| usage(error.into()))?;
         vault
-            .seal_stored(&store)
+            .seal_stored(store.as_ref())
             .await
             .context("sealing secrets stored in plain text")
             .map_err(usage)?;
         let (count, id) = vault
-            .rotate(&store)
+            .rotate(store.as_ref())
             .await
             .context("rotating the secrets key")
             .map_err(usage)?;
@@ -449,13 +510,8 @@ fn serve(
     data_dir: &Path,
     config: Option<&Path>,
 ) -> Result<ExitCode, UsageError> {
-    let mut config = load_config(config)?;
     // FLUXO_STORE_URL names the shared store (PostgreSQL) over the file's `[store] url`.
-    if let Ok(url) = std::env::var("FLUXO_STORE_URL")
-        && !url.trim().is_empty()
-    {
-        config.store.url = Some(url.trim().to_owned());
-    }
+    let config = store_config(config)?;
     let (token, token_source) = admin_token(data_dir)?;
     let program = std::env::current_exe()
         .context("locating the fluxo binary")
@@ -662,6 +718,7 @@ fn manage(
                     .await
             }
             Command::Serve { .. }
+            | Command::Migrate { .. }
             | Command::Secrets(SecretsCommand::RotateKey { .. })
             | Command::Build { .. }
             | Command::Run { .. }

@@ -174,6 +174,41 @@ impl Vault {
         })
     }
 
+    /// The vault of a node on a **shared** store (PostgreSQL): every node must seal and
+    /// open with the same key, so none is made up here. Keys from `FLUXO_SECRETS_KEY`
+    /// (and `FLUXO_SECRETS_KEY_NEXT`) when set, else from an existing
+    /// `dir/secrets.key` that the operator copied to every node.
+    ///
+    /// # Errors
+    /// [`VaultError::Key`] when neither is there (the message says what to set), or a
+    /// key is unusable.
+    pub fn open_shared(dir: &Path) -> Result<Self, VaultError> {
+        let source = if std::env::var_os(KEY_ENV).is_some() {
+            Source::Env
+        } else {
+            Source::Dir(dir.to_owned())
+        };
+        let keys = load(&source, false).map_err(|error| match error {
+            VaultError::Key {
+                source_name,
+                reason,
+            } if reason == "missing" => VaultError::Key {
+                source_name,
+                reason: format!(
+                    "missing: with a shared store every node needs the same key; set \
+                     {KEY_ENV} (base64 of 32 random bytes, e.g. `head -c32 /dev/urandom | \
+                     base64`) on every node, or copy one node's secrets.key into each data \
+                     directory"
+                ),
+            },
+            other => other,
+        })?;
+        Ok(Self {
+            source,
+            keys: RwLock::new(keys),
+        })
+    }
+
     /// A vault holding `key` only (tests, and embedders that manage keys themselves).
     #[must_use]
     pub fn with_key(key: &[u8; 32]) -> Self {

@@ -102,27 +102,15 @@ fn node_name(data_dir: &Path) -> Result<String, BuildError> {
     Ok(name)
 }
 
-/// Opens `data_dir` (created 0700) and starts a server's background work on the current
-/// tokio runtime.
+/// Opens the store `config` names — PostgreSQL at `[store] url`, else SQLite at
+/// `data_dir/fluxo.db` — migrating its schema to this version (PostgreSQL: under an
+/// advisory lock, so nodes starting together migrate once).
 ///
 /// # Errors
-/// When the store, the sandbox or the registry cannot start.
-pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, BuildError> {
-    let config = options.config;
-    config.check().map_err(|e| failed("configuration")(&e))?;
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|e| failed("data directory")(&e))?;
-    }
+/// When the store cannot be reached or opened, a migration fails, or `[store] url` is
+/// not a `postgres://` URL.
+pub async fn open_store(data_dir: &Path, config: &Config) -> Result<Arc<dyn Store>, BuildError> {
     let settings = &config.server;
-    let node = match &settings.node {
-        Some(node) => node.clone(),
-        None => node_name(data_dir)?,
-    };
     let store: Arc<dyn Store> = match config.store.url.as_deref() {
         None => Arc::new(
             SqliteStore::open(
@@ -154,9 +142,47 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
             return Err(failed("store")(&"store.url must be a postgres:// URL"));
         }
     };
-    // The key that seals secrets at rest lives beside the database, never in it; values
-    // stored before sealing existed are sealed now.
-    let vault = Arc::new(Vault::open(data_dir).map_err(|e| failed("secrets key")(&e))?);
+    Ok(store)
+}
+
+/// The vault sealing secrets at rest. The key lives beside the database, never in it:
+/// `FLUXO_SECRETS_KEY`, else `data_dir/secrets.key` — made on first start for the
+/// embedded store; on a shared store every node must already hold the same key.
+///
+/// # Errors
+/// When the key is missing (shared store) or unusable.
+pub fn open_vault(data_dir: &Path, config: &Config) -> Result<Vault, BuildError> {
+    let vault = if config.store.url.is_some() {
+        Vault::open_shared(data_dir)
+    } else {
+        Vault::open(data_dir)
+    };
+    vault.map_err(|e| failed("secrets key")(&e))
+}
+
+/// Opens `data_dir` (created 0700) and starts a server's background work on the current
+/// tokio runtime.
+///
+/// # Errors
+/// When the store, the sandbox or the registry cannot start.
+pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, BuildError> {
+    let config = options.config;
+    config.check().map_err(|e| failed("configuration")(&e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| failed("data directory")(&e))?;
+    }
+    let settings = &config.server;
+    let node = match &settings.node {
+        Some(node) => node.clone(),
+        None => node_name(data_dir)?,
+    };
+    let store = open_store(data_dir, &config).await?;
+    let vault = Arc::new(open_vault(data_dir, &config)?);
     match vault.seal_stored(store.as_ref()).await {
         Ok(0) => {}
         Ok(count) => tracing::info!(
@@ -239,6 +265,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         Some(webhooks),
         DispatchOptions {
             node,
+            lease: Duration::from_millis(settings.outbox_lease_ms),
             ..DispatchOptions::default()
         },
         metrics.clone(),

@@ -108,6 +108,10 @@ pub struct ServerSettings {
     pub backlog_per_tenant: u64,
     /// How long a worker's lease on a run lasts unless renewed, in milliseconds.
     pub lease_ms: u64,
+    /// How long a node's claim on an outbox row (an e-mail, a webhook) lasts, in
+    /// milliseconds: a node that dies mid-send has its rows sent by another node after
+    /// this. At least 20 s (a webhook's 15 s timeout) and above `email.timeout_ms`.
+    pub outbox_lease_ms: u64,
     /// Days finished runs and delivered outbox rows are kept.
     pub retention_days: u64,
     /// Bytes of state one tenant may hold.
@@ -134,6 +138,7 @@ impl Default for ServerSettings {
             per_tenant: 4,
             backlog_per_tenant: 50_000,
             lease_ms: 30_000,
+            outbox_lease_ms: 120_000,
             retention_days: 30,
             tenant_state_bytes: 1 << 20,
             node: None,
@@ -229,6 +234,15 @@ impl Config {
                 "server.lease_ms must be between 1000 and 86400000".to_owned(),
             ));
         }
+        let email_timeout = self.email.as_ref().map_or(0, |email| email.timeout_ms);
+        if server.outbox_lease_ms < 20_000.max(email_timeout.saturating_add(1))
+            || server.outbox_lease_ms > fluxo_core::limits::MAX_DEADLINE_MS
+        {
+            return Err(ConfigError::Invalid(format!(
+                "server.outbox_lease_ms must be at least 20000, above email.timeout_ms \
+                 ({email_timeout}), and at most 86400000"
+            )));
+        }
         if server.compile_timeout_ms > fluxo_core::limits::MAX_DEADLINE_MS {
             return Err(ConfigError::Invalid(
                 "server.compile_timeout_ms is over a day".to_owned(),
@@ -304,6 +318,14 @@ mod tests {
         assert!(Config::from_toml("[limits]\ndeadline_ms = 18446744073709551615").is_err());
         assert!(Config::from_toml("[[http.allow]]\nhost = \"Evil Host\"").is_err());
         assert!(Config::from_toml("[server]\nlease_ms = 0").is_err());
+        assert!(Config::from_toml("[server]\noutbox_lease_ms = 19999").is_err());
+        assert!(
+            Config::from_toml(
+                "[server]\noutbox_lease_ms = 30000\n[email]\nurl = \"smtp://127.0.0.1:25\"\nfrom = \"a@b.test\"\ntimeout_ms = 30000"
+            )
+            .is_err(),
+            "a claim shorter than one send would let two nodes send the same row"
+        );
     }
 
     #[test]

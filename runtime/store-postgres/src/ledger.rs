@@ -203,8 +203,8 @@ async fn commit(
     let charged: i64 = row.get(11);
     tx.execute(
         "UPDATE tenant_queue SET running = running - 1,
-             deficit = deficit - ($2 - $3),
-             est_cost = GREATEST(1, (est_cost * 7 + $2 + 7) / 8)
+             deficit = deficit - ($2::BIGINT - $3::BIGINT),
+             est_cost = GREATEST(1, (est_cost * 7 + $2::BIGINT + 7) / 8)
          WHERE tenant = $1",
         &[&row_tenant, &cost, &charged],
     )

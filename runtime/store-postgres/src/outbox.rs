@@ -126,22 +126,27 @@ async fn claim_due(
     // Expired claims first (a sender died mid-send), then due rows.
     let rows = tx
         .query(
-            "UPDATE outbox SET status = 'sending', claim = claim + 1, claimed_by = $1,
+            "WITH expired AS (
+                 SELECT id FROM outbox WHERE status = 'sending' AND lease_until < $3
+                   AND kind = ANY($5) ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED),
+             due AS (
+                 SELECT id FROM outbox WHERE status = 'queued' AND kind = ANY($5)
+                   AND next_attempt_ms <= $3 ORDER BY next_attempt_ms, id LIMIT $4
+                   FOR UPDATE SKIP LOCKED),
+             picked AS (
+                 SELECT id FROM (SELECT id, 0 AS rank FROM expired
+                                 UNION ALL SELECT id, 1 AS rank FROM due) AS candidates
+                 ORDER BY rank LIMIT $4)
+             UPDATE outbox SET status = 'sending', claim = claim + 1, claimed_by = $1,
                  lease_until = $2, updated_ms = $3
-             WHERE id IN (
-                 (SELECT id FROM outbox WHERE status = 'sending' AND lease_until < $3
-                    AND kind = ANY($5) ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED)
-                 UNION ALL
-                 (SELECT id FROM outbox WHERE status = 'queued' AND kind = ANY($5)
-                    AND next_attempt_ms <= $3 ORDER BY next_attempt_ms, id LIMIT $4
-                    FOR UPDATE SKIP LOCKED))
+             WHERE id IN (SELECT id FROM picked)
              RETURNING id, tenant, payload, attempts, claim, created_ms",
             &[&node, &until, &now, &i64::from(max), &kinds],
         )
         .await
         .map_err(pg)?;
     let mut items = Vec::new();
-    for row in rows.iter().take(usize::try_from(max).unwrap_or(usize::MAX)) {
+    for row in &rows {
         let id: i64 = row.get(0);
         let tenant: String = row.get(1);
         let payload: String = row.get(2);

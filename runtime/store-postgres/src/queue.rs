@@ -256,7 +256,7 @@ async fn pick(
         // first of them to have credit again, at once (work-conserving).
         let rounds = (1 - best).div_euclid(quantum.max(1)) + 1;
         tx.execute(
-            "UPDATE tenant_queue SET deficit = LEAST(deficit + $1 * $2, $2) WHERE runnable > 0",
+            "UPDATE tenant_queue SET deficit = LEAST(deficit + $1::BIGINT * $2::BIGINT, $2::BIGINT) WHERE runnable > 0",
             &[&rounds, &quantum],
         )
         .await

@@ -4,7 +4,10 @@
 //!
 //! Test support only (feature `testing`): a missing or unreachable server fails the
 //! test loudly rather than skipping it.
-#![allow(clippy::panic, reason = "test support: a missing server must fail the test")]
+#![allow(
+    clippy::panic,
+    reason = "test support: a missing server must fail the test"
+)]
 
 /// The environment variable naming the test server.
 pub const URL_ENV: &str = "FLUXO_TEST_POSTGRES_URL";

@@ -10,9 +10,13 @@ use serde_json::Value;
 use crate::crash::{config_with, count, submit, upload_probe, wait_final};
 use crate::email::SmtpSink;
 use crate::served::Served;
-use crate::support::slow_server;
+use crate::support::{guest, slow_server};
+use fluxo_tests::guests;
 
 const ADMIN: &str = "fxa_cluster-admin-token-for-tests";
+
+/// The secrets key every node of a test cluster shares (base64 of 32 bytes).
+const SECRETS_KEY: &str = "Zmx1eG8tY2x1c3Rlci10ZXN0LWtleS0zMi1ieXRlcyE=";
 
 /// Counts in the shared database.
 async fn query_count(url: &str, sql: &str) -> i64 {
@@ -39,7 +43,11 @@ fn cluster(
             Served::start_with(
                 &dir.join(format!("node{n}")),
                 &config,
-                &[("FLUXO_STORE_URL", url), ("FLUXO_ADMIN_TOKEN", ADMIN)],
+                &[
+                    ("FLUXO_STORE_URL", url),
+                    ("FLUXO_ADMIN_TOKEN", ADMIN),
+                    ("FLUXO_SECRETS_KEY", SECRETS_KEY),
+                ],
             )
         })
         .collect();
@@ -52,13 +60,23 @@ async fn three_nodes_share_one_database_and_a_killed_node_loses_nothing() {
     let upstream = slow_server(Duration::from_millis(100), 200, "{}").await;
     let sink = SmtpSink::start(&[]).await;
     let database = url.clone();
-    let (records, sink) = tokio::task::spawn_blocking(move || {
+    // The surviving nodes come back out of the blocking part: they must keep sending
+    // while the e-mails are counted below.
+    let (records, sink, _nodes, _dir) = tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
         let email = format!(
             "[email]\nurl = \"smtp://{}\"\nfrom = \"probe@fluxo.test\"\n",
             sink.addr
         );
-        let (mut nodes, config) = cluster(dir.path(), &url, upstream.port(), &email, "", 3);
+        // A killed node's claimed e-mails go out from another node after 20 s.
+        let (mut nodes, config) = cluster(
+            dir.path(),
+            &url,
+            upstream.port(),
+            &email,
+            "outbox_lease_ms = 20000\n",
+            3,
+        );
         let token = nodes[0].tenant("acme");
         // Uploaded on node 1, run by whichever node claims: every node compiles from the
         // shared component bytes.
@@ -69,15 +87,24 @@ async fn three_nodes_share_one_database_and_a_killed_node_loses_nothing() {
             .map(|n| submit(&nodes[n % 3], &token, &format!("p{n}"), &target))
             .collect();
         // Kill node 2 while it holds runs.
+        let victim = std::fs::read_to_string(dir.path().join("node1/node-id")).unwrap();
+        let victim = victim.trim();
+        let holds_runs = |server: &Served| {
+            let (_, body) = server.call("GET", "/v1/runs?state=running&limit=500", &token, b"");
+            body["runs"]
+                .as_array()
+                .is_some_and(|runs| runs.iter().any(|run| run["node"] == victim))
+        };
         let until = Instant::now() + Duration::from_secs(20);
-        while count(&nodes[1], &token, "running") == 0 && Instant::now() < until {
+        while !holds_runs(&nodes[0]) {
+            assert!(Instant::now() < until, "node 2 never held a run");
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(300));
         nodes.remove(1).kill();
-        let records = wait_final(&nodes[2], &token, &ids, Duration::from_secs(120));
+        // What was node 3 is now `nodes[1]`.
+        let records = wait_final(&nodes[1], &token, &ids, Duration::from_secs(120));
         let _ = config;
-        (records, sink)
+        (records, sink, nodes, dir)
     })
     .await
     .unwrap();
@@ -174,6 +201,78 @@ async fn a_tenant_s_cap_holds_over_the_whole_cluster() {
         assert_eq!(most, 2, "the cap was reached");
         let records = wait_final(&nodes[1], &token, &ids, Duration::from_secs(30));
         assert!(records.iter().all(|run| run["state"] == "succeeded"));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_set_through_one_node_is_used_by_another() {
+    let url = fluxo_store_postgres::testing::fresh_database().await;
+    let upstream = slow_server(Duration::from_millis(1), 200, "{}").await;
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let (nodes, _) = cluster(dir.path(), &url, upstream.port(), "", "", 2);
+        let token = nodes[0].tenant("acme");
+        let (status, body) = nodes[0].call(
+            "PUT",
+            "/v1/secrets/api_token",
+            &token,
+            br#"{"value":"shared-secret-5e1f"}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = nodes[0].call(
+            "POST",
+            "/v1/actions/leaker/versions",
+            &token,
+            &guest(guests::SECRET_LEAKER),
+        );
+        assert_eq!(status, 201, "{body}");
+        // Node 2 opens what node 1 sealed: the run gets the value (and the record
+        // masks it).
+        let event = serde_json::json!({
+            "contact": { "id": "c1" },
+            "input": { "url": format!("http://{upstream}"), "fail": false },
+        });
+        let (status, body) = nodes[1].call(
+            "POST",
+            "/v1/actions/leaker/test",
+            &token,
+            event.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["report"]["status"], "succeeded", "{body:#}");
+        assert!(!body.to_string().contains("shared-secret-5e1f"), "{body:#}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_on_a_shared_store_without_the_shared_key_refuses_to_start() {
+    let url = fluxo_store_postgres::testing::fresh_database().await;
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(dir.path(), "nokey", 1, "", "");
+        let output = std::process::Command::new(
+            fluxo_tests::fluxo_bin().unwrap_or_else(|problem| panic!("{problem}")),
+        )
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("node"))
+        .arg("--config")
+        .arg(&config)
+        .env("FLUXO_STORE_URL", &url)
+        .env_remove("FLUXO_SECRETS_KEY")
+        .env_remove("FLUXO_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("FLUXO_SECRETS_KEY"), "{stderr}");
+        assert!(
+            !dir.path().join("node/secrets.key").exists(),
+            "no key of its own was made up"
+        );
     })
     .await
     .unwrap();

@@ -38,6 +38,8 @@ impl Served {
             .arg(config)
             .env_remove("FLUXO_ADMIN_TOKEN")
             .env_remove("FLUXO_STORE_URL")
+            .env_remove("FLUXO_SECRETS_KEY")
+            .env_remove("FLUXO_SECRETS_KEY_NEXT")
             .stderr(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
