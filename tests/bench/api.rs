@@ -65,12 +65,20 @@ pub struct ApiFigures {
 }
 
 /// A `fluxo serve` process; killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
     url: String,
     admin: String,
     client: Client<HttpConnector, Full<Bytes>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Server {
@@ -82,16 +90,40 @@ impl Drop for Server {
 
 impl Server {
     fn start(fluxo_bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with(fluxo_bin, &[], None)
+    }
+
+    /// Starts `fluxo serve` on a fresh data directory with extra environment variables
+    /// (`FLUXO_STORE_URL`, `FLUXO_SECRETS_KEY`, `FLUXO_ADMIN_TOKEN`) and configuration
+    /// text.
+    ///
+    /// # Errors
+    /// When it cannot be started or never says where it listens.
+    pub fn start_with(
+        fluxo_bin: &Path,
+        env: &[(&str, &str)],
+        config: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
-        let mut child = Command::new(fluxo_bin)
+        let mut command = Command::new(fluxo_bin);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .env_remove("FLUXO_ADMIN_TOKEN")
+            .env_remove("FLUXO_STORE_URL")
+            .env_remove("FLUXO_SECRETS_KEY")
             .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting fluxo serve")?;
+            .stderr(Stdio::piped());
+        if let Some(config) = config {
+            let path = dir.path().join("fluxo.toml");
+            std::fs::write(&path, config)?;
+            command.arg("--config").arg(path);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().context("starting fluxo serve")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let mut lines = std::io::BufReader::new(stderr).lines();
         let url = loop {
@@ -106,9 +138,12 @@ impl Server {
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
-        let admin = std::fs::read_to_string(data.join("admin-token"))?
-            .trim()
-            .to_owned();
+        let admin = match env.iter().find(|(name, _)| *name == "FLUXO_ADMIN_TOKEN") {
+            Some((_, token)) => (*token).to_owned(),
+            None => std::fs::read_to_string(data.join("admin-token"))?
+                .trim()
+                .to_owned(),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build_http();
@@ -117,11 +152,33 @@ impl Server {
             url,
             admin,
             client,
-            _dir: dir,
+            dir,
         })
     }
 
-    async fn call(
+    /// The node's name (kept in its data directory).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn node_id(&self) -> anyhow::Result<String> {
+        Ok(
+            std::fs::read_to_string(self.dir.path().join("data/node-id"))?
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    /// Kills the process at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// One API call; the status and the JSON answer.
+    ///
+    /// # Errors
+    /// When the request fails.
+    pub async fn call(
         &self,
         method: &str,
         path: &str,
@@ -141,7 +198,11 @@ impl Server {
         Ok((status, value))
     }
 
-    async fn tenant(&self, id: &str, triage: &[u8]) -> anyhow::Result<String> {
+    /// Creates tenant `id`, its token, and uploads `triage` as its action `triage`.
+    ///
+    /// # Errors
+    /// When an answer is unexpected.
+    pub async fn tenant(&self, id: &str, triage: &[u8]) -> anyhow::Result<String> {
         let admin = self.admin.clone();
         let body = Bytes::from(serde_json::json!({ "id": id }).to_string());
         let (status, answer) = self.call("POST", "/v1/tenants", &admin, body).await?;
@@ -172,8 +233,12 @@ impl Server {
         Ok(token)
     }
 
-    /// Succeeded runs so far (`fluxo_runs_total{mode="run",state="succeeded"}`).
-    async fn succeeded(&self) -> anyhow::Result<u64> {
+    /// Succeeded runs this node committed so far
+    /// (`fluxo_runs_total{mode="run",state="succeeded"}`).
+    ///
+    /// # Errors
+    /// When `/metrics` does not answer.
+    pub async fn succeeded(&self) -> anyhow::Result<u64> {
         let request =
             hyper::Request::get(format!("{}/metrics", self.url)).body(Full::new(Bytes::new()))?;
         let response = self.client.request(request).await?;
@@ -216,7 +281,9 @@ impl Server {
     }
 }
 
-fn run_body(input: &serde_json::Value) -> Bytes {
+/// The body of `POST /v1/runs` for the triage action.
+#[must_use]
+pub fn run_body(input: &serde_json::Value) -> Bytes {
     Bytes::from(
         serde_json::json!({
             "action": "triage",

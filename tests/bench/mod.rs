@@ -7,6 +7,7 @@
 //! smoke test (every contender once, same output) share one set of contenders.
 
 pub mod api;
+pub mod cluster;
 pub mod cold;
 pub mod contenders;
 pub mod measure;

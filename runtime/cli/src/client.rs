@@ -252,7 +252,7 @@ impl Client {
                 if FINAL_STATES
                     .contains(&run.get("state").and_then(Value::as_str).unwrap_or_default())
                 {
-                    print_run_line(&run);
+                    println!("{}", run_line(&run));
                 } else {
                     pending.push(id);
                 }
@@ -271,7 +271,7 @@ impl Client {
                     && FINAL_STATES
                         .contains(&run.get("state").and_then(Value::as_str).unwrap_or_default())
                 {
-                    print_run_line(&run);
+                    println!("{}", run_line(&run));
                 } else if status == 200 {
                     still.push(id);
                 }
@@ -282,8 +282,8 @@ impl Client {
     }
 }
 
-fn print_run_line(run: &Value) {
-    println!(
+fn run_line(run: &Value) -> String {
+    format!(
         "{}  {:<20} v{:<4} {:<10} attempt {:<3} {}",
         run["id"].as_str().unwrap_or(""),
         run["action"].as_str().unwrap_or(""),
@@ -291,7 +291,7 @@ fn print_run_line(run: &Value) {
         run["state"].as_str().unwrap_or(""),
         run["attempt"],
         run["error_kind"].as_str().unwrap_or("")
-    );
+    )
 }
 
 fn url_encode(text: &str) -> String {
@@ -307,30 +307,63 @@ fn url_encode(text: &str) -> String {
 
 /// A short human rendering of an answer.
 fn print_summary(value: &Value) {
+    println!("{}", summary(value));
+}
+
+/// The lines [`print_summary`] prints.
+fn summary(value: &Value) -> String {
     if let Some(actions) = value.get("actions").and_then(Value::as_array) {
-        for action in actions {
-            println!(
-                "{:<24} v{:<4} {:<9} {}",
-                action["name"].as_str().unwrap_or(""),
-                action["active_version"],
-                if action["enabled"] == Value::Bool(true) {
-                    "enabled"
-                } else {
-                    "disabled"
-                },
-                action["description"].as_str().unwrap_or("")
+        let lines: Vec<String> = actions
+            .iter()
+            .map(|action| {
+                format!(
+                    "{:<24} v{:<4} {:<9} {}",
+                    action["name"].as_str().unwrap_or(""),
+                    action["active_version"],
+                    if action["enabled"] == Value::Bool(true) {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    },
+                    action["description"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        lines.join("\n")
+    } else if let Some(runs) = value.get("runs").and_then(Value::as_array) {
+        runs.iter().map(run_line).collect::<Vec<_>>().join("\n")
+    } else if let Some(secrets) = value.get("secrets").and_then(Value::as_array) {
+        secrets
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else if value.get("id").is_some() && value.get("state").is_some() {
+        // A run record (`runs show`, `runs submit --wait`): its line, then what it said.
+        let mut lines = vec![run_line(value)];
+        if let Some(replies) = value
+            .pointer("/report/outcome/replies")
+            .and_then(Value::as_array)
+        {
+            lines.extend(
+                replies
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|reply| format!("  reply: {reply}")),
             );
         }
-    } else if let Some(runs) = value.get("runs").and_then(Value::as_array) {
-        for run in runs {
-            print_run_line(run);
+        if let Some(message) = value
+            .pointer("/report/error/message")
+            .and_then(Value::as_str)
+        {
+            lines.push(format!("  error: {message}"));
         }
-    } else if let Some(secrets) = value.get("secrets").and_then(Value::as_array) {
-        for secret in secrets {
-            println!("{}", secret.as_str().unwrap_or(""));
-        }
-    } else if let (Some(action), Some(version)) = (value.get("action"), value.get("version")) {
-        println!(
+        lines.join("\n")
+    } else if let (Some(action), Some(version)) = (
+        value.get("action").filter(|action| action.is_object()),
+        value.get("version").filter(|version| version.is_object()),
+    ) {
+        format!(
             "{} v{} ({} bytes, sha256 {}), active; permissions: {}",
             action["name"].as_str().unwrap_or(""),
             version["version"],
@@ -344,15 +377,43 @@ fn print_summary(value: &Value) {
                     .collect::<Vec<_>>()
                     .join(", "))
                 .unwrap_or_default()
-        );
+        )
     } else if let Some(token) = value.get("token").and_then(Value::as_str) {
-        println!("{token}");
+        token.to_owned()
     } else if let Some(run_id) = value.get("run_id").and_then(Value::as_str) {
-        println!("{run_id}");
+        run_id.to_owned()
     } else {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::summary;
+
+    #[test]
+    fn a_run_record_is_summarized_as_a_run_not_as_an_upload() {
+        // A run record has `action` and `version` keys too (found by re-running the
+        // cases: `runs show` printed " vnull (null bytes, sha256 ), active").
+        let run = json!({
+            "id": "01a2", "action": "greet", "version": 3, "state": "succeeded",
+            "attempt": 1, "error_kind": null,
+            "report": { "outcome": { "replies": ["Hello, Ana!"] } },
+        });
+        let text = summary(&run);
+        assert!(text.starts_with("01a2  greet"), "{text}");
+        assert!(text.contains("succeeded"), "{text}");
+        assert!(text.contains("reply: Hello, Ana!"), "{text}");
+        assert!(!text.contains("sha256"), "{text}");
+        let upload = json!({
+            "action": { "name": "greet" },
+            "version": { "version": 2, "size": 10, "hash": "ab", "imports": ["http"] },
+        });
+        assert_eq!(
+            summary(&upload),
+            "greet v2 (10 bytes, sha256 ab), active; permissions: http"
         );
     }
 }

@@ -169,6 +169,12 @@ pub(crate) fn run(
         if dry_run || !execution.succeeded() {
             return Ok::<_, UsageError>(execution.into_report(false));
         }
+        let emails = execution
+            .journal
+            .effects()
+            .iter()
+            .filter(|effect| matches!(effect, fluxo_core::Effect::SendEmail(_)))
+            .count();
         let applied = match &store {
             Some(store) => store
                 .apply_effects(
@@ -207,8 +213,13 @@ pub(crate) fn run(
                 execution.into_report(false)
             }
         };
-        if let Some(store) = &store {
-            deliver(store, smtp.as_ref()).await?;
+        match &store {
+            Some(store) => deliver(store, smtp.as_ref()).await?,
+            None if emails > 0 && report.applied => eprintln!(
+                "fluxo: {emails} e-mail(s) not sent: without --data-dir they are kept in memory \
+                 only (run with --data-dir DIR to keep them in an outbox and send them)"
+            ),
+            None => {}
         }
         Ok(report)
     })?;

@@ -46,7 +46,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the Fluxo server on its embedded store.
+    /// Run the Fluxo server on its embedded store (or the shared one named by
+    /// `FLUXO_STORE_URL`). The admin token is `FLUXO_ADMIN_TOKEN`, else
+    /// `DATA_DIR/admin-token` (made on first start); secrets are sealed with
+    /// `FLUXO_SECRETS_KEY`, else `DATA_DIR/secrets.key`.
     Serve {
         /// Where to listen.
         #[arg(long, env = "FLUXO_LISTEN", default_value = "127.0.0.1:8080")]

@@ -152,7 +152,7 @@ impl Scheduler {
         options: SchedulerOptions,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let scheduler = Arc::new(Self {
             store,
             registry,
             capabilities,
@@ -166,7 +166,16 @@ impl Scheduler {
             stop_claiming: CancellationToken::new(),
             release_now: CancellationToken::new(),
             tasks: TaskTracker::new(),
-        })
+        });
+        // Work queued on another node (PostgreSQL's LISTEN/NOTIFY) wakes an idle claim
+        // loop before its next poll.
+        let weak = Arc::downgrade(&scheduler);
+        scheduler.store.on_work(Arc::new(move || {
+            if let Some(scheduler) = weak.upgrade() {
+                scheduler.wake.notify_one();
+            }
+        }));
+        scheduler
     }
 
     /// The host's limits.

@@ -10,6 +10,8 @@
 //!   bookkeeping (`tenant_queue`, the `served` counter) moves one claim at a time across
 //!   every node — the per-tenant caps hold over the whole cluster. Claims are small
 //!   batches of indexed lookups; commits, heartbeats and enqueues never take that lock.
+//! - **Wake-ups**: `LISTEN/NOTIFY` as a batched hint ([`hint`](crate) module): queued
+//!   work is announced at most every 50 ms, off the commit path; claimers still poll.
 //! - **Durability**: `synchronous_commit` is set `on` for every connection: a commit
 //!   acknowledged is on the primary's disk.
 //! - **Migrations** (`migrations/`, in order) run at start under a session advisory lock,
@@ -18,6 +20,7 @@
 
 mod catalog;
 mod contacts;
+mod hint;
 mod ledger;
 mod outbox;
 mod queue;
@@ -73,6 +76,9 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     options: PostgresOptions,
+    /// The URL, for the `LISTEN` connection (never printed: it may hold a password).
+    url: std::sync::Arc<str>,
+    hints: std::sync::Arc<hint::Hints>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -107,7 +113,14 @@ impl PostgresStore {
         let pool = config
             .create_pool(Some(Runtime::Tokio1), NoTls)
             .map_err(|error| StoreError::permanent(format!("postgres pool: {error}")))?;
-        let store = Self { pool, options };
+        let hints = std::sync::Arc::new(hint::Hints::default());
+        hint::Hints::spawn_announcer(&hints, pool.clone());
+        let store = Self {
+            pool,
+            options,
+            url: url.into(),
+            hints,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -730,6 +730,10 @@ fn into_record(row: &Row) -> Result<RunRecord, StoreError> {
 }
 
 impl RunQueue for PostgresStore {
+    fn on_work(&self, wake: fluxo_store::WorkHint) {
+        crate::hint::Hints::register(&self.hints, &self.url, wake);
+    }
+
     fn enqueue(&self, run: NewRun) -> StoreFuture<'_, Enqueued> {
         let backlog = self.options.backlog_per_tenant;
         let quantum = self.options.quantum;
@@ -743,7 +747,7 @@ impl RunQueue for PostgresStore {
                     }
                 })
                 .await;
-            match (outcome, &run.idempotency_key) {
+            let result = match (outcome, &run.idempotency_key) {
                 // Another node accepted the same key at the same moment: that run.
                 (Err(error), Some(key)) if error.is_conflict() => {
                     let tenant = run.tenant.to_string();
@@ -764,7 +768,11 @@ impl RunQueue for PostgresStore {
                     .await
                 }
                 (outcome, _) => outcome,
+            };
+            if result.as_ref().is_ok_and(|enqueued| !enqueued.deduplicated) {
+                self.hints.note_work();
             }
+            result
         })
     }
 
@@ -824,7 +832,12 @@ impl RunQueue for PostgresStore {
     fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()> {
         let lease = *lease;
         let quantum = self.options.quantum;
-        Box::pin(self.tx(move |tx| Box::pin(async move { release(tx, &lease, quantum).await })))
+        Box::pin(async move {
+            self.tx(move |tx| Box::pin(async move { release(tx, &lease, quantum).await }))
+                .await?;
+            self.hints.note_work();
+            Ok(())
+        })
     }
 
     fn cancel<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, CancelOutcome> {
@@ -838,10 +851,18 @@ impl RunQueue for PostgresStore {
     fn retry_dead<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, bool> {
         let tenant = tenant.to_string();
         let quantum = self.options.quantum;
-        Box::pin(self.tx(move |tx| {
-            let tenant = tenant.clone();
-            Box::pin(async move { retry_dead(tx, &tenant, id, quantum).await })
-        }))
+        Box::pin(async move {
+            let queued = self
+                .tx(move |tx| {
+                    let tenant = tenant.clone();
+                    Box::pin(async move { retry_dead(tx, &tenant, id, quantum).await })
+                })
+                .await?;
+            if queued {
+                self.hints.note_work();
+            }
+            Ok(queued)
+        })
     }
 
     fn run<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, Option<RunRecord>> {

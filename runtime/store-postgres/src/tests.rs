@@ -78,3 +78,38 @@ async fn futures_join(url: &str) -> Vec<Result<PostgresStore, fluxo_store::Store
     }
     opened
 }
+
+/// Work queued through one node's store wakes another node's registered hint (through
+/// `LISTEN/NOTIFY`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queued_on_one_node_wakes_another() {
+    use fluxo_store::{Catalog as _, RunQueue as _};
+    let url = fresh_database().await;
+    let listener = PostgresStore::open(&url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let sender = PostgresStore::open(&url, PostgresOptions::default())
+        .await
+        .unwrap();
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let wake = woken.clone();
+    listener.on_work(Arc::new(move || wake.notify_one()));
+    let tenant = fluxo_core::TenantId::parse("acme").unwrap();
+    sender.create_tenant(&tenant).await.unwrap();
+    // The listener's LISTEN is issued in the background: retry until it is in place.
+    let mut heard = false;
+    for _ in 0..20 {
+        sender
+            .enqueue(fluxo_store::conformance::new_run("acme"))
+            .await
+            .unwrap();
+        if tokio::time::timeout(std::time::Duration::from_millis(500), woken.notified())
+            .await
+            .is_ok()
+        {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "no hint reached the other node");
+}

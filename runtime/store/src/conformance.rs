@@ -250,39 +250,77 @@ pub async fn atomic_commit(store: Arc<dyn Store>) {
     assert_eq!(record.attempts.len(), 1);
 }
 
+/// Two runs whose state together exceeds the tenant's cap commit **at once**: exactly one
+/// succeeds; the other is refused whole — none of its contact field, tag, state or
+/// e-mail lands, and its report says `applied: false` (review C2: a refused run's
+/// contact changes once stayed committed).
 pub async fn state_cap_in_the_transaction(store: Arc<dyn Store>) {
     let first = enqueue(&store, new_run("acme")).await;
     let second = enqueue(&store, new_run("acme")).await;
     let claimed = store.claim(&request(2, 30_000, 10)).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    // Each run alone fits the cap (1 MiB by default); both together do not.
+    // Each run alone fits the cap (1 MiB by default); both together do not. Each writes
+    // a field and a tag of its own, so what the refused one would have left shows.
     let big = 700 << 10;
-    let mut results = Vec::new();
+    let mut commits = Vec::new();
     for run in &claimed {
         let id = run.lease.run;
         let mut effects = effects(id, big);
+        effects[0] = Effect::SetField {
+            name: format!("f-{id}"),
+            value: "set".into(),
+        };
+        effects[1] = Effect::AddTag {
+            tag: format!("t-{id}"),
+        };
         if let Some(Effect::SetState { key, .. }) = effects.get_mut(2) {
             *key = format!("k-{id}");
         }
-        results.push(
-            store
-                .commit(commit(run, effects, Decision::Succeeded))
-                .await
-                .unwrap(),
-        );
+        let store = store.clone();
+        let commit = commit(run, effects, Decision::Succeeded);
+        commits.push(tokio::spawn(async move {
+            (id, store.commit(commit).await.unwrap())
+        }));
+    }
+    let mut results = Vec::new();
+    for task in commits {
+        results.push(task.await.unwrap());
     }
     let succeeded: Vec<_> = results
         .iter()
-        .filter(|r| r.state == RunPhase::Succeeded)
+        .filter(|(_, r)| r.state == RunPhase::Succeeded)
         .collect();
-    let refused: Vec<_> = results.iter().filter(|r| r.refused.is_some()).collect();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(_, r)| r.refused.is_some())
+        .collect();
     assert_eq!((succeeded.len(), refused.len()), (1, 1), "{results:?}");
-    let refusal = refused[0].refused.clone().unwrap();
+    let (refused_id, refused) = refused[0];
+    let (kept_id, _) = succeeded[0];
+    let refusal = refused.refused.clone().unwrap();
     assert_eq!(refusal.kind, ErrorKind::QuotaExceeded);
     assert!(!refusal.retryable());
     assert!(refusal.message.contains("state cap"), "{}", refusal.message);
-    assert_eq!(refused[0].state, RunPhase::Failed);
-    // The refused run applied nothing: one e-mail, and its report says so.
+    assert_eq!(refused.state, RunPhase::Failed);
+    // The refused run applied nothing: not its field, not its tag, not its e-mail.
+    let stored = store
+        .contact(&tenant("acme"), &contact())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.fields.contains_key(&format!("f-{kept_id}")),
+        "{stored:?}"
+    );
+    assert!(stored.tags.contains(&format!("t-{kept_id}")), "{stored:?}");
+    assert!(
+        !stored.fields.contains_key(&format!("f-{refused_id}")),
+        "{stored:?}"
+    );
+    assert!(
+        !stored.tags.contains(&format!("t-{refused_id}")),
+        "{stored:?}"
+    );
     assert_eq!(store.outbox().await.unwrap().len(), 1);
     for id in [first, second] {
         let record = store.run(&tenant("acme"), id).await.unwrap().unwrap();

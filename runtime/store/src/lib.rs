@@ -168,8 +168,19 @@ pub trait ComponentStore: Send + Sync + 'static {
     fn delete_component<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, bool>;
 }
 
+/// Called when runs may have become claimable elsewhere (see [`RunQueue::on_work`]).
+pub type WorkHint = std::sync::Arc<dyn Fn() + Send + Sync>;
+
 /// The durable run queue: accepted runs, claims with leases and fencing tokens.
 pub trait RunQueue: Send + Sync + 'static {
+    /// Registers `wake`, called from a background task when another node may have
+    /// queued work — a hint only, which may come late, twice or never: claimers keep
+    /// polling, so a lost hint costs latency, never correctness. The default (one
+    /// process per store, as SQLite) never calls it.
+    fn on_work(&self, wake: WorkHint) {
+        let _ = wake;
+    }
+
     /// Accepts a run; durable when this returns. With an idempotency key already used by
     /// the tenant, returns that run instead (`deduplicated`).
     fn enqueue(&self, run: NewRun) -> StoreFuture<'_, Enqueued>;
