@@ -10,7 +10,7 @@
 //!   bookkeeping (`tenant_queue`, the `served` counter) moves one claim at a time across
 //!   every node — the per-tenant caps hold over the whole cluster. Claims are small
 //!   batches of indexed lookups; commits, heartbeats and enqueues never take that lock.
-//! - **Wake-ups**: `LISTEN/NOTIFY` as a batched hint ([`hint`](crate) module): queued
+//! - **Wake-ups**: `LISTEN/NOTIFY` as a batched hint (the `hint` module): queued
 //!   work is announced at most every 50 ms, off the commit path; claimers still poll.
 //! - **Durability**: `synchronous_commit` is set `on` for every connection: a commit
 //!   acknowledged is on the primary's disk.
