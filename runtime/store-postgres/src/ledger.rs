@@ -9,8 +9,9 @@ use fluxo_store::{
     AttemptSummary, Commit, Committed, Decision, Ledger, RunMode, RunPhase, StoreError, StoreFuture,
 };
 
-use crate::queue::{add_runnable, push_attempt, target_of};
+use crate::queue::{add_runnable, push_attempt};
 use crate::{PostgresOptions, PostgresStore, Tx, now_ms, pg};
+use fluxo_store::columns::target_of;
 
 /// Applies a successful run's effects; `Some(refusal)` when the tenant's state cap
 /// refuses them (the caller rolls back to before them).

@@ -5,8 +5,8 @@
 use fluxo_core::{RunError, RunId, TenantId};
 use fluxo_store::webhook::completion_message;
 use fluxo_store::{
-    Outbox, OutboxItem, OutboxKind, OutboxPayload, OutboxRecord, OutboxStatus, RunPhase, RunTarget,
-    Settlement, StoreError, StoreFuture, WebhookMessage,
+    Outbox, OutboxItem, OutboxKind, OutboxPayload, OutboxRecord, RunPhase, RunTarget, Settlement,
+    StoreError, StoreFuture, WebhookMessage,
 };
 
 use crate::{PostgresStore, Tx, now_ms, pg};
@@ -101,16 +101,6 @@ fn decode_payload(text: &str) -> Result<OutboxPayload, StoreError> {
 fn tenant_of(text: &str) -> Result<TenantId, StoreError> {
     text.parse()
         .map_err(|error| StoreError::corrupt("outbox tenant", error))
-}
-
-fn parse_status(text: &str) -> Result<OutboxStatus, StoreError> {
-    Ok(match text {
-        "queued" => OutboxStatus::Queued,
-        "sending" => OutboxStatus::Sending,
-        "sent" => OutboxStatus::Sent,
-        "failed" => OutboxStatus::Failed,
-        other => return Err(StoreError::corrupt("outbox status", format!("{other:?}"))),
-    })
 }
 
 async fn claim_due(
@@ -262,7 +252,9 @@ impl Outbox for PostgresStore {
                                 })
                                 .transpose()?,
                             payload: decode_payload(&row.get::<_, String>(3))?,
-                            status: parse_status(&row.get::<_, String>(4))?,
+                            status: fluxo_store::columns::parse_outbox_status(
+                                &row.get::<_, String>(4),
+                            )?,
                             attempts: u32::try_from(row.get::<_, i64>(5)).unwrap_or(0),
                             last_error: row.get(6),
                         })

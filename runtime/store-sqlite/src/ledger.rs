@@ -10,9 +10,10 @@ use fluxo_store::{
 };
 use rusqlite::{Connection, params};
 
-use crate::queue::{add_runnable, push_attempt, target_of};
+use crate::queue::{add_runnable, push_attempt};
 use crate::writer::sql;
 use crate::{Failpoint, SqliteOptions, SqliteStore, now_ms, optional};
+use fluxo_store::columns::target_of;
 
 struct Row {
     seq: i64,

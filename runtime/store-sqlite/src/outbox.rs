@@ -5,8 +5,8 @@
 use fluxo_core::{RunError, RunId, TenantId};
 use fluxo_store::webhook::completion_message;
 use fluxo_store::{
-    Outbox, OutboxItem, OutboxKind, OutboxPayload, OutboxRecord, OutboxStatus, RunPhase, RunTarget,
-    Settlement, StoreError, StoreFuture, WebhookMessage,
+    Outbox, OutboxItem, OutboxKind, OutboxPayload, OutboxRecord, RunPhase, RunTarget, Settlement,
+    StoreError, StoreFuture, WebhookMessage,
 };
 use rusqlite::{Connection, params};
 
@@ -98,16 +98,6 @@ pub(crate) fn completion_webhooks(
 
 fn decode_payload(text: &str) -> Result<OutboxPayload, StoreError> {
     serde_json::from_str(text).map_err(|error| StoreError::corrupt("outbox row", error))
-}
-
-fn parse_status(text: &str) -> Result<OutboxStatus, StoreError> {
-    Ok(match text {
-        "queued" => OutboxStatus::Queued,
-        "sending" => OutboxStatus::Sending,
-        "sent" => OutboxStatus::Sent,
-        "failed" => OutboxStatus::Failed,
-        other => return Err(StoreError::corrupt("outbox status", format!("{other:?}"))),
-    })
 }
 
 fn tenant_of(text: &str) -> Result<TenantId, StoreError> {
@@ -290,7 +280,7 @@ impl Outbox for SqliteStore {
                         })
                         .transpose()?,
                     payload: decode_payload(&payload)?,
-                    status: parse_status(&status)?,
+                    status: fluxo_store::columns::parse_outbox_status(&status)?,
                     attempts: u32::try_from(attempts).unwrap_or(0),
                     last_error,
                 })

@@ -15,53 +15,16 @@ use fluxo_core::codec::{decode, encode};
 use fluxo_core::{ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, RunReport, TenantId};
 use fluxo_store::{
     AttemptSummary, CancelOutcome, ClaimRequest, Claimed, Enqueued, Heartbeat, Lease, NewRun,
-    Pruned, RunCounts, RunFilter, RunMode, RunPhase, RunQueue, RunRecord, RunTarget, StoreError,
-    StoreFuture,
+    Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError, StoreFuture,
 };
 use rusqlite::{Connection, Row, params};
 
 use crate::writer::sql;
 use crate::{SqliteStore, now_ms, optional};
+use fluxo_store::columns::{mode_text, parse_id, parse_mode, target_columns, target_of};
 
 /// Tenants looked at per pick.
 const CANDIDATES: u32 = 64;
-
-fn mode_text(mode: RunMode) -> &'static str {
-    match mode {
-        RunMode::Run => "run",
-        RunMode::Test => "test",
-    }
-}
-
-fn parse_mode(text: &str) -> Result<RunMode, StoreError> {
-    match text {
-        "run" => Ok(RunMode::Run),
-        "test" => Ok(RunMode::Test),
-        other => Err(StoreError::corrupt("run mode", format!("{other:?}"))),
-    }
-}
-
-pub(crate) fn target_of(kind: &str, name: &str, version: i64) -> Result<RunTarget, StoreError> {
-    let name = name
-        .parse()
-        .map_err(|error| StoreError::corrupt("run target", error))?;
-    let version =
-        u32::try_from(version).map_err(|error| StoreError::corrupt("run version", error))?;
-    match kind {
-        "action" => Ok(RunTarget::Action { name, version }),
-        other => Err(StoreError::corrupt("run target", format!("kind {other:?}"))),
-    }
-}
-
-fn target_columns(target: &RunTarget) -> (&'static str, String, i64) {
-    match target {
-        RunTarget::Action { name, version } => ("action", name.to_string(), i64::from(*version)),
-    }
-}
-
-fn parse_id(text: &str) -> Result<RunId, StoreError> {
-    RunId::parse(text).map_err(|error| StoreError::corrupt("run id", error))
-}
 
 /// Bumps the claim counter and returns its new value.
 fn next_served(connection: &Connection) -> Result<i64, StoreError> {

@@ -9,6 +9,7 @@
 //! The unit of work is [`Ledger::commit`]: one transaction applies a run's effects,
 //! writes its outbox rows and its new state, conditioned on the worker's lease.
 
+pub mod columns;
 pub mod error;
 pub mod records;
 pub mod webhook;
