@@ -14,6 +14,8 @@ use wasmtime::{
     Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails,
 };
 
+pub use fluxo_component::PoolShape;
+
 use crate::SandboxError;
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -48,31 +50,6 @@ impl Default for EngineOptions {
             max_concurrent_runs: 128,
             metering: Metering::default(),
             shape: PoolShape::default(),
-        }
-    }
-}
-
-/// What one component instance may hold in the pool. A component needing more is
-/// refused when it is loaded, naming the count and this setting. The defaults fit a
-/// Rust `std` guest built by `wasm-component-ld` (the program, shims, fixups).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PoolShape {
-    /// Core instances per component (a Rust `std` guest has a few; componentize-py's
-    /// interpreter about 38).
-    pub core_instances_per_component: u32,
-    /// Linear memories per component.
-    pub memories_per_component: u32,
-    /// Tables per component.
-    pub tables_per_component: u32,
-}
-
-impl Default for PoolShape {
-    fn default() -> Self {
-        Self {
-            core_instances_per_component: 16,
-            memories_per_component: 2,
-            tables_per_component: 16,
         }
     }
 }

@@ -3,8 +3,7 @@
 //! never panic on any bytes (seeded with real components from `corpus/`).
 #![no_main]
 
-use fluxo_sandbox::PoolShape;
-use fluxo_sandbox::load::{check_shape, inspect, pre_check};
+use fluxo_component::{PoolShape, check_shape, inspect, pre_check};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -13,6 +12,5 @@ fuzz_target!(|bytes: &[u8]| {
     }
     if let Ok(shape) = inspect(bytes) {
         let _ = check_shape(&shape, PoolShape::default());
-        let _ = shape.imports();
     }
 });
