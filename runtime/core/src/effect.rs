@@ -14,6 +14,7 @@ use crate::value::{Bytes, FieldValue};
 /// One change a run made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Effect {
     /// Set (or clear, with `null`) a contact field.
     SetField {
@@ -39,6 +40,7 @@ pub enum Effect {
         /// The key.
         key: String,
         /// The value.
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::value::BytesJson))]
         value: Bytes,
         /// Expiry, in seconds from the commit.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +71,7 @@ impl Effect {
 /// Which keys a state change touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StateScope {
     /// Every run of the tenant.
     Tenant,
@@ -122,6 +125,7 @@ pub struct StateUsage {
 
 /// An e-mail a run queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OutgoingEmail {
     /// `<RUN-ID.N@fluxo>`: derived from the run and the e-mail's number in it, so a
     /// retried delivery never makes a second message.

@@ -15,6 +15,7 @@ use crate::value::FieldValue;
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Trigger {
     /// A message in a live conversation.
     Conversation,
@@ -31,6 +32,7 @@ pub enum Trigger {
 /// contact writes and contact-scoped state are refused with a capability error).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Contact {
     /// The platform's id (never empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +59,7 @@ impl Contact {
 /// The triggering message.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// Its text.
     pub text: String,
@@ -160,6 +163,7 @@ impl<'de> Deserialize<'de> for Input {
 /// Everything a run is told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// The tenant that owns the action.
     pub tenant: TenantId,
@@ -176,6 +180,7 @@ pub struct Event {
     pub message: Option<Message>,
     /// The step's input.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub input: Input,
     /// What the host changed while reading the event (an unpaired UTF-16 surrogate
     /// replaced, say); written to the run's log.

@@ -160,6 +160,7 @@ impl Limits {
 /// decode refuses the run, it never falls back to the looser host limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitOverrides {
     /// Fuel, at most the host's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@ use crate::limits::LimitHit;
 
 /// What a successful run returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunOutcome {
     /// Output variables (a JSON object).
     pub output: serde_json::Value,
@@ -22,6 +23,7 @@ pub struct RunOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorKind {
     /// The fuel budget ran out.
     FuelExhausted,
@@ -140,6 +142,7 @@ impl std::fmt::Display for ErrorKind {
 /// Who a failure is attributed to; decides whether retrying may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Blame {
     /// The tenant's code or input: the same run fails the same way again.
     Guest,
@@ -233,7 +236,8 @@ impl std::error::Error for RunError {}
 /// The serialized form: `retryable` is written for readers of reports and ignored when
 /// read back (it is derived).
 #[derive(Serialize, Deserialize)]
-struct RunErrorWire {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RunError))]
+pub(crate) struct RunErrorWire {
     kind: ErrorKind,
     blame: Blame,
     message: String,
@@ -267,6 +271,7 @@ impl From<RunErrorWire> for RunError {
 
 /// Resources a run used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// Fuel burnt.
     pub fuel: u64,

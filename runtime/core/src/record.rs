@@ -9,6 +9,7 @@ use crate::outcome::{ErrorKind, RunError, RunOutcome, Usage};
 
 /// One HTTP exchange of a run (credentials masked and secrets redacted in records).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HttpExchange {
     /// The method.
     pub method: String,
@@ -22,9 +23,11 @@ pub struct HttpExchange {
     pub status: Option<u16>,
     /// The request headers the guest set.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub request_headers: Vec<(String, String)>,
     /// The response headers.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub response_headers: Vec<(String, String)>,
     /// Request body size in bytes.
     #[serde(default)]
@@ -67,6 +70,7 @@ impl HttpExchange {
 /// How important a log line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LogLevel {
     /// Fine-grained tracing.
     Trace,
@@ -83,6 +87,7 @@ pub enum LogLevel {
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LogSource {
     /// The `log` interface.
     Log,
@@ -96,6 +101,7 @@ pub enum LogSource {
 
 /// One captured line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// How important.
     pub level: LogLevel,
@@ -108,6 +114,7 @@ pub struct LogLine {
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunStatus {
     /// `run` returned `ok` within every limit.
     Succeeded,
@@ -118,6 +125,7 @@ pub enum RunStatus {
 /// Everything about one execution of a run, as recorded: secrets redacted, credentials
 /// masked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunReport {
     /// The run's id.
     pub run_id: RunId,
@@ -129,6 +137,7 @@ pub struct RunReport {
     /// The outcome, when it succeeded.
     pub outcome: Option<RunOutcome>,
     /// The error, when it failed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::outcome::RunErrorWire>))]
     pub error: Option<RunError>,
     /// The effects the run recorded, in order.
     pub effects: Vec<Effect>,

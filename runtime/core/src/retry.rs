@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// that took its host down 3 times is not tried a fourth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1: never retried).
     pub max_attempts: u32,

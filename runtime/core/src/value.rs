@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// `{"date_time": "2026-11-25T10:00:00Z"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FieldValue {
     /// Free text.
     Text(String),
@@ -130,6 +131,26 @@ impl fmt::Debug for Bytes {
             Err(_) => write!(f, "{} bytes", self.0.len()),
         }
     }
+}
+
+/// The JSON form of [`Bytes`], for the API document: UTF-8 text as `{"text": …}`,
+/// anything else as `{"base64": …}` (standard alphabet, padded).
+#[cfg(feature = "openapi")]
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = Bytes)]
+#[expect(dead_code, reason = "a schema for the document, never built")]
+pub(crate) enum BytesJson {
+    /// UTF-8 text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Any other bytes.
+    Base64 {
+        /// The bytes, base64.
+        base64: String,
+    },
 }
 
 impl Serialize for Bytes {

@@ -10,6 +10,19 @@ use fluxo_sandbox::LoadError;
 use fluxo_store::{StoreError, StoreErrorKind};
 use serde_json::{Value, json};
 
+/// The body of every error the API answers (`application/json`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code (`not_found`, `overloaded`, `forbidden_import`, …).
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Structured details of some codes (the cap and size of `component_too_large`, the
+    /// path of a malformed JSON body, …), `null` otherwise.
+    pub details: Value,
+}
+
 /// An error answered by the API.
 #[derive(Debug)]
 pub struct ApiError {
@@ -74,7 +87,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, message = %self.message, "request failed");
         }
-        let body = json!({ "code": self.code, "message": self.message, "details": self.details });
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+            details: self.details,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
@@ -83,6 +100,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The answer for a path no route serves: the API's own 404 body, not an empty one.
+pub(crate) async fn no_route() -> ApiError {
+    ApiError::not_found("no such route")
 }
 
 impl From<StoreError> for ApiError {

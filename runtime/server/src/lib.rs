@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 mod handlers;
 mod json;
+mod params;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -77,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .max_component_bytes()
         .saturating_add(64 << 10);
     routes::router()
+        .fallback(error::no_route)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::new())

@@ -1,12 +1,19 @@
 //! The route table: one list that builds both the router and the OpenAPI document, so
-//! every served route is documented and every documented route is served.
+//! every served route is documented and every documented route is served. The bodies'
+//! schemas are derived from the very types the handlers serialize and parse
+//! (`utoipa::ToSchema`), so the document cannot drift from what is answered.
 
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::handlers as h;
+use crate::error::ErrorBody;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +24,45 @@ pub enum Access {
     Admin,
     /// A tenant token.
     Tenant,
+}
+
+/// The named schemas a document collects: `(name, schema)`.
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// Adds a type's schema (and the schemas it refers to) and answers a `$ref` to it.
+pub type SchemaOf = fn(&mut Schemas) -> Value;
+
+fn schema_of<T: ToSchema>(schemas: &mut Schemas) -> Value {
+    let name = T::name();
+    schemas.push((name.to_string(), T::schema()));
+    T::schemas(schemas);
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn query_of<P: IntoParams>() -> Vec<Parameter> {
+    P::into_params(|| Some(ParameterIn::Query))
+}
+
+/// A route's request body.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestBody {
+    /// None is read.
+    None,
+    /// JSON of a type (an empty body reads as `{}`).
+    Json(SchemaOf),
+    /// A WebAssembly component's bytes.
+    Component,
+}
+
+/// A route's success body.
+#[derive(Debug, Clone, Copy)]
+pub enum ResponseBody {
+    /// JSON of a type.
+    Json(SchemaOf),
+    /// Text of a media type (`/metrics`).
+    Text(&'static str),
+    /// Any JSON object (`/v1/openapi.json`).
+    AnyObject,
 }
 
 /// One documented route.
@@ -32,6 +78,19 @@ pub struct RouteDoc {
     pub access: Access,
     /// The success status.
     pub status: u16,
+    /// Another success status with the same body (a deduplicated submission's 200, a
+    /// requested cancel's 202).
+    pub also: Option<u16>,
+    /// What it reads.
+    pub request: RequestBody,
+    /// Its query parameters.
+    pub query: Option<fn() -> Vec<Parameter>>,
+    /// What it answers on success.
+    pub response: ResponseBody,
+}
+
+fn nothing(_: &mut Schemas) -> Value {
+    json!({})
 }
 
 const fn doc(
@@ -47,6 +106,47 @@ const fn doc(
         summary,
         access,
         status,
+        also: None,
+        request: RequestBody::None,
+        query: None,
+        response: ResponseBody::Json(nothing),
+    }
+}
+
+impl RouteDoc {
+    fn body<T: ToSchema>(mut self) -> Self {
+        self.request = RequestBody::Json(schema_of::<T>);
+        self
+    }
+
+    fn component(mut self) -> Self {
+        self.request = RequestBody::Component;
+        self
+    }
+
+    fn query<P: IntoParams>(mut self) -> Self {
+        self.query = Some(query_of::<P>);
+        self
+    }
+
+    fn returns<T: ToSchema>(mut self) -> Self {
+        self.response = ResponseBody::Json(schema_of::<T>);
+        self
+    }
+
+    fn text(mut self, media_type: &'static str) -> Self {
+        self.response = ResponseBody::Text(media_type);
+        self
+    }
+
+    fn any_object(mut self) -> Self {
+        self.response = ResponseBody::AnyObject;
+        self
+    }
+
+    fn also(mut self, status: u16) -> Self {
+        self.also = Some(status);
+        self
     }
 }
 
@@ -56,7 +156,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
     use h::{actions, admin, runs, tenant_data as data};
     vec![
         (
-            doc("GET", "/healthz", "Liveness", Public, 200),
+            doc("GET", "/healthz", "Liveness", Public, 200).returns::<admin::Health>(),
             get(admin::healthz),
         ),
         (
@@ -66,7 +166,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Readiness: the store answers and its schema is current (503 otherwise)",
                 Public,
                 200,
-            ),
+            ).returns::<admin::Ready>(),
             get(admin::readyz),
         ),
         (
@@ -76,15 +176,15 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Prometheus (OpenMetrics) metrics",
                 Public,
                 200,
-            ),
+            ).text("application/openmetrics-text"),
             get(admin::metrics),
         ),
         (
-            doc("GET", "/v1/openapi.json", "This document", Public, 200),
+            doc("GET", "/v1/openapi.json", "This document", Public, 200).any_object(),
             get(admin::openapi),
         ),
         (
-            doc("POST", "/v1/tenants", "Create a tenant", Admin, 201),
+            doc("POST", "/v1/tenants", "Create a tenant", Admin, 201).body::<admin::NewTenant>().returns::<admin::TenantCreated>(),
             post(admin::create_tenant),
         ),
         (
@@ -94,11 +194,11 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Create a tenant token (shown once)",
                 Admin,
                 201,
-            ),
+            ).returns::<admin::TokenCreated>(),
             post(admin::create_token),
         ),
         (
-            doc("GET", "/v1/actions", "List actions", Tenant, 200),
+            doc("GET", "/v1/actions", "List actions", Tenant, 200).returns::<actions::ActionList>(),
             get(actions::list),
         ),
         (
@@ -108,7 +208,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Show an action, its permissions and versions",
                 Tenant,
                 200,
-            ),
+            ).returns::<actions::ActionDetail>(),
             get(actions::show),
         ),
         (
@@ -118,7 +218,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Delete an action (?confirm=NAME)",
                 Tenant,
                 200,
-            ),
+            ).query::<actions::DeleteQuery>().returns::<h::Deleted>(),
             delete(actions::delete),
         ),
         (
@@ -128,7 +228,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Upload a component as a new version (body: the .wasm bytes; ?description=)",
                 Tenant,
                 201,
-            ),
+            ).query::<actions::UploadQuery>().component().returns::<actions::Uploaded>(),
             post(actions::upload),
         ),
         (
@@ -138,7 +238,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "List versions",
                 Tenant,
                 200,
-            ),
+            ).returns::<actions::VersionList>(),
             get(actions::versions),
         ),
         (
@@ -148,7 +248,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Make a version active: {\"version\": N}",
                 Tenant,
                 200,
-            ),
+            ).body::<actions::Activate>().returns::<actions::ActionChanged>(),
             post(actions::activate),
         ),
         (
@@ -158,7 +258,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Set limit overrides (only tighter than the host's): {\"fuel\", \"deadline_ms\", \"max_memory_bytes\"}",
                 Tenant,
                 200,
-            ),
+            ).body::<fluxo_core::LimitOverrides>().returns::<actions::ActionChanged>(),
             put(actions::set_limits),
         ),
         (
@@ -168,7 +268,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Set the retry policy: {\"max_attempts\", \"initial_delay_ms\", \"multiplier\", \"max_delay_ms\", …}",
                 Tenant,
                 200,
-            ),
+            ).body::<fluxo_core::RetryPolicy>().returns::<actions::ActionChanged>(),
             put(actions::set_retry),
         ),
         (
@@ -178,7 +278,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Accept new runs",
                 Tenant,
                 200,
-            ),
+            ).returns::<actions::ActionChanged>(),
             post(actions::enable),
         ),
         (
@@ -188,7 +288,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Refuse new runs",
                 Tenant,
                 200,
-            ),
+            ).returns::<actions::ActionChanged>(),
             post(actions::disable),
         ),
         (
@@ -198,7 +298,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Test against a sample event through the tenant's slots: report, contact diff, e-mails; nothing applied",
                 Tenant,
                 200,
-            ),
+            ).body::<actions::EventBody>().returns::<actions::TestResult>(),
             post(actions::test),
         ),
         (
@@ -208,7 +308,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Submit a run (durable on 202): {\"action\", \"contact\", \"message\", \"input\", \"version\"}; Idempotency-Key header",
                 Tenant,
                 202,
-            ),
+            ).body::<actions::EventBody>().returns::<runs::RunAccepted>().also(200),
             post(runs::submit),
         ),
         (
@@ -218,7 +318,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "List runs (?action=&state=&limit=&after=)",
                 Tenant,
                 200,
-            ),
+            ).query::<runs::RunQuery>().returns::<runs::RunList>(),
             get(runs::list),
         ),
         (
@@ -228,7 +328,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Show a run, its attempts and report",
                 Tenant,
                 200,
-            ),
+            ).returns::<fluxo_store::RunRecord>(),
             get(runs::show),
         ),
         (
@@ -238,7 +338,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Cancel a queued or running run",
                 Tenant,
                 200,
-            ),
+            ).returns::<runs::RunStateChange>().also(202),
             post(runs::cancel),
         ),
         (
@@ -248,7 +348,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Queue a dead run again",
                 Tenant,
                 202,
-            ),
+            ).returns::<runs::RunStateChange>(),
             post(runs::retry),
         ),
         (
@@ -258,11 +358,11 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Show a contact of the embedded contact store",
                 Tenant,
                 200,
-            ),
+            ).returns::<fluxo_core::Contact>(),
             get(data::show_contact),
         ),
         (
-            doc("GET", "/v1/secrets", "List secret names", Tenant, 200),
+            doc("GET", "/v1/secrets", "List secret names", Tenant, 200).returns::<data::SecretNames>(),
             get(data::list_secrets),
         ),
         (
@@ -272,7 +372,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Set a secret (8 to 4096 bytes): {\"value\"}",
                 Tenant,
                 200,
-            ),
+            ).body::<data::SecretValue>().returns::<data::SecretSaved>(),
             put(data::set_secret),
         ),
         (
@@ -282,7 +382,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Delete a secret",
                 Tenant,
                 200,
-            ),
+            ).returns::<h::Deleted>(),
             delete(data::delete_secret),
         ),
         (
@@ -292,11 +392,11 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Register a completion-webhook endpoint: {\"url\"}; its whsec_ secret is shown once",
                 Tenant,
                 201,
-            ),
+            ).body::<data::NewEndpoint>().returns::<data::EndpointCreated>(),
             post(data::create_endpoint),
         ),
         (
-            doc("GET", "/v1/webhooks", "List webhook endpoints", Tenant, 200),
+            doc("GET", "/v1/webhooks", "List webhook endpoints", Tenant, 200).returns::<data::EndpointList>(),
             get(data::list_endpoints),
         ),
         (
@@ -306,7 +406,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "A new signing secret (shown once); the old one signs too for 24 h",
                 Tenant,
                 200,
-            ),
+            ).returns::<data::SecretRotated>(),
             post(data::rotate_endpoint),
         ),
         (
@@ -316,7 +416,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 "Delete a webhook endpoint",
                 Tenant,
                 200,
-            ),
+            ).returns::<h::Deleted>(),
             delete(data::delete_endpoint),
         ),
     ]
@@ -331,46 +431,117 @@ pub fn router() -> Router<AppState> {
         })
 }
 
-/// The OpenAPI 3.1 document of the route table.
+/// The error statuses every guarded route may answer, with what each means.
+const GUARDED_ERRORS: &[(u16, &str)] = &[
+    (
+        400,
+        "malformed request: the message names the field and position",
+    ),
+    (401, "missing or unknown token"),
+    (404, "not found (or another tenant's)"),
+    (
+        409,
+        "conflict (disabled action, finished run, existing tenant)",
+    ),
+    (413, "body over the size cap"),
+    (
+        422,
+        "component refused (forbidden import, too big a shape, failed compile)",
+    ),
+    (
+        429,
+        "the tenant's backlog is full or the store is busy (see Retry-After)",
+    ),
+    (503, "the store is unreachable (see Retry-After)"),
+];
+
+/// The OpenAPI 3.1 document of the route table: every path, its parameters, request
+/// and response bodies (schemas derived from the Rust types), security and errors.
 #[must_use]
 pub fn openapi() -> Value {
+    let mut schemas = Schemas::new();
+    let error = schema_of::<ErrorBody>(&mut schemas);
     let mut paths = Map::new();
     for (doc, _) in routes() {
-        let parameters: Vec<Value> = doc
+        let mut parameters: Vec<Value> = doc
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| {
+                // Action names and tenant ids follow fluxo_core::NAME_RULE; a secret's
+                // name is 1 to 128 bytes; run and endpoint ids are opaque.
+                let schema = if doc.path.starts_with("/v1/secrets/") {
+                    json!({ "type": "string", "minLength": 1, "maxLength": 128 })
+                } else if matches!(name, "name" | "tenant") {
+                    json!({ "type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$" })
+                } else {
+                    json!({ "type": "string" })
+                };
+                json!({ "name": name, "in": "path", "required": true, "schema": schema })
+            })
             .collect();
+        if let Some(query) = doc.query {
+            parameters.extend(query().iter().filter_map(|p| serde_json::to_value(p).ok()));
+        }
+        if doc.path == "/v1/runs" && doc.method == "POST" {
+            parameters.push(json!({
+                "name": "Idempotency-Key", "in": "header", "required": false,
+                "description": "1 to 255 visible ASCII characters: the same key (per tenant) answers the same run",
+                "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+            }));
+        }
         let security = match doc.access {
             Access::Public => json!([]),
             Access::Admin => json!([{ "admin": [] }]),
             Access::Tenant => json!([{ "tenant": [] }]),
         };
+        let success = match doc.response {
+            ResponseBody::Json(schema) => {
+                json!({ "description": "success", "content": { "application/json": { "schema": schema(&mut schemas) } } })
+            }
+            ResponseBody::Text(media_type) => {
+                json!({ "description": "success", "content": { media_type: { "schema": { "type": "string" } } } })
+            }
+            ResponseBody::AnyObject => {
+                json!({ "description": "success", "content": { "application/json": { "schema": { "type": "object" } } } })
+            }
+        };
         let mut responses = Map::new();
-        responses.insert(
-            doc.status.to_string(),
-            json!({ "description": "success", "content": { "application/json": {} } }),
-        );
-        for (status, meaning) in [
-            ("400", "malformed request"),
-            ("401", "missing or unknown token"),
-            ("404", "not found (or another tenant's)"),
-            ("422", "component refused"),
-            (
-                "409",
-                "conflict (disabled action, finished run, existing tenant)",
-            ),
-            ("429", "the tenant's backlog is full (see Retry-After)"),
-        ] {
-            responses.insert(status.to_owned(), json!({ "$ref": format!("#/components/responses/Error{status}"), "description": meaning }));
+        for status in std::iter::once(doc.status).chain(doc.also) {
+            responses.insert(status.to_string(), success.clone());
         }
-        let operation = json!({
+        let errors: &[(u16, &str)] = match doc.access {
+            Access::Public if doc.path == "/readyz" => {
+                &[(503, "not ready: the reason is in the message")]
+            }
+            Access::Public => &[],
+            Access::Admin | Access::Tenant => GUARDED_ERRORS,
+        };
+        for (status, meaning) in errors {
+            responses.insert(
+                status.to_string(),
+                json!({ "description": meaning, "content": { "application/json": { "schema": error } } }),
+            );
+        }
+        let mut operation = json!({
             "summary": doc.summary,
+            "operationId": operation_id(&doc),
             "parameters": parameters,
             "security": security,
             "responses": responses,
         });
+        let request = match doc.request {
+            RequestBody::None => None,
+            RequestBody::Json(schema) => Some(
+                json!({ "required": false, "content": { "application/json": { "schema": schema(&mut schemas) } } }),
+            ),
+            RequestBody::Component => Some(
+                json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }),
+            ),
+        };
+        if let (Some(request), Some(operation)) = (request, operation.as_object_mut()) {
+            operation.insert("requestBody".to_owned(), request);
+        }
         let entry = paths
             .entry(doc.path.to_owned())
             .or_insert_with(|| json!({}));
@@ -378,14 +549,9 @@ pub fn openapi() -> Value {
             methods.insert(doc.method.to_ascii_lowercase(), operation);
         }
     }
-    let error_responses: Map<String, Value> = ["400", "401", "404", "409", "422", "429"]
-        .iter()
-        .map(|status| {
-            (
-                format!("Error{status}"),
-                json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
-            )
-        })
+    let schemas: Map<String, Value> = schemas
+        .into_iter()
+        .filter_map(|(name, schema)| Some((name, serde_json::to_value(schema).ok()?)))
         .collect();
     json!({
         "openapi": "3.1.0",
@@ -396,18 +562,90 @@ pub fn openapi() -> Value {
                 "admin": { "type": "http", "scheme": "bearer" },
                 "tenant": { "type": "http", "scheme": "bearer" },
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": { "type": "string" },
-                        "message": { "type": "string" },
-                        "details": {},
-                    },
-                },
-            },
-            "responses": error_responses,
+            "schemas": schemas,
         },
     })
+}
+
+/// A stable operation id: the method and the path's words (`post_v1_actions_name_test`).
+fn operation_id(doc: &RouteDoc) -> String {
+    let words: Vec<&str> = doc
+        .path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .collect();
+    format!("{}_{}", doc.method.to_ascii_lowercase(), words.join("_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target.clone());
+                }
+                map.values().for_each(|v| references(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_json_answer_has_a_schema() {
+        let document = openapi();
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 30, "the document refers to its schemas");
+        for target in found {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("a reference outside the schemas: {target}"));
+            assert!(
+                document["components"]["schemas"].get(name).is_some(),
+                "{target} does not resolve"
+            );
+        }
+        for (doc, _) in routes() {
+            let operation = &document["paths"][doc.path][doc.method.to_ascii_lowercase()];
+            let success = &operation["responses"][doc.status.to_string()]["content"];
+            assert!(
+                success.as_object().is_some_and(|content| content
+                    .values()
+                    .all(|media| media["schema"].as_object().is_some_and(|s| !s.is_empty()))),
+                "{} {} documents no success body",
+                doc.method,
+                doc.path
+            );
+        }
+    }
+
+    #[test]
+    fn derived_schemas_describe_what_the_types_serialize() {
+        let document = openapi();
+        let schemas = &document["components"]["schemas"];
+        let run = &schemas["RunRecord"];
+        for field in ["id", "action", "state", "event", "attempts", "created_ms"] {
+            assert!(
+                run["required"]
+                    .as_array()
+                    .is_some_and(|required| required.iter().any(|f| f == field)),
+                "RunRecord requires {field}: {run}"
+            );
+        }
+        let phases = schemas["RunPhase"]["enum"]
+            .as_array()
+            .expect("RunPhase is an enum");
+        assert!(phases.iter().any(|p| p == "dead"), "{phases:?}");
+        let effect = serde_json::to_string(&schemas["Effect"]).unwrap_or_default();
+        assert!(
+            effect.contains("set_field") && effect.contains("send_email"),
+            "the effect kinds are the serde tags: {effect}"
+        );
+        let error = &schemas["Error"];
+        assert_eq!(error["required"], json!(["code", "message", "details"]));
+    }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// An action as listed: its current settings and active version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionRecord {
     /// The action's name, unique per tenant.
     pub name: ActionName,
@@ -28,6 +29,7 @@ pub struct ActionRecord {
 
 /// One uploaded version of an action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionRecord {
     /// 1, 2, … per action.
     pub version: u32,
@@ -92,6 +94,7 @@ impl RunTarget {
 /// Whether a run's effects are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunMode {
     /// A real run: its effects are committed when it succeeds.
     Run,
@@ -134,6 +137,7 @@ impl Priority {
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunPhase {
     /// Accepted (durably), waiting for a worker.
     Queued,
@@ -293,6 +297,7 @@ pub struct Claimed {
 
 /// What an attempt amounted to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptSummary {
     /// The attempt (1-based).
     pub attempt: u32,
@@ -313,6 +318,7 @@ pub struct AttemptSummary {
 
 /// A stored run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunRecord {
     /// The run's id.
     pub id: RunId,
@@ -626,6 +632,7 @@ impl std::fmt::Debug for StoredSecret {
 
 /// A tenant's completion-webhook endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookEndpoint {
     /// `ep_…`.
     pub id: String,

@@ -226,6 +226,11 @@ async fn every_documented_route_is_served_and_guarded() {
         .call(Method::GET, "/v1/nothing-here", None, Bytes::new())
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.body["code"], "not_found",
+        "an unknown path answers the API's error body: {}",
+        unknown.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,31 +2,77 @@
 //! disable, delete, test.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use fluxo_core::{
     Contact, Effect, Event, LimitOverrides, Message, RetryPolicy, Trigger, apply_to_contact,
 };
-use serde::Deserialize;
+use fluxo_core::{FieldValue, OutgoingEmail, RunReport};
+use fluxo_store::{ActionRecord, VersionRecord};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{ApiResult, name_in_path, ok};
+use super::{ApiResult, Deleted, name_in_path, ok};
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::JsonBody;
+use crate::params::{PathParam, QueryParams};
+
+/// The answer of `GET /v1/actions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ActionList {
+    /// The tenant's actions, by name.
+    actions: Vec<ActionRecord>,
+}
+
+/// An action after a change (activate, enable, disable, limits, retry policy).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ActionChanged {
+    /// The action as it is now.
+    action: ActionRecord,
+}
+
+/// The answer of `POST /v1/actions/{name}/versions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Uploaded {
+    /// The action (made by the first upload).
+    action: ActionRecord,
+    /// The new version.
+    version: VersionRecord,
+}
+
+/// The answer of `GET /v1/actions/{name}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ActionDetail {
+    /// The action.
+    action: ActionRecord,
+    /// What its active version imports: what it may do.
+    permissions: Vec<String>,
+    /// Every version, oldest first.
+    versions: Vec<VersionRecord>,
+}
+
+/// The answer of `GET /v1/actions/{name}/versions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct VersionList {
+    /// Every version, oldest first.
+    versions: Vec<VersionRecord>,
+}
 
 /// `GET /v1/actions`
 pub(crate) async fn list(Tenant(tenant): Tenant, State(state): State<AppState>) -> ApiResult {
     let actions = state.store.actions(&tenant).await?;
-    ok(StatusCode::OK, json!({ "actions": actions }))
+    ok(StatusCode::OK, &ActionList { actions })
 }
 
 /// The query of `POST /v1/actions/{name}/versions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
+    /// What the action does, for people (kept from the first upload when absent).
     description: Option<String>,
 }
 
@@ -34,8 +80,8 @@ pub(crate) struct UploadQuery {
 pub(crate) async fn upload(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<UploadQuery>,
+    PathParam(name): PathParam<String>,
+    QueryParams(query): QueryParams<UploadQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body = body.map_err(|rejection| {
@@ -58,10 +104,7 @@ pub(crate) async fn upload(
     {
         Ok((action, version)) => {
             state.metrics.record_upload("accepted");
-            ok(
-                StatusCode::CREATED,
-                json!({ "action": action, "version": version }),
-            )
+            ok(StatusCode::CREATED, &Uploaded { action, version })
         }
         Err(error) => {
             let error = ApiError::from(error);
@@ -89,7 +132,7 @@ async fn action_or_404(
 pub(crate) async fn show(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> ApiResult {
     let (parsed, action) = action_or_404(&state, &tenant, &name).await?;
     let versions = state.store.versions(&tenant, &parsed).await?;
@@ -100,7 +143,11 @@ pub(crate) async fn show(
         .unwrap_or_default();
     ok(
         StatusCode::OK,
-        json!({ "action": action, "permissions": permissions, "versions": versions }),
+        &ActionDetail {
+            action,
+            permissions,
+            versions,
+        },
     )
 }
 
@@ -108,35 +155,43 @@ pub(crate) async fn show(
 pub(crate) async fn versions(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> ApiResult {
     let (parsed, _) = action_or_404(&state, &tenant, &name).await?;
-    ok(
-        StatusCode::OK,
-        json!({ "versions": state.store.versions(&tenant, &parsed).await? }),
-    )
+    let versions = state.store.versions(&tenant, &parsed).await?;
+    ok(StatusCode::OK, &VersionList { versions })
 }
 
 /// The body of `POST /v1/actions/{name}/activate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Activate {
+    /// The version new runs use from now on.
     version: u32,
+}
+
+/// Answers with the action as it is after a change; 404 if it went meanwhile.
+async fn changed(
+    state: &AppState,
+    tenant: &fluxo_core::TenantId,
+    action: &fluxo_core::ActionName,
+) -> ApiResult {
+    match state.store.action(tenant, action).await? {
+        Some(action) => ok(StatusCode::OK, &ActionChanged { action }),
+        None => Err(ApiError::not_found(format!("no action named {action}"))),
+    }
 }
 
 /// `POST /v1/actions/{name}/activate`
 pub(crate) async fn activate(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     JsonBody(body): JsonBody<Activate>,
 ) -> ApiResult {
     let parsed = name_in_path(&name)?;
     if state.store.activate(&tenant, &parsed, body.version).await? {
-        ok(
-            StatusCode::OK,
-            json!({ "action": state.store.action(&tenant, &parsed).await? }),
-        )
+        changed(&state, &tenant, &parsed).await
     } else {
         Err(ApiError::not_found(format!(
             "action {name:?} has no version {}",
@@ -153,10 +208,7 @@ async fn set_enabled(
 ) -> ApiResult {
     let parsed = name_in_path(name)?;
     if state.store.set_enabled(tenant, &parsed, enabled).await? {
-        ok(
-            StatusCode::OK,
-            json!({ "action": state.store.action(tenant, &parsed).await? }),
-        )
+        changed(state, tenant, &parsed).await
     } else {
         Err(ApiError::not_found(format!("no action named {name:?}")))
     }
@@ -166,7 +218,7 @@ async fn set_enabled(
 pub(crate) async fn set_limits(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     JsonBody(body): JsonBody<LimitOverrides>,
 ) -> ApiResult {
     state
@@ -178,10 +230,7 @@ pub(crate) async fn set_limits(
         })?;
     let parsed = name_in_path(&name)?;
     if state.store.set_limits(&tenant, &parsed, &body).await? {
-        ok(
-            StatusCode::OK,
-            json!({ "action": state.store.action(&tenant, &parsed).await? }),
-        )
+        changed(&state, &tenant, &parsed).await
     } else {
         Err(ApiError::not_found(format!("no action named {name:?}")))
     }
@@ -191,7 +240,7 @@ pub(crate) async fn set_limits(
 pub(crate) async fn set_retry(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     JsonBody(body): JsonBody<RetryPolicy>,
 ) -> ApiResult {
     body.check().map_err(|error| {
@@ -199,10 +248,7 @@ pub(crate) async fn set_retry(
     })?;
     let parsed = name_in_path(&name)?;
     if state.store.set_retry(&tenant, &parsed, &body).await? {
-        ok(
-            StatusCode::OK,
-            json!({ "action": state.store.action(&tenant, &parsed).await? }),
-        )
+        changed(&state, &tenant, &parsed).await
     } else {
         Err(ApiError::not_found(format!("no action named {name:?}")))
     }
@@ -212,7 +258,7 @@ pub(crate) async fn set_retry(
 pub(crate) async fn enable(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> ApiResult {
     set_enabled(&state, &tenant, &name, true).await
 }
@@ -221,15 +267,17 @@ pub(crate) async fn enable(
 pub(crate) async fn disable(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> ApiResult {
     set_enabled(&state, &tenant, &name, false).await
 }
 
 /// The query of `DELETE /v1/actions/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeleteQuery {
+    /// The action's name again: deleting needs it typed twice.
     confirm: Option<String>,
 }
 
@@ -237,30 +285,37 @@ pub(crate) struct DeleteQuery {
 pub(crate) async fn delete(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<DeleteQuery>,
+    PathParam(name): PathParam<String>,
+    QueryParams(query): QueryParams<DeleteQuery>,
 ) -> ApiResult {
     state
         .registry
         .delete(&tenant, &name, query.confirm.as_deref().unwrap_or(""))
         .await?;
-    ok(StatusCode::OK, json!({ "deleted": name }))
+    ok(StatusCode::OK, &Deleted { deleted: name })
 }
 
-/// The event part of a test or run request: everything but tenant and action.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /v1/runs` and `POST /v1/actions/{name}/test`: the event, and
+/// which action and version run for it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventBody {
+    /// What started the run (`automation` for a run, `test` for a test by default).
     #[serde(default)]
     pub(crate) trigger: Option<Trigger>,
+    /// The contact the run is for: its id, fields and tags.
     #[serde(default)]
     pub(crate) contact: Contact,
+    /// The message that triggered it, if any.
     #[serde(default)]
     pub(crate) message: Option<Message>,
+    /// The action's input (any JSON; `{}` when absent).
     #[serde(default)]
     pub(crate) input: Option<Value>,
+    /// A version to pin (the active one when absent).
     #[serde(default)]
     pub(crate) version: Option<u32>,
+    /// The action to run (required by `POST /v1/runs`; a test names it in the path).
     #[serde(default)]
     pub(crate) action: Option<String>,
 }
@@ -285,32 +340,84 @@ impl EventBody {
     }
 }
 
-fn diff(before: &Contact, effects: &[Effect]) -> Value {
+/// A contact field's change in a test.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct FieldChange {
+    /// The value before the run (absent: the field did not exist).
+    before: Option<FieldValue>,
+    /// The value after it (absent: the field was removed).
+    after: Option<FieldValue>,
+}
+
+/// The tags a test added and removed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TagChanges {
+    /// Tags the run added.
+    added: Vec<String>,
+    /// Tags the run removed.
+    removed: Vec<String>,
+}
+
+/// What a test would do to the contact.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ContactDiff {
+    /// The contact as sent.
+    before: Contact,
+    /// The contact as the run would leave it.
+    after: Contact,
+    /// Each changed field, by name.
+    fields: std::collections::BTreeMap<String, FieldChange>,
+    /// Tags added and removed.
+    tags: TagChanges,
+}
+
+/// The answer of `POST /v1/actions/{name}/test`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TestResult {
+    /// The version that ran.
+    version: u32,
+    /// The run's report (nothing in it was applied).
+    report: RunReport,
+    /// What it would do to the contact.
+    contact: ContactDiff,
+    /// The e-mails it would send.
+    emails: Vec<OutgoingEmail>,
+}
+
+fn diff(before: &Contact, effects: &[Effect]) -> ContactDiff {
     let mut after = before.clone();
     apply_to_contact(&mut after, effects);
-    let mut fields = serde_json::Map::new();
+    let mut fields = std::collections::BTreeMap::new();
     for name in before.fields.keys().chain(after.fields.keys()) {
         let (old, new) = (before.fields.get(name), after.fields.get(name));
         if old != new {
-            fields.insert(name.clone(), json!({ "before": old, "after": new }));
+            fields.insert(
+                name.clone(),
+                FieldChange {
+                    before: old.cloned(),
+                    after: new.cloned(),
+                },
+            );
         }
     }
-    let added: Vec<_> = after
+    let added = after
         .tags
         .iter()
         .filter(|t| !before.tags.contains(t))
+        .cloned()
         .collect();
-    let removed: Vec<_> = before
+    let removed = before
         .tags
         .iter()
         .filter(|t| !after.tags.contains(t))
+        .cloned()
         .collect();
-    json!({
-        "before": before,
-        "after": after,
-        "fields": fields,
-        "tags": { "added": added, "removed": removed },
-    })
+    ContactDiff {
+        before: before.clone(),
+        after,
+        fields,
+        tags: TagChanges { added, removed },
+    }
 }
 
 /// `POST /v1/actions/{name}/test`: a run through the tenant's slots with production
@@ -319,7 +426,7 @@ fn diff(before: &Contact, effects: &[Effect]) -> Value {
 pub(crate) async fn test(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     crate::json::EventJson(body, warnings): crate::json::EventJson<EventBody>,
 ) -> ApiResult {
     let action = name_in_path(&name)?;
@@ -336,17 +443,22 @@ pub(crate) async fn test(
             "the test has no report",
         )
     })?;
-    let emails: Vec<_> = report
+    let emails = report
         .effects
         .iter()
         .filter_map(|effect| match effect {
-            Effect::SendEmail(email) => Some(email),
+            Effect::SendEmail(email) => Some(email.clone()),
             _ => None,
         })
         .collect();
-    let diff = diff(&contact, &report.effects);
+    let contact = diff(&contact, &report.effects);
     ok(
         StatusCode::OK,
-        json!({ "version": record.version, "report": report, "contact": diff, "emails": emails }),
+        &TestResult {
+            version: record.version,
+            report,
+            contact,
+            emails,
+        },
     )
 }

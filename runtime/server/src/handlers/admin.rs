@@ -1,23 +1,37 @@
 //! Liveness, metrics, the API document, and the admin's tenant and token management.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fluxo_core::TenantId;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiResult, ok};
 use crate::AppState;
 use crate::auth::{Admin, hash_token, new_token};
 use crate::error::ApiError;
 use crate::json::JsonBody;
+use crate::params::PathParam;
+
+/// The answer of `GET /readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Ready {
+    /// Always `true` (an unready node answers 503 with an error).
+    ready: bool,
+}
+
+/// The answer of `GET /healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
 
 /// `GET /readyz`: the store answers and its schema is this Fluxo's; 503 with the reason
 /// otherwise (a load balancer stops sending traffic, the process stays up).
 pub(crate) async fn readyz(State(state): State<AppState>) -> ApiResult {
     match state.store.ready().await {
-        Ok(()) => ok(StatusCode::OK, json!({ "ready": true })),
+        Ok(()) => ok(StatusCode::OK, &Ready { ready: true }),
         Err(error) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -29,7 +43,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> ApiResult {
 /// `GET /healthz`: the process is up (no store access, so it answers while workers are
 /// busy).
 pub(crate) async fn healthz() -> ApiResult {
-    ok(StatusCode::OK, json!({ "status": "ok" }))
+    ok(StatusCode::OK, &Health { status: "ok" })
 }
 
 /// `GET /metrics`
@@ -55,10 +69,28 @@ pub(crate) async fn openapi() -> Response {
 }
 
 /// The body of `POST /v1/tenants`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTenant {
+    /// The tenant's id: 1 to 64 characters `a-z`, `0-9`, `-` or `_`, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9_-]{0,63}$")]
     id: String,
+}
+
+/// The answer of `POST /v1/tenants`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TenantCreated {
+    /// The new tenant's id.
+    id: TenantId,
+}
+
+/// The answer of `POST /v1/tenants/{tenant}/tokens`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenCreated {
+    /// The tenant.
+    tenant: TenantId,
+    /// The bearer token (`fxt_…`): shown here once, only its hash is kept.
+    token: String,
 }
 
 /// `POST /v1/tenants`
@@ -70,7 +102,7 @@ pub(crate) async fn create_tenant(
     let tenant = TenantId::parse(&body.id)
         .map_err(|_| ApiError::bad_request(format!("invalid tenant id {:?}", body.id)))?;
     if state.store.create_tenant(&tenant).await? {
-        ok(StatusCode::CREATED, json!({ "id": tenant }))
+        ok(StatusCode::CREATED, &TenantCreated { id: tenant })
     } else {
         Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -84,7 +116,7 @@ pub(crate) async fn create_tenant(
 pub(crate) async fn create_token(
     _: Admin,
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    PathParam(tenant): PathParam<String>,
 ) -> ApiResult {
     let Ok(tenant) = TenantId::parse(&tenant) else {
         return Err(ApiError::not_found(format!("no tenant {tenant:?}")));
@@ -94,8 +126,5 @@ pub(crate) async fn create_token(
     }
     let token = new_token("fxt")?;
     state.store.add_token(&tenant, &hash_token(&token)).await?;
-    ok(
-        StatusCode::CREATED,
-        json!({ "tenant": tenant, "token": token }),
-    )
+    ok(StatusCode::CREATED, &TokenCreated { tenant, token })
 }

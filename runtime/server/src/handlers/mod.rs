@@ -9,14 +9,23 @@ pub(crate) mod tenant_data;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::error::ApiError;
 
 pub(crate) type ApiResult = Result<Response, ApiError>;
 
-pub(crate) fn ok(status: StatusCode, body: Value) -> ApiResult {
+/// Answers `status` with `body` as JSON. Every body is a type whose schema the OpenAPI
+/// document derives (`routes.rs`), so the two cannot disagree.
+pub(crate) fn ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
     Ok((status, Json(body)).into_response())
+}
+
+/// What a `DELETE` removed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Deleted {
+    /// The name or id of what was deleted.
+    pub(crate) deleted: String,
 }
 
 /// Parses a path segment as a name, answering 404 for one that cannot exist.

@@ -1,11 +1,10 @@
 //! Runs: submit (with an `Idempotency-Key`), list, show, cancel, retry a dead run.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use fluxo_core::{ActionName, Trigger};
-use fluxo_store::{CancelOutcome, RunFilter, RunPhase};
-use serde::Deserialize;
-use serde_json::json;
+use fluxo_core::{ActionName, RunId, Trigger};
+use fluxo_store::{CancelOutcome, RunFilter, RunPhase, RunRecord};
+use serde::{Deserialize, Serialize};
 
 use super::actions::EventBody;
 use super::{ApiResult, name_in_path, ok, run_in_path};
@@ -13,6 +12,7 @@ use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::EventJson;
+use crate::params::{PathParam, QueryParams};
 
 /// The longest idempotency key accepted.
 const MAX_KEY_BYTES: usize = 255;
@@ -32,6 +32,37 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             ))
         })?;
     Ok(Some(key.to_owned()))
+}
+
+/// The answer of `POST /v1/runs`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RunAccepted {
+    /// The run's id (the earlier run's, when deduplicated).
+    run_id: RunId,
+    /// Its state now (`queued` for a new run).
+    state: RunPhase,
+    /// Whether the `Idempotency-Key` named an earlier run (200, nothing new accepted).
+    deduplicated: bool,
+}
+
+/// A run's state after a cancel or a retry.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RunStateChange {
+    /// The run.
+    run_id: RunId,
+    /// Its state now.
+    state: RunPhase,
+    /// Present and `true` when the run is running: it stops at its next host call or
+    /// epoch tick (202).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cancel_requested: bool,
+}
+
+/// The answer of `GET /v1/runs`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RunList {
+    /// The runs, newest first.
+    runs: Vec<RunRecord>,
 }
 
 /// `POST /v1/runs`: accepts a run; 202 with its id once it is durable. With an
@@ -61,17 +92,26 @@ pub(crate) async fn submit(
     };
     ok(
         status,
-        json!({ "run_id": enqueued.id, "state": enqueued.state, "deduplicated": enqueued.deduplicated }),
+        &RunAccepted {
+            run_id: enqueued.id,
+            state: enqueued.state,
+            deduplicated: enqueued.deduplicated,
+        },
     )
 }
 
 /// The query of `GET /v1/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RunQuery {
+    /// Only this action's runs.
     action: Option<String>,
+    /// Only runs in this state (`queued`, `running`, `succeeded`, `failed`, `dead`, …).
     state: Option<String>,
+    /// At most this many (default and cap: the store's page size).
     limit: Option<u32>,
+    /// Runs older than this run id (the last id of the previous page).
     after: Option<String>,
 }
 
@@ -79,7 +119,7 @@ pub(crate) struct RunQuery {
 pub(crate) async fn list(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Query(query): Query<RunQuery>,
+    QueryParams(query): QueryParams<RunQuery>,
 ) -> ApiResult {
     let phase = match query.state.as_deref() {
         None => None,
@@ -107,17 +147,15 @@ pub(crate) async fn list(
         limit: query.limit,
         after,
     };
-    ok(
-        StatusCode::OK,
-        json!({ "runs": state.store.runs(&tenant, &filter).await? }),
-    )
+    let runs = state.store.runs(&tenant, &filter).await?;
+    ok(StatusCode::OK, &RunList { runs })
 }
 
 /// `GET /v1/runs/{id}`
 pub(crate) async fn show(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult {
     let id = run_in_path(&id)?;
     let run = state
@@ -125,24 +163,32 @@ pub(crate) async fn show(
         .run(&tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
-    ok(StatusCode::OK, json!(run))
+    ok(StatusCode::OK, &run)
 }
 
 /// `POST /v1/runs/{id}/cancel`
 pub(crate) async fn cancel(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult {
     let id = run_in_path(&id)?;
     match state.scheduler.cancel(&tenant, id).await? {
         CancelOutcome::Cancelled => ok(
             StatusCode::OK,
-            json!({ "run_id": id, "state": RunPhase::Cancelled }),
+            &RunStateChange {
+                run_id: id,
+                state: RunPhase::Cancelled,
+                cancel_requested: false,
+            },
         ),
         CancelOutcome::Requested => ok(
             StatusCode::ACCEPTED,
-            json!({ "run_id": id, "state": RunPhase::Running, "cancel_requested": true }),
+            &RunStateChange {
+                run_id: id,
+                state: RunPhase::Running,
+                cancel_requested: true,
+            },
         ),
         CancelOutcome::AlreadyFinal(phase) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -156,13 +202,17 @@ pub(crate) async fn cancel(
 pub(crate) async fn retry(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult {
     let id = run_in_path(&id)?;
     if state.scheduler.retry(&tenant, id).await? {
         return ok(
             StatusCode::ACCEPTED,
-            json!({ "run_id": id, "state": RunPhase::Queued }),
+            &RunStateChange {
+                run_id: id,
+                state: RunPhase::Queued,
+                cancel_requested: false,
+            },
         );
     }
     match state.store.run(&tenant, id).await? {

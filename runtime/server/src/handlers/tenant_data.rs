@@ -1,17 +1,17 @@
 //! A tenant's contacts (the embedded store), secrets and completion-webhook endpoints.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use fluxo_core::ContactId;
-use fluxo_store::SecretKind;
-use serde::Deserialize;
-use serde_json::json;
+use fluxo_store::{SecretKind, WebhookEndpoint};
+use serde::{Deserialize, Serialize};
 
-use super::{ApiResult, ok};
+use super::{ApiResult, Deleted, ok};
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::JsonBody;
+use crate::params::PathParam;
 
 /// The shortest secret accepted: shorter values would match innocent text, and the
 /// redactor would mangle every report.
@@ -23,7 +23,7 @@ pub(crate) const MAX_SECRET_BYTES: usize = 4096;
 pub(crate) async fn show_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult {
     let contact_id =
         ContactId::parse(&id).map_err(|_| ApiError::not_found(format!("no contact {id:?}")))?;
@@ -32,7 +32,46 @@ pub(crate) async fn show_contact(
         .contact(&tenant, &contact_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no contact {id:?}")))?;
-    ok(StatusCode::OK, json!(contact))
+    ok(StatusCode::OK, &contact)
+}
+
+/// The answer of `GET /v1/secrets`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretNames {
+    /// The tenant's secret names (never their values).
+    secrets: Vec<String>,
+}
+
+/// The answer of `PUT /v1/secrets/{name}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretSaved {
+    /// The secret's name.
+    name: String,
+}
+
+/// The answer of `POST /v1/webhooks`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EndpointCreated {
+    /// The endpoint.
+    endpoint: WebhookEndpoint,
+    /// Its signing secret (`whsec_…`, Standard Webhooks): shown here once.
+    secret: String,
+}
+
+/// The answer of `GET /v1/webhooks`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EndpointList {
+    /// The tenant's endpoints.
+    endpoints: Vec<WebhookEndpoint>,
+}
+
+/// The answer of `POST /v1/webhooks/{id}/rotate`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretRotated {
+    /// The endpoint.
+    id: String,
+    /// Its new signing secret: shown here once.
+    secret: String,
 }
 
 /// `GET /v1/secrets`: names only, never values.
@@ -41,13 +80,15 @@ pub(crate) async fn list_secrets(
     State(state): State<AppState>,
 ) -> ApiResult {
     let names: Vec<String> = state.store.secrets(&tenant).await?.into_keys().collect();
-    ok(StatusCode::OK, json!({ "secrets": names }))
+    ok(StatusCode::OK, &SecretNames { secrets: names })
 }
 
 /// The body of `PUT /v1/secrets/{name}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SecretValue {
+    /// The value: 8 to 4096 bytes.
+    #[schema(min_length = 8, max_length = 4096)]
     value: String,
 }
 
@@ -72,7 +113,7 @@ fn check_secret_name(name: &str) -> Result<(), ApiError> {
 pub(crate) async fn set_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     JsonBody(body): JsonBody<SecretValue>,
 ) -> ApiResult {
     check_secret_name(&name)?;
@@ -90,7 +131,7 @@ pub(crate) async fn set_secret(
         .seal(SecretKind::Tenant, &tenant, &name, &body.value)
         .map_err(sealing)?;
     state.store.set_secret(&tenant, &name, &sealed).await?;
-    ok(StatusCode::OK, json!({ "name": name }))
+    ok(StatusCode::OK, &SecretSaved { name })
 }
 
 #[allow(clippy::needless_pass_by_value, reason = "used as `map_err(sealing)`")]
@@ -106,19 +147,20 @@ fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
 pub(crate) async fn delete_secret(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> ApiResult {
     if state.store.delete_secret(&tenant, &name).await? {
-        ok(StatusCode::OK, json!({ "deleted": name }))
+        ok(StatusCode::OK, &Deleted { deleted: name })
     } else {
         Err(ApiError::not_found(format!("no secret {name:?}")))
     }
 }
 
 /// The body of `POST /v1/webhooks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewEndpoint {
+    /// Where deliveries go: `http` or `https` with a host, no credentials.
     url: String,
 }
 
@@ -161,10 +203,7 @@ pub(crate) async fn create_endpoint(
         .store
         .add_endpoint(&tenant, &body.url, &sealed)
         .await?;
-    ok(
-        StatusCode::CREATED,
-        json!({ "endpoint": endpoint, "secret": secret }),
-    )
+    ok(StatusCode::CREATED, &EndpointCreated { endpoint, secret })
 }
 
 /// `GET /v1/webhooks`
@@ -172,10 +211,8 @@ pub(crate) async fn list_endpoints(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
 ) -> ApiResult {
-    ok(
-        StatusCode::OK,
-        json!({ "endpoints": state.store.endpoints(&tenant).await? }),
-    )
+    let endpoints = state.store.endpoints(&tenant).await?;
+    ok(StatusCode::OK, &EndpointList { endpoints })
 }
 
 /// `POST /v1/webhooks/{id}/rotate`: a new signing secret (shown once); the old ones keep
@@ -183,7 +220,7 @@ pub(crate) async fn list_endpoints(
 pub(crate) async fn rotate_endpoint(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult {
     let secret = fluxo_orchestrator::signing::new_secret().map_err(|error| {
         ApiError::new(
@@ -202,7 +239,7 @@ pub(crate) async fn rotate_endpoint(
         .rotate_endpoint_secret(&tenant, &id, &sealed, keep_until)
         .await?
     {
-        ok(StatusCode::OK, json!({ "id": id, "secret": secret }))
+        ok(StatusCode::OK, &SecretRotated { id, secret })
     } else {
         Err(ApiError::not_found(format!("no endpoint {id:?}")))
     }
@@ -212,10 +249,10 @@ pub(crate) async fn rotate_endpoint(
 pub(crate) async fn delete_endpoint(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult {
     if state.store.delete_endpoint(&tenant, &id).await? {
-        ok(StatusCode::OK, json!({ "deleted": id }))
+        ok(StatusCode::OK, &Deleted { deleted: id })
     } else {
         Err(ApiError::not_found(format!("no endpoint {id:?}")))
     }
