@@ -262,3 +262,55 @@ impl Metrics {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The series operators alert on are a contract: their names, labels and values.
+    #[test]
+    fn the_scheduler_s_series_are_exposed_by_name() {
+        let metrics = Metrics::default();
+        metrics.record_claim(0.002);
+        metrics.record_claim(0.004);
+        metrics.record_lease_expiries(3);
+        metrics.record_lease_lost();
+        metrics.record_retry();
+        metrics.record_retry();
+        metrics.record_dead();
+        metrics.record_delivery("webhook", "sent");
+        metrics.record_delivery("email", "retry");
+        metrics.set_stored("queued", 7);
+        metrics.set_stored("dead", 1);
+        metrics.record_rejected_submit();
+        let text = metrics.render();
+        for line in [
+            "fluxo_claim_latency_seconds_count 2",
+            "fluxo_lease_expiries_total 3",
+            "fluxo_leases_lost_total 1",
+            "fluxo_retries_total 2",
+            "fluxo_dead_runs_total 1",
+            "fluxo_outbox_deliveries_total{kind=\"webhook\",result=\"sent\"} 1",
+            "fluxo_outbox_deliveries_total{kind=\"email\",result=\"retry\"} 1",
+            "fluxo_runs_stored{state=\"queued\"} 7",
+            "fluxo_runs_stored{state=\"dead\"} 1",
+            "fluxo_submits_rejected_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn gauges_are_refreshed_once_per_interval() {
+        let metrics = Metrics::default();
+        let every = std::time::Duration::from_secs(3600);
+        assert!(metrics.gauges_due(every), "the first scrape refreshes");
+        assert!(
+            !metrics.gauges_due(every),
+            "a second one within the hour does not"
+        );
+    }
+}

@@ -274,7 +274,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
     maintenance::spawn(
         store,
         metrics.clone(),
-        Duration::from_secs(settings.retention_days.saturating_mul(86_400)),
+        settings.retention(),
         Duration::from_secs(60),
         stop.clone(),
     );

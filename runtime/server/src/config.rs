@@ -114,6 +114,9 @@ pub struct ServerSettings {
     pub outbox_lease_ms: u64,
     /// Days finished runs and delivered outbox rows are kept.
     pub retention_days: u64,
+    /// Tenants with a retention of their own, in days (shorter or longer than
+    /// `retention_days`): `[server.tenant_retention_days]`, `acme = 7`.
+    pub tenant_retention_days: std::collections::BTreeMap<String, u64>,
     /// Bytes of state one tenant may hold.
     pub tenant_state_bytes: u64,
     /// This node's name (default: `node-` and a name kept in the data directory).
@@ -125,6 +128,29 @@ pub struct ServerSettings {
     /// machine in tests and demos). Separate from `http.allow_private_cidrs`: a webhook
     /// URL is anything a tenant types, with no allow rule naming its host.
     pub webhook_private_cidrs: Vec<ipnet::IpNet>,
+}
+
+impl ServerSettings {
+    /// The retention the maintenance task applies: `retention_days`, and each tenant's
+    /// own from `tenant_retention_days` (ids that do not parse are left out; `check`
+    /// refuses them first).
+    #[must_use]
+    pub fn retention(&self) -> fluxo_orchestrator::maintenance::Retention {
+        let days = |days: u64| std::time::Duration::from_secs(days.saturating_mul(86_400));
+        fluxo_orchestrator::maintenance::Retention {
+            default: days(self.retention_days),
+            tenants: self
+                .tenant_retention_days
+                .iter()
+                .filter_map(|(tenant, keep)| {
+                    Some((
+                        fluxo_core::TenantId::parse(tenant.as_str()).ok()?,
+                        days(*keep),
+                    ))
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -140,6 +166,7 @@ impl Default for ServerSettings {
             lease_ms: 30_000,
             outbox_lease_ms: 120_000,
             retention_days: 30,
+            tenant_retention_days: std::collections::BTreeMap::new(),
             tenant_state_bytes: 1 << 20,
             node: None,
             shutdown_grace_seconds: 10,
@@ -243,6 +270,16 @@ impl Config {
                  ({email_timeout}), and at most 86400000"
             )));
         }
+        if let Some(bad) = server
+            .tenant_retention_days
+            .keys()
+            .find(|tenant| fluxo_core::TenantId::parse(tenant.as_str()).is_err())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "server.tenant_retention_days: {bad:?} is not a tenant id ({})",
+                fluxo_core::ids::NAME_RULE
+            )));
+        }
         if server.compile_timeout_ms > fluxo_core::limits::MAX_DEADLINE_MS {
             return Err(ConfigError::Invalid(
                 "server.compile_timeout_ms is over a day".to_owned(),
@@ -283,6 +320,30 @@ mod tests {
         assert!(config.http.allow_private_cidrs.is_empty());
         assert!(config.limits.fuel > 0 && config.limits.deadline_ms > 0);
         config.check().unwrap();
+    }
+
+    #[test]
+    fn a_tenant_may_keep_its_runs_for_a_time_of_its_own() {
+        let config: Config = toml::from_str(
+            "[server]\nretention_days = 30\n[server.tenant_retention_days]\nacme = 7\n",
+        )
+        .unwrap();
+        config.check().unwrap();
+        let retention = config.server.retention();
+        assert_eq!(retention.default.as_secs(), 30 * 86_400);
+        assert_eq!(retention.tenants.len(), 1);
+        let scopes = retention.scopes(100 * 86_400_000);
+        assert_eq!(scopes.len(), 2, "acme's pass, then everyone else's");
+        assert_eq!(scopes[0].before_ms, 93 * 86_400_000);
+        assert_eq!(scopes[1].before_ms, 70 * 86_400_000);
+        assert_eq!(
+            scopes[1].except,
+            [fluxo_core::TenantId::parse("acme").unwrap()]
+        );
+
+        let bad: Config =
+            toml::from_str("[server.tenant_retention_days]\n\"Not A Tenant\" = 7\n").unwrap();
+        assert!(bad.check().is_err());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use fluxo_core::{
 };
 use fluxo_store::{
     AttemptSummary, CancelOutcome, ClaimRequest, Claimed, Enqueued, Heartbeat, Lease, NewRun,
-    Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError, StoreFuture,
+    PruneScope, Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError,
+    StoreFuture,
 };
 use tokio_postgres::Row;
 
@@ -940,8 +941,20 @@ impl RunQueue for PostgresStore {
         }))
     }
 
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned> {
+    fn prune<'a>(&'a self, scope: &'a PruneScope) -> StoreFuture<'a, Pruned> {
+        let before_ms = scope.before_ms;
+        let tenant = scope
+            .tenant
+            .as_ref()
+            .map(|tenant| tenant.as_str().to_owned());
+        let except: Vec<String> = scope
+            .except
+            .iter()
+            .map(|tenant| tenant.as_str().to_owned())
+            .collect();
         Box::pin(self.tx(move |tx| {
+            // The transaction may be retried: each try gets its own copies.
+            let (tenant, except) = (tenant.clone(), except.clone());
             Box::pin(async move {
                 crate::state::sweep_some(tx, 100).await?;
                 // In batches: a long retention's backlog never makes one huge transaction.
@@ -950,8 +963,10 @@ impl RunQueue for PostgresStore {
                         "DELETE FROM runs WHERE seq IN (
                              SELECT seq FROM runs WHERE finished_ms IS NOT NULL AND finished_ms < $1
                                AND state IN ('succeeded', 'failed', 'dead', 'cancelled')
+                               AND ($2::TEXT IS NULL OR tenant = $2)
+                               AND NOT (tenant = ANY($3::TEXT[]))
                              LIMIT 1000)",
-                        &[&before_ms],
+                        &[&before_ms, &tenant, &except],
                     )
                     .await
                     .map_err(pg)?;
@@ -960,8 +975,10 @@ impl RunQueue for PostgresStore {
                         "DELETE FROM outbox WHERE id IN (
                              SELECT id FROM outbox
                              WHERE status IN ('sent', 'failed') AND updated_ms < $1
+                               AND ($2::TEXT IS NULL OR tenant = $2)
+                               AND NOT (tenant = ANY($3::TEXT[]))
                              LIMIT 1000)",
-                        &[&before_ms],
+                        &[&before_ms, &tenant, &except],
                     )
                     .await
                     .map_err(pg)?;

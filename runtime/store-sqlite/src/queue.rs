@@ -15,7 +15,8 @@ use fluxo_core::codec::{decode, encode};
 use fluxo_core::{ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, RunReport, TenantId};
 use fluxo_store::{
     AttemptSummary, CancelOutcome, ClaimRequest, Claimed, Enqueued, Heartbeat, Lease, NewRun,
-    Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError, StoreFuture,
+    PruneScope, Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError,
+    StoreFuture,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -952,7 +953,14 @@ impl RunQueue for SqliteStore {
         }))
     }
 
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned> {
+    fn prune<'a>(&'a self, scope: &'a PruneScope) -> StoreFuture<'a, Pruned> {
+        let before_ms = scope.before_ms;
+        let tenant = scope
+            .tenant
+            .as_ref()
+            .map(|tenant| tenant.as_str().to_owned());
+        // The tenants left out, as a JSON array for `json_each` (one parameter, any length).
+        let except = serde_json::to_string(&scope.except).unwrap_or_else(|_| "[]".to_owned());
         Box::pin(self.write(move |connection| {
             crate::state::sweep_some(connection, 100)?;
             let runs = connection
@@ -960,16 +968,20 @@ impl RunQueue for SqliteStore {
                     "DELETE FROM runs WHERE seq IN (
                          SELECT seq FROM runs WHERE finished_ms IS NOT NULL AND finished_ms < ?1
                            AND state IN ('succeeded', 'failed', 'dead', 'cancelled')
+                           AND (?2 IS NULL OR tenant = ?2)
+                           AND tenant NOT IN (SELECT value FROM json_each(?3))
                          LIMIT 1000)",
-                    params![before_ms],
+                    params![before_ms, tenant, except],
                 )
                 .map_err(sql)?;
             let outbox = connection
                 .execute(
                     "DELETE FROM outbox WHERE id IN (
                          SELECT id FROM outbox WHERE status IN ('sent', 'failed') AND updated_ms < ?1
+                           AND (?2 IS NULL OR tenant = ?2)
+                           AND tenant NOT IN (SELECT value FROM json_each(?3))
                          LIMIT 1000)",
-                    params![before_ms],
+                    params![before_ms, tenant, except],
                 )
                 .map_err(sql)?;
             Ok(Pruned {

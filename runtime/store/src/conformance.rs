@@ -21,7 +21,7 @@ use fluxo_core::{
 
 use crate::{
     CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, NewVersion, OutboxKind,
-    Priority, RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
+    Priority, PruneScope, RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
 };
 
 /// Generates one `#[tokio::test]` per property for a backend; `$make` is an async
@@ -34,7 +34,8 @@ macro_rules! conformance_tests {
             state_cap_in_the_transaction, commit_is_idempotent, fair_claim, per_tenant_cap,
             interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
             cancel_and_release, tests_are_not_listed, work_conserving,
-            version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result);
+            version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
+            retention_per_tenant);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -696,4 +697,48 @@ pub async fn backlog_cap(store: Arc<dyn Store>) {
     // backlog of 2 runs per tenant.
     assert_eq!((accepted, refused), (2, 1));
     enqueue(&store, new_run("other")).await;
+}
+
+pub async fn retention_per_tenant(store: Arc<dyn Store>) {
+    let acme = enqueue(&store, new_run("acme")).await;
+    let other = enqueue(&store, new_run("other")).await;
+    for claimed in store.claim(&request(2, 30_000, 10)).await.unwrap() {
+        store
+            .commit(commit(&claimed, Vec::new(), Decision::Succeeded))
+            .await
+            .unwrap();
+    }
+    let waiting = enqueue(&store, new_run("acme")).await;
+    let later = crate::now_ms() + 60_000;
+    let everyone_but_acme = PruneScope {
+        before_ms: later,
+        tenant: None,
+        except: vec![tenant("acme")],
+    };
+    assert_eq!(store.prune(&everyone_but_acme).await.unwrap().runs, 1);
+    assert!(store.run(&tenant("other"), other).await.unwrap().is_none());
+    assert!(
+        store.run(&tenant("acme"), acme).await.unwrap().is_some(),
+        "a tenant with a retention of its own is left to its own pass"
+    );
+    let earlier = PruneScope {
+        before_ms: crate::now_ms() - 60_000,
+        tenant: Some(tenant("acme")),
+        except: Vec::new(),
+    };
+    assert_eq!(
+        store.prune(&earlier).await.unwrap().runs,
+        0,
+        "not old enough"
+    );
+    let acme_only = PruneScope {
+        before_ms: later,
+        ..earlier
+    };
+    assert_eq!(store.prune(&acme_only).await.unwrap().runs, 1);
+    assert!(store.run(&tenant("acme"), acme).await.unwrap().is_none());
+    assert!(
+        store.run(&tenant("acme"), waiting).await.unwrap().is_some(),
+        "a run not finished is never pruned"
+    );
 }

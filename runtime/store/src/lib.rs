@@ -219,8 +219,9 @@ pub trait RunQueue: Send + Sync + 'static {
     ) -> StoreFuture<'a, Vec<RunRecord>>;
     /// Runs by state, over every tenant.
     fn run_counts(&self) -> StoreFuture<'_, RunCounts>;
-    /// Removes finished runs and delivered outbox rows older than `before_ms`.
-    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned>;
+    /// Removes up to a batch (1 000 of each) of the finished runs and settled outbox
+    /// rows `scope` names; call again until it removes nothing.
+    fn prune<'a>(&'a self, scope: &'a PruneScope) -> StoreFuture<'a, Pruned>;
 }
 
 /// The unit of work.

@@ -646,6 +646,20 @@ pub struct WebhookEndpoint {
     pub created_ms: i64,
 }
 
+/// Which finished runs and settled outbox rows one pruning pass removes: those of
+/// `tenant` (or, with `None`, of every tenant but those in `except`) that finished or
+/// settled before `before_ms`. Retention per tenant is a pass per tenant with a retention
+/// of its own, then one pass for everyone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneScope {
+    /// Rows older than this, in milliseconds since the Unix epoch.
+    pub before_ms: i64,
+    /// Only this tenant's rows; `None`: every tenant's but `except`'s.
+    pub tenant: Option<TenantId>,
+    /// Tenants a `None` pass leaves alone (they have a retention of their own).
+    pub except: Vec<TenantId>,
+}
+
 /// What pruning removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {

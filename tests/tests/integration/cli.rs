@@ -306,12 +306,35 @@ async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
         assert_eq!(tested["report"]["applied"], false);
         assert_eq!(tested["contact"]["fields"]["crm_deal_id"]["after"], "deal-e2e");
 
+        // `fluxo runs watch` shows the run when it finishes.
+        let mut watch = Command::new(fluxo_bin().unwrap())
+            .args(["--server", server.url.as_str(), "--token", token.as_str(), "runs", "watch", "--action", "crm-lead"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let watched = watch.stdout.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(watched).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let run = server.fluxo(&token, &["--json", "runs", "submit", "crm-lead", "--event", event.to_str().unwrap(), "--wait"]);
         assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stdout));
         let run: Value = serde_json::from_slice(&run.stdout).unwrap();
         assert_eq!(run["state"], "succeeded");
         assert_eq!(run["report"]["applied"], true);
         assert!(!run.to_string().contains("e2e-secret"));
+        let run_id = run["id"].as_str().unwrap();
+        let shown = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("runs watch showed nothing within 30 s");
+        watch.kill().unwrap();
+        let _ = watch.wait();
+        assert!(shown.starts_with(run_id) && shown.contains("succeeded"), "{shown}");
         let runs = server.fluxo(&token, &["runs", "list"]);
         assert!(String::from_utf8_lossy(&runs.stdout).contains("succeeded"));
     })
