@@ -225,11 +225,10 @@ pub struct RunOptions {
     limits: Option<Limits>,
     run_id: Option<RunId>,
     attempt: Option<u32>,
-    dry_run: bool,
 }
 
 impl RunOptions {
-    /// The defaults: the runtime's limits, a fresh run id, first attempt, applied.
+    /// The defaults: the runtime's limits, a fresh run id, first attempt.
     pub fn new() -> Self {
         Self::default()
     }
@@ -251,24 +250,18 @@ impl RunOptions {
         self.attempt = Some(attempt);
         self
     }
-
-    /// Apply nothing, whatever the outcome (the platform's Test button).
-    pub fn dry_run(mut self) -> Self {
-        self.dry_run = true;
-        self
-    }
 }
 
 /// The Fluxo host for embedders: loads components and runs them in fresh sandboxes.
 ///
 /// ```no_run
 /// # async fn demo(bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-/// use fluxo_sandbox::{Event, Runtime};
+/// use fluxo_sandbox::{Event, RunOptions, Runtime};
 ///
 /// let runtime = Runtime::builder().build()?;
 /// let action = runtime.load(bytes)?;
 /// let event = Event::new("acme".parse()?, "crm-lead".parse()?);
-/// let report = runtime.run(&action, &event).await;
+/// let report = runtime.run(&action, &event, RunOptions::new()).await;
 /// println!("{}", serde_json::to_string_pretty(&report)?);
 /// # Ok(())
 /// # }
@@ -375,22 +368,20 @@ impl Runtime {
         self.sandbox.execute(action, ctx, event).await
     }
 
-    /// Runs `action` for `event` with the configured limits and applies its effects if
-    /// it succeeds.
-    pub async fn run(&self, action: &ActionComponent, event: &Event) -> RunReport {
-        self.run_with(action, event, RunOptions::new()).await
-    }
-
-    /// Runs `action` for `event` under `options`: executes, then (unless a dry run)
-    /// applies the effects of a success through the platform traits.
-    pub async fn run_with(
+    /// The embedder's one convenience: runs `action` for `event` under `options`
+    /// ([`RunOptions::new`] for the defaults), then applies a success's effects through
+    /// the platform traits — contacts, state, e-mails, each its own call, **not one
+    /// transaction** across the platform's stores (the server commits through its store's
+    /// `Ledger` instead). To apply nothing (a Test button), call [`Runtime::execute`]
+    /// and turn its [`Execution`] into a report with `into_report(false)`.
+    pub async fn run(
         &self,
         action: &ActionComponent,
         event: &Event,
         options: RunOptions,
     ) -> RunReport {
         let mut execution = self.execute(action, event, &options).await;
-        if options.dry_run || !execution.succeeded() {
+        if !execution.succeeded() {
             return execution.into_report(false);
         }
         match self

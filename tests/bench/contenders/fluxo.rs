@@ -121,7 +121,10 @@ impl Fluxo {
     /// # Errors
     /// With the run's error when it did not succeed.
     pub async fn report(&self) -> anyhow::Result<RunReport> {
-        let report = self.runtime.run(&self.action, &self.event).await;
+        let report = self
+            .runtime
+            .run(&self.action, &self.event, fluxo_sandbox::RunOptions::new())
+            .await;
         if report.status != RunStatus::Succeeded {
             anyhow::bail!("{} failed: {:?}", self.label, report.error);
         }

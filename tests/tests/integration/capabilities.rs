@@ -13,7 +13,11 @@ async fn std_guests_get_an_empty_wasi_and_their_output_is_logged() {
     let action = host.runtime.load(&guest(guests::STD_IO)).unwrap();
     let report = host
         .runtime
-        .run(&action, &event("std-io", json!({}), json!({})))
+        .run(
+            &action,
+            &event("std-io", json!({}), json!({})),
+            RunOptions::new(),
+        )
         .await;
     assert!(report.succeeded(), "{report:#?}");
     let output = &report.outcome.as_ref().unwrap().output;
@@ -50,6 +54,7 @@ async fn leak(fail: bool) -> (Upstream, fluxo_sandbox::RunReport) {
                 json!({}),
                 json!({ "url": upstream.url(), "fail": fail }),
             ),
+            RunOptions::new(),
         )
         .await;
     (upstream, report)
@@ -92,7 +97,7 @@ async fn email_and_state_are_applied_only_on_success_and_read_back() {
     let host = Host::new(loopback_config(9));
     let action = host.runtime.load(&guest(guests::MAIL_AND_STATE)).unwrap();
     let visit = event("visits", json!({}), json!({}));
-    let run = || host.runtime.run(&action, &visit);
+    let run = || host.runtime.run(&action, &visit, RunOptions::new());
 
     let first = run().await;
     assert!(first.succeeded(), "{first:#?}");
@@ -108,8 +113,9 @@ async fn email_and_state_are_applied_only_on_success_and_read_back() {
     // A dry run sees the state but applies nothing.
     let dry = host
         .runtime
-        .run_with(&action, &visit, RunOptions::new().dry_run())
-        .await;
+        .execute(&action, &visit, &RunOptions::new())
+        .await
+        .into_report(false);
     assert!(dry.succeeded() && !dry.applied);
     assert_eq!(dry.outcome.as_ref().unwrap().output["visits"], 2);
     assert!(
@@ -130,7 +136,11 @@ async fn email_header_injection_is_refused_at_the_host_call() {
     let action = host.runtime.load(&guest(guests::HEADER_INJECTOR)).unwrap();
     let report = host
         .runtime
-        .run(&action, &event("inject", json!({}), json!({})))
+        .run(
+            &action,
+            &event("inject", json!({}), json!({})),
+            RunOptions::new(),
+        )
         .await;
     assert!(report.succeeded(), "{report:#?}");
     assert_eq!(report.outcome.as_ref().unwrap().output["refused"], true);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fluxo_egress::{BoxFuture, Resolve};
-use fluxo_sandbox::{AllowRule, Config, RunReport, Runtime};
+use fluxo_sandbox::{AllowRule, Config, RunOptions, RunReport, Runtime};
 use fluxo_tests::guests;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +30,11 @@ fn open_config() -> Config {
 async fn fetch(runtime: &Runtime, input: Value) -> RunReport {
     let action = runtime.load(&guest(guests::FETCH)).unwrap();
     let report = runtime
-        .run(&action, &event("fetch", json!({}), input))
+        .run(
+            &action,
+            &event("fetch", json!({}), input),
+            RunOptions::new(),
+        )
         .await;
     assert!(report.succeeded(), "{report:#?}");
     report

@@ -1,6 +1,6 @@
 //! The example actions as components against real upstream servers.
 
-use fluxo_sandbox::{Effect, ErrorKind, FieldValue};
+use fluxo_sandbox::{Effect, ErrorKind, FieldValue, RunOptions};
 use fluxo_tests::guests;
 use serde_json::json;
 
@@ -26,6 +26,7 @@ pub(crate) async fn crm_lead_against(component: &str) {
                 json!({ "name": "Ana Souza", "email": "ana@example.com" }),
                 json!({ "crm_url": crm.url() }),
             ),
+            RunOptions::new(),
         )
         .await;
 
@@ -86,7 +87,7 @@ async fn run_crm_lead(
         json!({ "name": "Ana" }),
         json!({ "crm_url": crm.url() }),
     );
-    let report = host.runtime.run(&action, &event).await;
+    let report = host.runtime.run(&action, &event, RunOptions::new()).await;
     (host, report)
 }
 
@@ -152,6 +153,7 @@ pub(crate) async fn second_copy_against(component: &str) {
                 json!({ "cpf": "12345678900" }),
                 json!({ "billing_url": billing.url() }),
             ),
+            RunOptions::new(),
         )
         .await;
     assert!(report.succeeded(), "{report:#?}");
@@ -200,6 +202,7 @@ async fn second_copy_explains_a_missing_cpf() {
                 json!({}),
                 json!({ "billing_url": "http://127.0.0.1:9" }),
             ),
+            RunOptions::new(),
         )
         .await;
     let error = report.error.unwrap();

@@ -16,7 +16,7 @@ async fn run(component: &str, limits: &Limits) -> (Host, RunReport) {
     let action = host.runtime.load(&guest(component)).unwrap();
     let report = host
         .runtime
-        .run_with(
+        .run(
             &action,
             &event("hostile", json!({}), json!({})),
             RunOptions::new().limits(limits.clone()),
@@ -92,7 +92,7 @@ async fn more_spinners_than_workers_all_stop() {
             let limits = limits.clone();
             tokio::spawn(async move {
                 host.runtime
-                    .run_with(
+                    .run(
                         &action,
                         &event("spin", json!({}), json!({})),
                         RunOptions::new().limits(limits.clone()),
@@ -144,7 +144,7 @@ async fn deep_recursion_overflows_the_stack() {
     let host = Host::new(loopback_config(9));
     let action = host.runtime.load(&guest(guests::DEEP_RECURSION)).unwrap();
     let small = event("recurse", json!({}), json!({ "frames": "small" }));
-    let report = host.runtime.run(&action, &small).await;
+    let report = host.runtime.run(&action, &small, RunOptions::new()).await;
     assert_eq!(
         report.error_kind(),
         Some(ErrorKind::StackOverflow),
@@ -158,7 +158,7 @@ async fn deep_recursion_overflows_the_stack() {
     // typed and contained, but as a plain trap; telling it apart needs the faulting
     // address, which wasmtime's trap does not carry.
     let large = event("recurse", json!({}), json!({ "frames": "large" }));
-    let report = host.runtime.run(&action, &large).await;
+    let report = host.runtime.run(&action, &large, RunOptions::new()).await;
     let error = report.error.as_ref().unwrap();
     assert_eq!(error.kind, ErrorKind::Trap, "{error:?}");
     assert!(
@@ -245,7 +245,7 @@ async fn the_host_keeps_running_after_every_hostile_guest() {
         let action = host.runtime.load(&guest(hostile)).unwrap();
         let report = host
             .runtime
-            .run_with(
+            .run(
                 &action,
                 &event("hostile", json!({}), json!({})),
                 RunOptions::new().limits(limits.clone()),
@@ -256,7 +256,11 @@ async fn the_host_keeps_running_after_every_hostile_guest() {
     let action = host.runtime.load(&guest(guests::STD_IO)).unwrap();
     let report = host
         .runtime
-        .run(&action, &event("std-io", json!({}), json!({})))
+        .run(
+            &action,
+            &event("std-io", json!({}), json!({})),
+            RunOptions::new(),
+        )
         .await;
     assert!(report.succeeded(), "{report:#?}");
 }
@@ -286,7 +290,7 @@ async fn without_fuel_the_epoch_still_stops_a_spinner_and_no_fuel_is_reported() 
         ..Limits::default()
     };
     let report = runtime
-        .run_with(
+        .run(
             &action,
             &event("spin", json!({}), json!({})),
             RunOptions::new().limits(limits.clone()),
@@ -310,7 +314,7 @@ async fn without_epochs_fuel_still_stops_a_spinner() {
         ..Limits::default()
     };
     let report = runtime
-        .run_with(
+        .run(
             &action,
             &event("spin", json!({}), json!({})),
             RunOptions::new().limits(limits.clone()),
@@ -329,12 +333,13 @@ async fn every_metering_runs_an_action_to_the_same_result() {
         let runtime = metered(Metering { fuel, epoch });
         let action = runtime.load(&triage).unwrap();
         let report = runtime
-            .run_with(
+            .execute(
                 &action,
                 &event("triage", json!({}), input.clone()),
-                RunOptions::new().dry_run(),
+                &RunOptions::new(),
             )
-            .await;
+            .await
+            .into_report(false);
         assert_eq!(report.error, None);
         assert_eq!(
             report.usage.fuel > 0,

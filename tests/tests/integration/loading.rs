@@ -154,12 +154,13 @@ async fn uploads_compile_for_the_host_s_metering() {
         .unwrap();
     let input: serde_json::Value = serde_json::from_str(&fluxo_triage::sample_event()).unwrap();
     let report = runtime
-        .run_with(
+        .execute(
             &action,
             &event("triage", json!({}), input),
-            RunOptions::new().dry_run(),
+            &RunOptions::new(),
         )
-        .await;
+        .await
+        .into_report(false);
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
     assert_eq!(report.usage.fuel, 0);
 }

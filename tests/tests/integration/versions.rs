@@ -2,6 +2,7 @@
 //! against 0.1.0 (kept as they were built, in `tests/fixtures/prebuilt/`) run unchanged
 //! next to 0.2.0 ones, through the embedder's runtime and through the server.
 
+use fluxo_sandbox::RunOptions;
 use fluxo_tests::guests;
 use http::StatusCode;
 use serde_json::json;
@@ -44,10 +45,10 @@ async fn a_0_1_component_imports_the_0_1_world_and_uses_state_and_mail() {
         action.imports()
     );
     let visit = event("visits", json!({}), json!({}));
-    let first = host.runtime.run(&action, &visit).await;
+    let first = host.runtime.run(&action, &visit, RunOptions::new()).await;
     assert!(first.succeeded(), "{first:#?}");
     assert_eq!(first.outcome.as_ref().unwrap().output["seen"], 1);
-    let second = host.runtime.run(&action, &visit).await;
+    let second = host.runtime.run(&action, &visit, RunOptions::new()).await;
     assert_eq!(second.outcome.as_ref().unwrap().output["visits"], 2);
     assert_eq!(host.outbox.messages().len(), 2);
 }
@@ -58,7 +59,11 @@ async fn a_0_2_component_is_told_its_run_id_attempt_and_idempotency_key() {
     let action = host.runtime.load(&guest(guests::RUN_META)).unwrap();
     let report = host
         .runtime
-        .run(&action, &event("meta", json!({}), json!({})))
+        .run(
+            &action,
+            &event("meta", json!({}), json!({})),
+            RunOptions::new(),
+        )
         .await;
     assert!(report.succeeded(), "{report:#?}");
     let output = &report.outcome.as_ref().unwrap().output;
