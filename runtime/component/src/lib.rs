@@ -147,17 +147,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ComponentShape, LoadError> {
 /// # Errors
 /// [`LoadError::ForbiddenImport`] or [`LoadError::Shape`].
 pub fn check_shape(shape: &ComponentShape, pool: PoolShape) -> Result<(), LoadError> {
-    let mut forbidden = shape
-        .imports
-        .iter()
-        .filter(|name| !import_allowed(name))
-        .cloned();
-    if let Some(import) = forbidden.next() {
-        return Err(LoadError::ForbiddenImport {
-            import,
-            others: forbidden.collect(),
-        });
-    }
+    check_imports(&shape.imports)?;
     for (what, needed, allowed, setting) in [
         (
             "core instances",
@@ -188,6 +178,21 @@ pub fn check_shape(shape: &ComponentShape, pool: PoolShape) -> Result<(), LoadEr
         }
     }
     Ok(())
+}
+
+/// Refuses imports outside the world, naming the first and listing the rest.
+///
+/// # Errors
+/// [`LoadError::ForbiddenImport`].
+pub fn check_imports(imports: &[String]) -> Result<(), LoadError> {
+    let mut forbidden = imports.iter().filter(|name| !import_allowed(name)).cloned();
+    match forbidden.next() {
+        Some(import) => Err(LoadError::ForbiddenImport {
+            import,
+            others: forbidden.collect(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn others_suffix(others: &[String]) -> String {

@@ -40,6 +40,9 @@ impl InvalidId {
 /// `a-z 0-9 - _`, starting with a letter (safe in paths, URLs and SQL identifiers).
 pub const NAME_RULE: &str = "use 1-64 characters a-z, 0-9, '-' or '_', starting with a letter";
 
+/// [`NAME_RULE`] as a regular expression (ECMA 262, as JSON Schema and OpenAPI read it).
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9_-]{0,63}$";
+
 fn check_name(what: &'static str, text: &str) -> Result<(), InvalidId> {
     let valid = (1..=64).contains(&text.len())
         && text.starts_with(|c: char| c.is_ascii_lowercase())

@@ -238,10 +238,16 @@ impl std::error::Error for RunError {}
 #[derive(Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RunError))]
 pub(crate) struct RunErrorWire {
+    /// What went wrong.
     kind: ErrorKind,
+    /// Whose fault it is: the guest's, the host's or the platform's.
     blame: Blame,
+    /// What happened, for people.
     message: String,
+    /// Whether a retry may help: derived from kind and blame when written, ignored when
+    /// read.
     retryable: bool,
+    /// How long an upstream asked to wait before a retry, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_after_ms: Option<u64>,
 }

@@ -23,11 +23,9 @@ pub struct HttpExchange {
     pub status: Option<u16>,
     /// The request headers the guest set.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub request_headers: Vec<(String, String)>,
     /// The response headers.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub response_headers: Vec<(String, String)>,
     /// Request body size in bytes.
     #[serde(default)]

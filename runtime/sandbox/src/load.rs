@@ -1,7 +1,8 @@
-//! Turning bytes into a runnable [`ActionComponent`]: size cap, component framing, world
-//! conformance (imports inside the `fluxo:action` world and the WASI subset served
-//! empty, the `run` export present), linking; and compiling to, and loading from,
-//! precompiled artifacts.
+//! Turning bytes into a runnable [`ActionComponent`]: the checks before compiling come
+//! from `fluxo-component` (size cap, framing, imports, shape; re-exported here); this
+//! module checks the compiled component against the world (imports inside the
+//! `fluxo:action` world and the WASI subset served empty, the `run` export present),
+//! links it, and compiles to and loads from precompiled artifacts.
 
 use std::hash::{Hash, Hasher};
 
@@ -10,8 +11,8 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 pub use fluxo_component::{
-    ComponentShape, DEFAULT_MAX_COMPONENT_BYTES, LoadError, check_shape, import_allowed, inspect,
-    pre_check,
+    ComponentShape, DEFAULT_MAX_COMPONENT_BYTES, LoadError, check_imports, check_shape,
+    import_allowed, inspect, pre_check,
 };
 
 use crate::engine::{self, Metering};
@@ -69,13 +70,7 @@ pub(crate) fn link(
         .imports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    let mut forbidden = imports.iter().filter(|name| !import_allowed(name)).cloned();
-    if let Some(import) = forbidden.next() {
-        return Err(LoadError::ForbiddenImport {
-            import,
-            others: forbidden.collect(),
-        });
-    }
+    check_imports(&imports)?;
     if !component_type
         .exports(engine)
         .any(|(name, _)| name == "run")

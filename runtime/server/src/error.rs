@@ -107,6 +107,31 @@ pub(crate) async fn no_route() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// The answer for a method a path does not serve (405, the API's error body).
+pub(crate) async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not serve that method (see /v1/openapi.json)",
+    )
+}
+
+/// The answer when a handler panicked: a 500 in the API's error body (the panic's text
+/// stays in the server's log, never in the answer).
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature tower-http's CatchPanicLayer::custom calls"
+)]
+pub(crate) fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed on this request",
+    )
+    .into_response()
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let message = error.to_string();

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The request body parsed as JSON object; no body reads as `{}`.
+/// The request body parsed as a JSON object; no body reads as `{}`.
 #[derive(Debug)]
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
@@ -36,9 +36,10 @@ fn or_empty(bytes: &[u8]) -> &[u8] {
 fn object(bytes: &[u8]) -> Result<&[u8], ApiError> {
     match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
         Some(b'{') => Ok(bytes),
-        _ => Err(ApiError::bad_request(
-            "invalid JSON body: expected a JSON object (`{…}`) at line 1",
-        )),
+        _ => Err(
+            ApiError::bad_request("invalid JSON body: expected a JSON object (`{…}`)")
+                .details(serde_json::json!({ "path": "" })),
+        ),
     }
 }
 

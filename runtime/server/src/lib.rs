@@ -79,9 +79,10 @@ pub fn app(state: AppState) -> Router {
         .saturating_add(64 << 10);
     routes::router()
         .fallback(error::no_route)
+        .method_not_allowed_fallback(error::no_method)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::custom(error::panicked))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting and

@@ -25,7 +25,13 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
             .await
             .map(|Path(value)| Self(value))
             .map_err(|rejection| {
-                ApiError::bad_request(format!("invalid path: {}", rejection.body_text()))
+                let status = rejection.status();
+                if status.is_server_error() {
+                    // A route without the parameter it extracts: a bug, not the caller's.
+                    ApiError::new(status, "internal", rejection.body_text())
+                } else {
+                    ApiError::bad_request(format!("invalid path: {}", rejection.body_text()))
+                }
             })
     }
 }

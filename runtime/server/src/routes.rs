@@ -438,6 +438,10 @@ const GUARDED_ERRORS: &[(u16, &str)] = &[
         "malformed request: the message names the field and position",
     ),
     (401, "missing or unknown token"),
+    (
+        403,
+        "the wrong kind of token (the admin token on a tenant route, or the reverse)",
+    ),
     (404, "not found (or another tenant's)"),
     (
         409,
@@ -451,6 +455,10 @@ const GUARDED_ERRORS: &[(u16, &str)] = &[
     (
         429,
         "the tenant's backlog is full or the store is busy (see Retry-After)",
+    ),
+    (
+        500,
+        "an internal error (the message says which; a bug if it repeats)",
     ),
     (503, "the store is unreachable (see Retry-After)"),
 ];
@@ -471,9 +479,9 @@ pub fn openapi() -> Value {
                 // Action names and tenant ids follow fluxo_core::NAME_RULE; a secret's
                 // name is 1 to 128 bytes; run and endpoint ids are opaque.
                 let schema = if doc.path.starts_with("/v1/secrets/") {
-                    json!({ "type": "string", "minLength": 1, "maxLength": 128 })
+                    json!({ "type": "string", "description": "1 to 128 bytes, no control characters" })
                 } else if matches!(name, "name" | "tenant") {
-                    json!({ "type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$" })
+                    json!({ "type": "string", "pattern": fluxo_core::ids::NAME_PATTERN })
                 } else {
                     json!({ "type": "string" })
                 };
@@ -487,7 +495,7 @@ pub fn openapi() -> Value {
             parameters.push(json!({
                 "name": "Idempotency-Key", "in": "header", "required": false,
                 "description": "1 to 255 visible ASCII characters: the same key (per tenant) answers the same run",
-                "schema": { "type": "string", "minLength": 1, "maxLength": 255 },
+                "schema": { "type": "string", "pattern": "^[!-~]{1,255}$" },
             }));
         }
         let security = match doc.access {
@@ -535,9 +543,13 @@ pub fn openapi() -> Value {
             RequestBody::Json(schema) => Some(
                 json!({ "required": false, "content": { "application/json": { "schema": schema(&mut schemas) } } }),
             ),
-            RequestBody::Component => Some(
-                json!({ "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }),
-            ),
+            RequestBody::Component => Some(json!({
+                "required": true,
+                "content": {
+                    "application/wasm": { "schema": { "type": "string", "format": "binary" } },
+                    "application/octet-stream": { "schema": { "type": "string", "format": "binary" } },
+                },
+            })),
         };
         if let (Some(request), Some(operation)) = (request, operation.as_object_mut()) {
             operation.insert("requestBody".to_owned(), request);
@@ -575,6 +587,33 @@ fn operation_id(doc: &RouteDoc) -> String {
         .filter(|word| !word.is_empty())
         .collect();
     format!("{}_{}", doc.method.to_ascii_lowercase(), words.join("_"))
+}
+
+/// Checks `value` against the document's schema `name`: the test that ties what a
+/// handler serializes to what the document says.
+#[cfg(test)]
+pub(crate) fn check_against_document(name: &str, value: &Value) -> Result<(), String> {
+    let mut root = openapi();
+    if let Some(root) = root.as_object_mut() {
+        root.insert(
+            "$ref".to_owned(),
+            json!(format!("#/components/schemas/{name}")),
+        );
+        root.insert(
+            "$schema".to_owned(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+    }
+    let validator = jsonschema::draft202012::new(&root).map_err(|error| error.to_string())?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|error| format!("{error} at {}", error.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{name}: {}", errors.join("; ")))
+    }
 }
 
 #[cfg(test)]
@@ -647,5 +686,93 @@ mod tests {
         );
         let error = &schemas["Error"];
         assert_eq!(error["required"], json!(["code", "message", "details"]));
+    }
+
+    /// A run with every effect kind, HTTP headers, logs and an error: serialized as the
+    /// API answers it, it matches the document.
+    #[test]
+    fn a_stored_run_as_answered_matches_its_schema() {
+        use fluxo_core::{
+            Bytes, Effect, ErrorKind, Event, FieldValue, HttpExchange, LogLevel, LogLine,
+            LogSource, OutgoingEmail, RunError, RunId, RunReport, StateScope, Usage,
+        };
+        let id = RunId::new();
+        let mut report = RunReport::not_started(id, 2, RunError::new(ErrorKind::Trap, "boom"));
+        report.effects = vec![
+            Effect::SetField {
+                name: "cleared".into(),
+                value: FieldValue::Null,
+            },
+            Effect::SetField {
+                name: "when".into(),
+                value: FieldValue::DateTime {
+                    date_time: "2026-11-30T10:00:00Z".into(),
+                },
+            },
+            Effect::AddTag { tag: "vip".into() },
+            Effect::RemoveTag { tag: "new".into() },
+            Effect::SetState {
+                scope: StateScope::Contact,
+                key: "k".into(),
+                value: Bytes(vec![0, 0xff]),
+                ttl_seconds: Some(60),
+            },
+            Effect::DeleteState {
+                scope: StateScope::Tenant,
+                key: "k".into(),
+            },
+            Effect::SendEmail(OutgoingEmail::sample("m1")),
+        ];
+        report.http = vec![HttpExchange {
+            method: "POST".into(),
+            url: "https://crm.example/deals".into(),
+            status: Some(201),
+            request_headers: vec![("authorization".into(), "[REDACTED]".into())],
+            response_headers: vec![("content-type".into(), "application/json".into())],
+            ..HttpExchange::default()
+        }];
+        report.logs = vec![LogLine {
+            level: LogLevel::Info,
+            source: LogSource::Stdout,
+            message: "hi".into(),
+        }];
+        report.usage = Usage {
+            fuel: 10,
+            wall_ms: 3,
+            peak_memory_bytes: 65_536,
+        };
+        let mut event = Event::new("acme".parse().unwrap(), "crm-lead".parse().unwrap());
+        event.input = json!({ "any": ["json", 1] }).into();
+        let run = fluxo_store::RunRecord {
+            id,
+            action: "crm-lead".parse().unwrap(),
+            version: 1,
+            mode: fluxo_store::RunMode::Run,
+            state: fluxo_store::RunPhase::Dead,
+            attempt: 2,
+            error_kind: Some(ErrorKind::Trap),
+            event,
+            report: Some(report),
+            attempts: Vec::new(),
+            idempotency_key: Some("k-1".into()),
+            created_ms: 1,
+            started_ms: Some(2),
+            finished_ms: Some(3),
+            next_attempt_ms: None,
+            node: Some("node-a".into()),
+        };
+        let answered = serde_json::to_value(&run).unwrap();
+        check_against_document("RunRecord", &answered).unwrap();
+        let error = serde_json::to_value(ErrorBody {
+            code: "not_found",
+            message: "no run".into(),
+            details: Value::Null,
+        })
+        .unwrap();
+        check_against_document("Error", &error).unwrap();
+        assert!(
+            check_against_document("RunRecord", &json!({ "id": 5 })).is_err(),
+            "the check can fail"
+        );
     }
 }

@@ -3,11 +3,11 @@
 //! never panic on any bytes (seeded with real components from `corpus/`).
 #![no_main]
 
-use fluxo_component::{PoolShape, check_shape, inspect, pre_check};
+use fluxo_component::{DEFAULT_MAX_COMPONENT_BYTES, PoolShape, check_shape, inspect, pre_check};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    if pre_check(bytes, 10 << 20).is_err() {
+    if pre_check(bytes, DEFAULT_MAX_COMPONENT_BYTES).is_err() {
         return;
     }
     if let Ok(shape) = inspect(bytes) {

@@ -174,7 +174,16 @@ async fn a_process_killed_mid_run_loses_no_accepted_run() {
             "[email]\nurl = \"smtp://{}\"\nfrom = \"probe@fluxo.test\"\n",
             sink.addr
         );
-        let config = config_with(dir.path(), "fluxo", upstream.port(), &email, "");
+        // A kill mid-send leaves the e-mail claimed until its outbox lease runs out: the
+        // shortest lease allowed (20 s), so the restarted process resends it well within
+        // wait_sent's minute (with the default 120 s lease this raced the minute).
+        let config = config_with(
+            dir.path(),
+            "fluxo",
+            upstream.port(),
+            &email,
+            "outbox_lease_ms = 20000",
+        );
         let url = format!("http://{upstream}");
 
         let server = Served::start(&data, &config);

@@ -178,7 +178,10 @@ async fn changed(
 ) -> ApiResult {
     match state.store.action(tenant, action).await? {
         Some(action) => ok(StatusCode::OK, &ActionChanged { action }),
-        None => Err(ApiError::not_found(format!("no action named {action}"))),
+        None => Err(ApiError::not_found(format!(
+            "no action named {:?}",
+            action.as_str()
+        ))),
     }
 }
 
@@ -343,9 +346,11 @@ impl EventBody {
 /// A contact field's change in a test.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct FieldChange {
-    /// The value before the run (absent: the field did not exist).
+    /// The value before the run; `null` when the field did not exist (or held `null`).
+    #[schema(nullable = false)]
     before: Option<FieldValue>,
-    /// The value after it (absent: the field was removed).
+    /// The value after it; `null` when the run removed or cleared the field.
+    #[schema(nullable = false)]
     after: Option<FieldValue>,
 }
 
@@ -461,4 +466,35 @@ pub(crate) async fn test(
             emails,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use fluxo_core::{ContactId, Effect, FieldValue};
+
+    use super::*;
+
+    /// A test's contact diff with a field added, one cleared and a tag removed matches the
+    /// document (a cleared field is `null`, which the schema must take exactly once).
+    #[test]
+    fn a_contact_diff_as_answered_matches_its_schema() {
+        let mut before = Contact::with_id(ContactId::parse("c1").unwrap());
+        before
+            .fields
+            .insert("old".into(), FieldValue::Text("x".into()));
+        before.tags.push("new".into());
+        let effects = vec![
+            Effect::SetField {
+                name: "old".into(),
+                value: FieldValue::Null,
+            },
+            Effect::SetField {
+                name: "deal".into(),
+                value: FieldValue::Number(7.0),
+            },
+            Effect::RemoveTag { tag: "new".into() },
+        ];
+        let diff = serde_json::to_value(diff(&before, &effects)).unwrap();
+        crate::routes::check_against_document("ContactDiff", &diff).unwrap();
+    }
 }

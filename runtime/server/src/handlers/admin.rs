@@ -73,6 +73,7 @@ pub(crate) async fn openapi() -> Response {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTenant {
     /// The tenant's id: 1 to 64 characters `a-z`, `0-9`, `-` or `_`, starting with a letter.
+    // fluxo_core::ids::NAME_PATTERN (the attribute takes a literal).
     #[schema(pattern = "^[a-z][a-z0-9_-]{0,63}$")]
     id: String,
 }

@@ -24,8 +24,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let key = value
         .to_str()
         .ok()
-        .map(str::trim)
-        .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_BYTES)
+        .filter(|key| {
+            (1..=MAX_KEY_BYTES).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"
@@ -54,14 +55,14 @@ pub(crate) struct RunStateChange {
     state: RunPhase,
     /// Present and `true` when the run is running: it stops at its next host call or
     /// epoch tick (202).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     cancel_requested: bool,
 }
 
 /// The answer of `GET /v1/runs`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RunList {
-    /// The runs, newest first.
+    /// The runs: newest first, or oldest first after `after`.
     runs: Vec<RunRecord>,
 }
 
@@ -109,9 +110,10 @@ pub(crate) struct RunQuery {
     action: Option<String>,
     /// Only runs in this state (`queued`, `running`, `succeeded`, `failed`, `dead`, …).
     state: Option<String>,
-    /// At most this many (default and cap: the store's page size).
+    /// At most this many (default 50; more than 500 reads as 500).
     limit: Option<u32>,
-    /// Runs older than this run id (the last id of the previous page).
+    /// Runs newer than this run id, oldest first (to follow runs as they come: the last
+    /// id seen).
     after: Option<String>,
 }
 

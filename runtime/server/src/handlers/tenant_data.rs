@@ -87,8 +87,7 @@ pub(crate) async fn list_secrets(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SecretValue {
-    /// The value: 8 to 4096 bytes.
-    #[schema(min_length = 8, max_length = 4096)]
+    /// The value: 8 to 4096 bytes of UTF-8 (bytes, not characters).
     value: String,
 }
 
