@@ -13,8 +13,12 @@ const FLUXO_INTERFACES: &[&str] = &[
 /// The versions of the `fluxo:action` package this host serves.
 const FLUXO_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
-/// The WASI 0.2 interfaces Rust's `std` imports on `wasm32-wasip2`; served with an
-/// empty context (no arguments, environment, preopens or sockets).
+/// The WASI 0.2 interfaces a guest may import, as language toolchains emit them (Rust's
+/// `std` on `wasm32-wasip2`, componentize-py's interpreter, which imports
+/// `wasi:sockets`): served with an empty context — no arguments, environment or
+/// preopens, and sockets present but denied (creating a TCP or UDP socket and name
+/// lookups fail with `access-denied`). `wasi:http` stays outside: a guest's HTTP goes
+/// through `fluxo:action/http` and its egress policy.
 const WASI_INTERFACES: &[&str] = &[
     "wasi:cli/environment",
     "wasi:cli/exit",
@@ -36,6 +40,13 @@ const WASI_INTERFACES: &[&str] = &[
     "wasi:random/insecure-seed",
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
 
 /// The default cap on a component's size, in bytes.
@@ -275,7 +286,8 @@ mod tests {
         assert!(import_allowed("wasi:io/streams@0.2.0"));
         assert!(!import_allowed("fluxo:action/http@0.9.0"));
         assert!(!import_allowed("fluxo:action/shell@0.1.0"));
-        assert!(!import_allowed("wasi:sockets/tcp@0.2.6"));
+        assert!(import_allowed("wasi:sockets/tcp@0.2.6"), "served, deny-all");
+        assert!(!import_allowed("wasi:sockets/tcp@0.3.0"));
         assert!(!import_allowed("wasi:http/outgoing-handler@0.2.6"));
         assert!(!import_allowed("wasi:cli/stdout@0.3.0"));
         assert!(!import_allowed("wasi:cli/stdout"));

@@ -119,9 +119,17 @@ fn run_reports_an_invalid_component_as_a_failed_run() {
         "event.json",
         r#"{"tenant":"acme","action":"x"}"#,
     );
+    // wasi:http would bypass the egress policy: outside the world.
+    let component = dir.path().join("http.wasm");
+    std::fs::write(
+        &component,
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.6" (instance)))"#)
+            .unwrap(),
+    )
+    .unwrap();
     let output = fluxo(&[
         "run",
-        guests::NET_SNEAKER,
+        component.to_str().unwrap(),
         "--event",
         event.to_str().unwrap(),
     ]);
@@ -132,7 +140,7 @@ fn run_reports_an_invalid_component_as_a_failed_run() {
         report["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("wasi:sockets/")
+            .contains("wasi:http/")
     );
 }
 

@@ -444,10 +444,18 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         "forbidden_import",
     );
     assert_eq!(forbidden.body["details"]["import"], "evil:net/raw@1.0.0");
+    let http =
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.6" (instance)))"#)
+            .unwrap();
+    let bypass = api.upload(&token, "http", http).await;
     refused(
-        &api.upload(&token, "net", guest(guests::NET_SNEAKER)).await,
+        &bypass,
         StatusCode::UNPROCESSABLE_ENTITY,
         "forbidden_import",
+    );
+    assert_eq!(
+        bypass.body["details"]["import"], "wasi:http/outgoing-handler@0.2.6",
+        "wasi:http would bypass the egress policy"
     );
     refused(
         &api.upload(&token, "Bad_Name", guest(guests::SPIN)).await,

@@ -36,8 +36,9 @@ impl WasmState {
     }
 }
 
-/// WASI for `std` guests: no arguments, environment, preopened directories or sockets;
-/// stdout and stderr go to the run log.
+/// WASI for guests: no arguments, environment or preopened directories; sockets deny
+/// every TCP and UDP socket and name lookup (`access-denied`: a guest's network is
+/// `fluxo:action/http` and its egress policy); stdout and stderr go to the run log.
 fn empty_wasi(log: &std::sync::Arc<std::sync::Mutex<LogBuffer>>) -> WasiCtx {
     wasmtime_wasi::WasiCtxBuilder::new()
         .stdout(WasiStd(StdStream::new(StdSource::Stdout, log.clone())))
