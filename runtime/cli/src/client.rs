@@ -205,10 +205,73 @@ impl Client {
     }
 }
 
+/// One log line as `fluxo logs` prints it: level, source, message.
+fn log_line(line: &Value) -> String {
+    format!(
+        "{:<5} {:<6} {}",
+        line["level"].as_str().unwrap_or(""),
+        line["source"].as_str().unwrap_or(""),
+        line["message"].as_str().unwrap_or("")
+    )
+}
+
 /// States a run does not leave.
 const FINAL_STATES: &[&str] = &["succeeded", "failed", "dead", "cancelled"];
 
 impl Client {
+    /// Prints a run's log lines. A report (and so its log) is stored when an attempt
+    /// ends: with `follow`, polls until the run is final and prints each new attempt's
+    /// lines under a header. Exit code 0 once printed (the run's own failure is in its
+    /// record), 1 when the run cannot be read.
+    pub(crate) async fn logs(&self, id: &str, follow: bool) -> Result<ExitCode, UsageError> {
+        let mut shown_attempt = 0;
+        loop {
+            let (status, run) = self
+                .request(
+                    "GET",
+                    &format!("/v1/runs/{id}"),
+                    "application/json",
+                    Bytes::new(),
+                )
+                .await?;
+            if status != 200 {
+                return Ok(self.show(status, &run));
+            }
+            let report = run.get("report").filter(|report| !report.is_null());
+            let attempt = report
+                .and_then(|report| report.get("attempt"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if let Some(report) = report
+                && attempt > shown_attempt
+            {
+                if follow || shown_attempt > 0 {
+                    println!("-- attempt {attempt}");
+                }
+                let lines = report
+                    .get("logs")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for line in &lines {
+                    println!("{}", log_line(line));
+                }
+                if report.get("logs_truncated").and_then(Value::as_bool) == Some(true) {
+                    println!("-- (later lines were cut: the run's log budget was spent)");
+                }
+                shown_attempt = attempt;
+            }
+            let state = run.get("state").and_then(Value::as_str).unwrap_or_default();
+            if !follow || FINAL_STATES.contains(&state) {
+                if report.is_none() {
+                    eprintln!("fluxo: run {id} is {state}: no attempt has ended yet");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// Shows the tenant's runs as they finish, until interrupted: polls the run list for
     /// runs newer than the last shown and for the state of those still going.
     pub(crate) async fn watch(&self, action: Option<&str>) -> Result<ExitCode, UsageError> {

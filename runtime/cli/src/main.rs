@@ -139,6 +139,15 @@ enum Command {
     /// Submit and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Print a run's log lines (what its guest logged and wrote to stdout and stderr,
+    /// and the host's notes), each attempt's in turn.
+    Logs {
+        /// The run id.
+        id: String,
+        /// Keep printing until the run is final (a retried run's later attempts too).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Manage the tenant's secrets (values are never shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -693,6 +702,7 @@ fn manage(
                     .send("POST", &format!("/v1/runs/{id}/retry"), None)
                     .await
             }
+            Command::Logs { id, follow } => client.logs(&id, follow).await,
             Command::Runs(RunsCommand::Show { id }) => {
                 client.send("GET", &format!("/v1/runs/{id}"), None).await
             }

@@ -343,6 +343,15 @@ async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
         watch.kill().unwrap();
         let _ = watch.wait();
         assert!(shown.starts_with(run_id) && shown.contains("succeeded"), "{shown}");
+        // `fluxo logs` prints what the guest logged, level and source first.
+        let logs = server.fluxo(&token, &["logs", run_id, "--follow"]);
+        let logs_text = String::from_utf8_lossy(&logs.stdout);
+        assert_eq!(logs.status.code(), Some(0), "{logs_text}");
+        assert!(
+            logs_text.lines().any(|line| line.starts_with("info  log ") && line.contains("deal-e2e")),
+            "{logs_text}"
+        );
+        assert_eq!(server.fluxo(&token, &["logs", "not-a-run"]).status.code(), Some(1));
         let runs = server.fluxo(&token, &["runs", "list"]);
         assert!(String::from_utf8_lossy(&runs.stdout).contains("succeeded"));
     })
