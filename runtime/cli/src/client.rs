@@ -185,14 +185,7 @@ impl Client {
             .to_owned();
         eprintln!("fluxo: run {id} accepted; waiting");
         loop {
-            let (status, run) = self
-                .request(
-                    "GET",
-                    &format!("/v1/runs/{id}"),
-                    "application/json",
-                    Bytes::new(),
-                )
-                .await?;
+            let (status, run) = self.run_record(&id).await?;
             let state = run.get("state").and_then(Value::as_str).unwrap_or_default();
             let done = FINAL_STATES.contains(&state);
             if status != 200 || done {
@@ -215,6 +208,19 @@ fn log_line(line: &Value) -> String {
     )
 }
 
+impl Client {
+    /// `GET /v1/runs/{id}`: the status and the run's record (or the error body).
+    async fn run_record(&self, id: &str) -> Result<(u16, Value), UsageError> {
+        self.request(
+            "GET",
+            &format!("/v1/runs/{id}"),
+            "application/json",
+            Bytes::new(),
+        )
+        .await
+    }
+}
+
 /// States a run does not leave.
 const FINAL_STATES: &[&str] = &["succeeded", "failed", "dead", "cancelled"];
 
@@ -226,14 +232,7 @@ impl Client {
     pub(crate) async fn logs(&self, id: &str, follow: bool) -> Result<ExitCode, UsageError> {
         let mut shown_attempt = 0;
         loop {
-            let (status, run) = self
-                .request(
-                    "GET",
-                    &format!("/v1/runs/{id}"),
-                    "application/json",
-                    Bytes::new(),
-                )
-                .await?;
+            let (status, run) = self.run_record(id).await?;
             if status != 200 {
                 return Ok(self.show(status, &run));
             }
@@ -322,14 +321,7 @@ impl Client {
             }
             let mut still = Vec::new();
             for id in pending {
-                let (status, run) = self
-                    .request(
-                        "GET",
-                        &format!("/v1/runs/{id}"),
-                        "application/json",
-                        Bytes::new(),
-                    )
-                    .await?;
+                let (status, run) = self.run_record(&id).await?;
                 if status == 200
                     && FINAL_STATES
                         .contains(&run.get("state").and_then(Value::as_str).unwrap_or_default())

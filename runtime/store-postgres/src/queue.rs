@@ -943,15 +943,8 @@ impl RunQueue for PostgresStore {
 
     fn prune<'a>(&'a self, scope: &'a PruneScope) -> StoreFuture<'a, Pruned> {
         let before_ms = scope.before_ms;
-        let tenant = scope
-            .tenant
-            .as_ref()
-            .map(|tenant| tenant.as_str().to_owned());
-        let except: Vec<String> = scope
-            .except
-            .iter()
-            .map(|tenant| tenant.as_str().to_owned())
-            .collect();
+        let tenant = scope.tenant_text();
+        let except = scope.except_texts();
         Box::pin(self.tx(move |tx| {
             // The transaction may be retried: each try gets its own copies.
             let (tenant, except) = (tenant.clone(), except.clone());

@@ -955,12 +955,10 @@ impl RunQueue for SqliteStore {
 
     fn prune<'a>(&'a self, scope: &'a PruneScope) -> StoreFuture<'a, Pruned> {
         let before_ms = scope.before_ms;
-        let tenant = scope
-            .tenant
-            .as_ref()
-            .map(|tenant| tenant.as_str().to_owned());
+        let tenant = scope.tenant_text();
         // The tenants left out, as a JSON array for `json_each` (one parameter, any length).
-        let except = serde_json::to_string(&scope.except).unwrap_or_else(|_| "[]".to_owned());
+        let except =
+            serde_json::to_string(&scope.except_texts()).unwrap_or_else(|_| "[]".to_owned());
         Box::pin(self.write(move |connection| {
             crate::state::sweep_some(connection, 100)?;
             let runs = connection

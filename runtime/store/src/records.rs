@@ -660,6 +660,25 @@ pub struct PruneScope {
     pub except: Vec<TenantId>,
 }
 
+impl PruneScope {
+    /// The tenant as text (for SQL parameters), when the scope names one.
+    #[must_use]
+    pub fn tenant_text(&self) -> Option<String> {
+        self.tenant
+            .as_ref()
+            .map(|tenant| tenant.as_str().to_owned())
+    }
+
+    /// The tenants left out, as text.
+    #[must_use]
+    pub fn except_texts(&self) -> Vec<String> {
+        self.except
+            .iter()
+            .map(|tenant| tenant.as_str().to_owned())
+            .collect()
+    }
+}
+
 /// What pruning removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pruned {
