@@ -1,4 +1,5 @@
-//! The local commands: `build` (a crate into a component) and `run` (a component once).
+//! The local commands: `build` (a crate into a component), `run` (a component once) and
+//! `workflow validate` (definitions, no server).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -302,4 +303,36 @@ pub(crate) fn compile_artifact(
         .with_context(|| format!("writing {}", output.display()))
         .map_err(usage)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fluxo workflow validate FILE...`: every problem of every file; exit 1 when any has
+/// one.
+pub(crate) fn validate_workflows(files: &[PathBuf]) -> Result<ExitCode, UsageError> {
+    let templates = fluxo_workflow::Templates::new();
+    let mut failed = false;
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))
+            .map_err(usage)?;
+        match fluxo_workflow::check(&text, &templates) {
+            Ok(workflow) => println!(
+                "{}: ok ({} steps, starts at `{}`)",
+                file.display(),
+                workflow.steps.len(),
+                workflow.start
+            ),
+            Err(problems) => {
+                failed = true;
+                println!("{}: {} problem(s)", file.display(), problems.len());
+                for problem in problems {
+                    println!("  {problem}");
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -151,6 +151,9 @@ enum Command {
     /// Manage the tenant's secrets (values are never shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Validate and test workflow definitions.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// Compile a component into a precompiled artifact (used by the server).
     #[command(hide = true, name = COMPILE_ARTIFACT_COMMAND)]
     CompileArtifact {
@@ -161,6 +164,26 @@ enum Command {
         input: PathBuf,
         /// The artifact to write.
         output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkflowCommand {
+    /// Check definition files here, without a server: every problem with its step and
+    /// field; exit 1 when any file has one.
+    Validate {
+        /// The JSON definitions.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Test a definition on the server with a sample contact and message: each step's
+    /// inputs, decision, HTTP exchange and effects; nothing is applied.
+    Test {
+        /// The JSON definition.
+        file: PathBuf,
+        /// The sample (JSON: `contact`, `message`, `vars`, `fixtures`).
+        #[arg(long)]
+        sample: Option<PathBuf>,
     },
 }
 
@@ -372,6 +395,7 @@ fn main() -> ExitCode {
             rotate_key(&data_dir, config.as_deref())
         }
         Command::Migrate { data_dir, config } => migrate(&data_dir, config.as_deref()),
+        Command::Workflow(WorkflowCommand::Validate { files }) => local::validate_workflows(&files),
         command => manage(&cli.server, cli.token, cli.json, command),
     };
     match result {
@@ -730,7 +754,20 @@ fn manage(
                     .send("DELETE", &format!("/v1/secrets/{name}"), None)
                     .await
             }
+            Command::Workflow(WorkflowCommand::Test { file, sample }) => {
+                let workflow = client::read_json(&file).map_err(usage)?;
+                let mut body = match sample {
+                    Some(sample) => client::read_json(&sample).map_err(usage)?,
+                    None => serde_json::json!({}),
+                };
+                let Some(object) = body.as_object_mut() else {
+                    return Err(usage(anyhow::anyhow!("the sample is not a JSON object")));
+                };
+                object.insert("workflow".into(), workflow);
+                client.send("POST", "/v1/workflows/test", Some(body)).await
+            }
             Command::Serve { .. }
+            | Command::Workflow(WorkflowCommand::Validate { .. })
             | Command::Migrate { .. }
             | Command::Secrets(SecretsCommand::RotateKey { .. })
             | Command::Build { .. }

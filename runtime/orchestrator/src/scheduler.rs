@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use fluxo_core::{
-    ActionName, Blame, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, TenantId,
+    ActionName, Blame, Contact, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, TenantId,
 };
 use fluxo_sandbox::platform::SecretSource;
 use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta};
@@ -615,25 +615,9 @@ impl Scheduler {
                 format!("action {name} is disabled"),
             ));
         }
-        let timeout = Duration::from_millis(claimed.limits.host_call_timeout_ms);
-        let secrets =
-            match tokio::time::timeout(timeout, self.secrets.secrets(&claimed.tenant)).await {
-                Ok(Ok(secrets)) => secrets,
-                Ok(Err(error)) => {
-                    // Retryable: a store that was down comes back, a missing key is restored.
-                    return Err(RunError::new(
-                        ErrorKind::BackendUnavailable,
-                        format!("secrets: {error}"),
-                    )
-                    .blamed_on(Blame::Platform));
-                }
-                Err(_) => {
-                    return Err(
-                        RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
-                            .blamed_on(Blame::Platform),
-                    );
-                }
-            };
+        let secrets = self
+            .tenant_secrets(&claimed.tenant, claimed.limits.host_call_timeout_ms)
+            .await?;
         let ctx = RunContext::new(
             meta(claimed),
             claimed.limits.clone(),
@@ -642,6 +626,52 @@ impl Scheduler {
         .with_contact(claimed.event.contact.clone())
         .with_secrets(secrets);
         Ok((component, ctx))
+    }
+
+    /// The tenant's secrets, read within `timeout_ms`.
+    async fn tenant_secrets(
+        &self,
+        tenant: &TenantId,
+        timeout_ms: u64,
+    ) -> Result<fluxo_sandbox::Secrets, RunError> {
+        let timeout = Duration::from_millis(timeout_ms);
+        match tokio::time::timeout(timeout, self.secrets.secrets(tenant)).await {
+            Ok(Ok(secrets)) => Ok(secrets),
+            // Retryable: a store that was down comes back, a missing key is restored.
+            Ok(Err(error)) => Err(RunError::new(
+                ErrorKind::BackendUnavailable,
+                format!("secrets: {error}"),
+            )
+            .blamed_on(Blame::Platform)),
+            Err(_) => Err(
+                RunError::new(ErrorKind::BackendUnavailable, "secrets: timed out")
+                    .blamed_on(Blame::Platform),
+            ),
+        }
+    }
+
+    /// A context for testing a workflow of `tenant`'s about `contact`: the host's limits,
+    /// the tenant's secrets, the host's egress client and state reader, a fresh run id.
+    /// Nothing journaled in it is committed (the caller shows it).
+    ///
+    /// # Errors
+    /// The secrets could not be read (`backend_unavailable`).
+    pub async fn test_context(
+        &self,
+        tenant: &TenantId,
+        name: ActionName,
+        contact: Contact,
+    ) -> Result<RunContext, RunError> {
+        let secrets = self
+            .tenant_secrets(tenant, self.limits.host_call_timeout_ms)
+            .await?;
+        Ok(RunContext::new(
+            RunMeta::new(tenant.clone(), name),
+            self.limits.clone(),
+            self.capabilities.clone(),
+        )
+        .with_contact(contact)
+        .with_secrets(secrets))
     }
 
     /// Decides the run's fate and commits the attempt, retrying transient store errors;

@@ -34,6 +34,7 @@ pub struct AppState {
     pub(crate) tokens: Arc<auth::TokenCache>,
     pub(crate) admin_token_hash: String,
     pub(crate) vault: Arc<fluxo_orchestrator::Vault>,
+    pub(crate) workflows: Arc<fluxo_workflow::Interpreter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +68,7 @@ impl AppState {
             tokens: Arc::new(auth::TokenCache::default()),
             admin_token_hash: auth::hash_token(admin_token),
             vault,
+            workflows: Arc::new(fluxo_workflow::Interpreter::new()),
         }
     }
 }

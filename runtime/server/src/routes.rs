@@ -153,7 +153,7 @@ impl RouteDoc {
 /// Every route with its handler.
 pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
     use Access::{Admin, Public, Tenant};
-    use h::{actions, admin, runs, tenant_data as data};
+    use h::{actions, admin, runs, tenant_data as data, workflows};
     vec![
         (
             doc("GET", "/healthz", "Liveness", Public, 200).returns::<admin::Health>(),
@@ -304,6 +304,26 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (
             doc(
                 "POST",
+                "/v1/workflows/validate",
+                "Validate a workflow definition: every problem, with its step and field",
+                Tenant,
+                200,
+            ).body::<workflows::WorkflowDocument>().returns::<workflows::Validation>(),
+            post(workflows::validate_definition),
+        ),
+        (
+            doc(
+                "POST",
+                "/v1/workflows/test",
+                "Test a workflow with a sample contact and message (live HTTP or fixtures): a per-step trace; nothing applied",
+                Tenant,
+                200,
+            ).body::<workflows::WorkflowTest>().returns::<workflows::WorkflowTestResult>(),
+            post(workflows::test),
+        ),
+        (
+            doc(
+                "POST",
                 "/v1/runs",
                 "Submit a run (durable on 202): {\"action\", \"contact\", \"message\", \"input\", \"version\"}; Idempotency-Key header",
                 Tenant,
@@ -450,7 +470,7 @@ const GUARDED_ERRORS: &[(u16, &str)] = &[
     (413, "body over the size cap"),
     (
         422,
-        "component refused (forbidden import, too big a shape, failed compile)",
+        "refused content: a component (forbidden import, too big a shape, failed compile) or a workflow with problems (each in `details`)",
     ),
     (
         429,

@@ -26,3 +26,4 @@ mod server;
 mod support;
 mod uploads;
 mod versions;
+mod workflows;

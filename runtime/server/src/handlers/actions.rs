@@ -389,7 +389,7 @@ pub(crate) struct TestResult {
     emails: Vec<OutgoingEmail>,
 }
 
-fn diff(before: &Contact, effects: &[Effect]) -> ContactDiff {
+pub(crate) fn diff(before: &Contact, effects: &[Effect]) -> ContactDiff {
     let mut after = before.clone();
     apply_to_contact(&mut after, effects);
     let mut fields = std::collections::BTreeMap::new();

@@ -5,6 +5,7 @@ pub(crate) mod actions;
 pub(crate) mod admin;
 pub(crate) mod runs;
 pub(crate) mod tenant_data;
+pub(crate) mod workflows;
 
 use axum::Json;
 use axum::http::StatusCode;

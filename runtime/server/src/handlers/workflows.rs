@@ -1,0 +1,316 @@
+//! Workflows: validate a definition (every problem, with its step and field) and test
+//! one against a sample contact and message — live HTTP under the tenant's egress
+//! policy and secrets, or answers from fixtures — applying nothing.
+//!
+//! Stored workflows (versions, activation, runs through the durable queue) are not in
+//! this version; `docs/workflows.md` says what is.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use fluxo_core::{ActionName, Blame, Contact, Effect, ErrorKind, Message, OutgoingEmail};
+use fluxo_sandbox::Redactor;
+use fluxo_workflow::{
+    FixtureResponse, HttpMode, Interpreter, Problem, Start, StepTrace, Workflow, WorkflowRun,
+    validate,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::actions::{ContactDiff, diff};
+use super::{ApiResult, ok};
+use crate::AppState;
+use crate::auth::Tenant;
+use crate::error::ApiError;
+use crate::json::JsonBody;
+
+/// A workflow definition: `{"name", "description", "start", "steps": [...], "budget"}`
+/// (`docs/workflows.md`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub(crate) struct WorkflowDocument {
+    #[schema(value_type = Object)]
+    document: Map<String, Value>,
+}
+
+/// The answer of `POST /v1/workflows/validate`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Validation {
+    /// Whether the definition may be saved.
+    valid: bool,
+    /// Every problem, each with its step and field.
+    problems: Vec<Problem>,
+}
+
+/// The body of `POST /v1/workflows/test`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WorkflowTest {
+    /// The definition to test.
+    #[schema(value_type = Object)]
+    workflow: Map<String, Value>,
+    /// The sample contact.
+    #[serde(default)]
+    contact: Contact,
+    /// The sample message.
+    #[serde(default)]
+    message: Option<Message>,
+    /// Variables set before the first step.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    vars: Map<String, Value>,
+    /// HTTP answers by step id: when given, nothing leaves the host and a step without
+    /// one fails; when absent, requests are live (under the tenant's egress policy).
+    #[serde(default)]
+    fixtures: Option<BTreeMap<String, FixtureResponse>>,
+}
+
+/// Why a tested workflow failed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct WorkflowFailure {
+    /// The step it failed in, if it failed in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<String>,
+    /// The error's kind.
+    kind: ErrorKind,
+    /// Whose fault it is.
+    blame: Blame,
+    /// Whether a run failing so would be retried.
+    retryable: bool,
+    /// What happened.
+    message: String,
+}
+
+/// The answer of `POST /v1/workflows/test`: nothing in it was applied.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct WorkflowTestResult {
+    /// The workflow's name.
+    workflow: String,
+    /// Whether it reached an end.
+    succeeded: bool,
+    /// Why not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<WorkflowFailure>,
+    /// Each step as it ran: inputs after templating, the port taken, outputs (HTTP
+    /// status, headers and body), effects, changes.
+    trace: Vec<StepTrace>,
+    /// The variables at the end.
+    #[schema(value_type = Object)]
+    vars: Map<String, Value>,
+    /// What the run would do to the contact.
+    contact: ContactDiff,
+    /// The e-mails it would send.
+    emails: Vec<OutgoingEmail>,
+    /// Every write it journaled, in order.
+    effects: Vec<Effect>,
+}
+
+fn unprocessable(problems: &[Problem]) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_workflow",
+        format!(
+            "the workflow has {} problem(s); the first: {}",
+            problems.len(),
+            problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
+    )
+    .details(serde_json::to_value(problems).unwrap_or(Value::Null))
+}
+
+/// `POST /v1/workflows/validate`
+pub(crate) async fn validate_definition(
+    Tenant(_tenant): Tenant,
+    State(state): State<AppState>,
+    JsonBody(WorkflowDocument { document }): JsonBody<WorkflowDocument>,
+) -> ApiResult {
+    let problems = match Workflow::from_value(Value::Object(document)) {
+        Err(problems) => problems,
+        Ok(workflow) => validate(&workflow, state.workflows.templates()),
+    };
+    ok(
+        StatusCode::OK,
+        &Validation {
+            valid: problems.is_empty(),
+            problems,
+        },
+    )
+}
+
+/// `POST /v1/workflows/test`
+pub(crate) async fn test(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<WorkflowTest>,
+) -> ApiResult {
+    let interpreter: &Interpreter = &state.workflows;
+    let workflow = Workflow::from_value(Value::Object(body.workflow))
+        .map_err(|problems| unprocessable(&problems))?;
+    let problems = validate(&workflow, interpreter.templates());
+    if !problems.is_empty() {
+        return Err(unprocessable(&problems));
+    }
+    // The run's name in records: the workflow's, when it is a valid action name.
+    let name = ActionName::parse(&workflow.name)
+        .or_else(|_| ActionName::parse("workflow-test"))
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let contact = body.contact;
+    let mut ctx = state
+        .scheduler
+        .test_context(&tenant, name, contact.clone())
+        .await
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                error.message,
+            )
+        })?;
+    let mode = body.fixtures.map_or(HttpMode::Live, HttpMode::Fixtures);
+    let start = Start {
+        message: body.message,
+        vars: body.vars,
+    };
+    let run = interpreter
+        .run(&workflow, &mut ctx, start, &mode, &mut rand::random::<f64>)
+        .await;
+    ok(StatusCode::OK, &answer(workflow.name, run, ctx, &contact))
+}
+
+/// The answer of a test: the run, and what its context journaled (secrets redacted).
+fn answer(
+    workflow: String,
+    run: WorkflowRun,
+    ctx: fluxo_sandbox::RunContext,
+    contact: &Contact,
+) -> WorkflowTestResult {
+    let parts = ctx.into_parts();
+    let redactor = Redactor::new(parts.secrets.values());
+    let mut effects = parts.journal.into_effects();
+    for effect in &mut effects {
+        redactor.redact_effect(effect);
+    }
+    let emails = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::SendEmail(email) => Some(email.clone()),
+            _ => None,
+        })
+        .collect();
+    let error = run.error.map(|failure| WorkflowFailure {
+        step: failure.step,
+        kind: failure.error.kind,
+        blame: failure.error.blame,
+        retryable: failure.error.retryable(),
+        message: failure.error.message,
+    });
+    WorkflowTestResult {
+        workflow,
+        succeeded: error.is_none(),
+        error,
+        trace: run.trace,
+        vars: run.vars,
+        contact: diff(contact, &effects),
+        emails,
+        effects,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fluxo_core::{ContactId, Limits, TenantId};
+    use fluxo_egress::{Egress, HttpPolicy};
+    use fluxo_sandbox::platform::MemoryState;
+    use fluxo_sandbox::{Capabilities, RunContext, RunMeta, Secrets};
+    use serde_json::json;
+
+    use super::*;
+
+    struct NoDns;
+
+    impl fluxo_egress::Resolve for NoDns {
+        fn resolve<'a>(
+            &'a self,
+            _host: &'a str,
+        ) -> fluxo_egress::BoxFuture<'a, std::io::Result<Vec<std::net::IpAddr>>> {
+            Box::pin(async { Err(std::io::Error::other("no DNS in tests")) })
+        }
+    }
+
+    /// A test answer holding every block's trace, a failure, changes and an e-mail
+    /// matches the document's schema.
+    #[tokio::test]
+    async fn a_workflow_test_as_answered_matches_its_schema() {
+        let workflow = Workflow::from_value(json!({"name": "all", "steps": [
+            {"id": "call", "type": "http", "method": "POST", "url": "https://crm.example/x",
+             "auth": {"bearer": {"secret": "TOKEN"}},
+             "body": {"json": [{"key": "a[b]", "value": "{{contact.fields.name}}"}]},
+             "save": [{"path": "data.id", "var": "id"}], "next": "ab"},
+            {"id": "ab", "type": "split", "branches": [{"weight": 1, "next": "check"}]},
+            {"id": "check", "type": "condition", "rules": [{"left": "vars.id", "op": "exists"}], "then": "set"},
+            {"id": "set", "type": "set_field", "field": "deal", "value": "{{vars.id}}", "next": "count"},
+            {"id": "count", "type": "set_variable", "name": "n", "increment": 1, "next": "tag"},
+            {"id": "tag", "type": "tag", "tag": "t", "next": "untag"},
+            {"id": "untag", "type": "untag", "tag": "old", "next": "mail"},
+            {"id": "mail", "type": "send_email", "to": ["a@b.example"], "subject": "s", "text": "t", "next": "fail"},
+            {"id": "fail", "type": "set_field", "field": "x", "value": "{{ vars.id.missing.deeper }}"}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            validate(&workflow, &fluxo_workflow::Templates::new()),
+            Vec::new()
+        );
+        let egress = Egress::new(&HttpPolicy::default(), Arc::new(NoDns)).unwrap();
+        let capabilities = Arc::new(Capabilities {
+            egress: Arc::new(egress),
+            state: Arc::new(MemoryState::new()),
+        });
+        let mut contact = Contact::with_id(ContactId::parse("c1").unwrap());
+        contact.fields.insert("name".into(), "Ana".into());
+        contact.tags.push("old".into());
+        let secrets = Secrets::new([("TOKEN".to_owned(), "tok-secret".to_owned())].into());
+        let mut ctx = RunContext::new(
+            RunMeta::new(
+                TenantId::parse("acme").unwrap(),
+                ActionName::parse("all").unwrap(),
+            ),
+            Limits::default(),
+            capabilities,
+        )
+        .with_contact(contact.clone())
+        .with_secrets(secrets);
+        let fixtures = [(
+            "call".to_owned(),
+            FixtureResponse {
+                status: 200,
+                headers: [("x-trace".to_owned(), "1".to_owned())].into(),
+                body: json!({"data": {"id": 7}}),
+            },
+        )]
+        .into();
+        let run = Interpreter::new()
+            .run(
+                &workflow,
+                &mut ctx,
+                Start::default(),
+                &HttpMode::Fixtures(fixtures),
+                &mut || 0.5,
+            )
+            .await;
+        assert_eq!(run.trace.len(), 9, "{run:#?}");
+        let result = answer(workflow.name, run, ctx, &contact);
+        assert_eq!(
+            result.error.as_ref().and_then(|e| e.step.as_deref()),
+            Some("fail")
+        );
+        let value = serde_json::to_value(&result).unwrap();
+        assert!(!value.to_string().contains("tok-secret"), "{value:#}");
+        crate::routes::check_against_document("WorkflowTestResult", &value).unwrap();
+    }
+}

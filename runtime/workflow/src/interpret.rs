@@ -1,0 +1,953 @@
+//! Runs a workflow's blocks through a [`RunContext`]: the same quotas, egress policy,
+//! secrets and journal as a component, and nothing committed here — the caller commits
+//! the context's journal (or, for a test, shows it).
+//!
+//! The run ends when a step has no next step (succeeded) or fails: a limit of the
+//! tenant's (`LimitHit`), the workflow's own budget (steps in all, visits per step), a
+//! template that does not render, a capability refusing its input, or an HTTP request
+//! that fails with no `on_error` port. Every step leaves a [`StepTrace`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use base64::Engine as _;
+use fluxo_core::{Blame, Effect, ErrorKind, FieldValue, LimitHit, Message, RunError};
+use fluxo_egress::{EgressRequest, EgressResponse};
+use fluxo_sandbox::RunContext;
+use fluxo_sandbox::context::EmailMessage;
+use fluxo_sandbox::redact::{Redactor, is_credential_header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::condition::{holds, text_of};
+use crate::definition::{
+    Auth, Block, Body, ConditionBlock, Context, Fixtures, HttpBlock, Match, SendEmailBlock,
+    SetVariableBlock, SplitBlock, Step, Workflow, is_json,
+};
+use crate::path;
+use crate::template::Templates;
+
+/// An HTTP answer given by a test instead of a live request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FixtureResponse {
+    /// The status code.
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The body: JSON, or a string for a text body.
+    #[serde(default)]
+    pub body: Value,
+}
+
+/// How HTTP blocks reach the network.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum HttpMode {
+    /// Live requests through the egress client.
+    #[default]
+    Live,
+    /// Answers from fixtures keyed by step id; nothing leaves the host (a step with no
+    /// fixture fails).
+    Fixtures(Fixtures),
+}
+
+/// What starts a workflow run besides its contact (which the context carries).
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// The message that triggered it.
+    pub message: Option<Message>,
+    /// Variables set before the first step.
+    pub vars: Map<String, Value>,
+}
+
+/// One step as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepTrace {
+    /// The step's id.
+    pub step: String,
+    /// Its block type.
+    pub block: String,
+    /// Its inputs after templating (secrets redacted, credential headers masked).
+    pub inputs: Value,
+    /// The port taken (`next`, `on_error`, `then`, `else`, `branches[i]`), or `None`
+    /// when the run ended here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The step it led to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// What the block decided or produced: a condition's rule results, a split's draw,
+    /// an HTTP response (status, headers, body), saved values.
+    pub outputs: Value,
+    /// The writes it journaled.
+    pub effects: Vec<Effect>,
+    /// Fields and tags before and after the step (only what changed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Host time spent, microseconds.
+    pub duration_us: u64,
+}
+
+/// A contact value before and after a step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Change {
+    /// `fields.<name>` or `tags`.
+    pub what: String,
+    /// The value before.
+    pub before: Value,
+    /// The value after.
+    pub after: Value,
+}
+
+/// A finished workflow run (its journal stays in the context).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowRun {
+    /// The failure, or `None` when the run reached an end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Every step executed, in order.
+    pub trace: Vec<StepTrace>,
+    /// The variables at the end.
+    pub vars: Map<String, Value>,
+}
+
+impl WorkflowRun {
+    /// Whether the run reached an end without failing.
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// A failure and the step it happened in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepError {
+    /// The step (none when the run failed between steps: its budget, its deadline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The error, as for a component's run.
+    pub error: RunError,
+}
+
+/// Runs workflows; one per host (it holds the template engine).
+#[derive(Debug, Default)]
+pub struct Interpreter {
+    templates: Templates,
+}
+
+/// Why a step failed: either it ends the run as is, or an HTTP failure a port may catch.
+enum Failure {
+    Run(RunError),
+    Http(RunError),
+}
+
+impl From<LimitHit> for Failure {
+    fn from(hit: LimitHit) -> Self {
+        Self::Run(RunError::from_limit(&hit))
+    }
+}
+
+fn definition_error(message: impl Into<String>) -> Failure {
+    Failure::Run(RunError::new(ErrorKind::ActionError, message).blamed_on(Blame::Guest))
+}
+
+/// What a step hands back to the loop.
+struct Outcome {
+    port: Option<(String, Option<String>)>,
+    inputs: Value,
+    outputs: Value,
+}
+
+impl Interpreter {
+    /// An interpreter with its template engine.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The template engine (validation uses the same one).
+    #[must_use]
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// Runs `workflow` from its start in `ctx`, drawing splits with `draw` (a number in
+    /// `[0, 1)`; `rand::random` in production, fixed in tests).
+    pub async fn run(
+        &self,
+        workflow: &Workflow,
+        ctx: &mut RunContext,
+        start: Start,
+        mode: &HttpMode,
+        draw: &mut (dyn FnMut() -> f64 + Send),
+    ) -> WorkflowRun {
+        let mut state = RunState {
+            vars: start.vars,
+            message: start.message,
+            responses: Map::new(),
+            secrets_used: Vec::new(),
+        };
+        let mut trace = Vec::new();
+        let mut visits: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut executed = 0u32;
+        let mut current = Some(workflow.start.clone());
+        let mut error = None;
+        while let Some(id) = current.take() {
+            let Some(step) = workflow.step(&id) else {
+                error = Some(StepError {
+                    step: Some(id.clone()),
+                    error: RunError::new(ErrorKind::ActionError, format!("no step `{id}`"))
+                        .blamed_on(Blame::Guest),
+                });
+                break;
+            };
+            if let Some(stop) = self.check_budget(workflow, step, ctx, &mut visits, &mut executed) {
+                error = Some(stop);
+                break;
+            }
+            let started = Instant::now();
+            let journal_before = ctx.journal().effects().len();
+            let contact_before = ctx.contact();
+            let result = self.step(step, ctx, &mut state, mode, draw).await;
+            let effects = ctx
+                .journal()
+                .effects()
+                .get(journal_before..)
+                .map(<[Effect]>::to_vec)
+                .unwrap_or_default();
+            let changes = changes(&contact_before, &ctx.contact());
+            let mut record = StepTrace {
+                step: step.id.clone(),
+                block: step.block.kind().to_owned(),
+                inputs: Value::Null,
+                port: None,
+                next: None,
+                outputs: Value::Null,
+                effects,
+                changes,
+                error: None,
+                duration_us: 0,
+            };
+            match result {
+                Ok(outcome) => {
+                    record.inputs = outcome.inputs;
+                    record.outputs = outcome.outputs;
+                    if let Some((port, next)) = outcome.port {
+                        record.port = Some(port);
+                        record.next.clone_from(&next);
+                        current = next;
+                    }
+                }
+                Err((inputs, failure)) => {
+                    record.inputs = inputs;
+                    let (Failure::Run(run_error) | Failure::Http(run_error)) = failure;
+                    record.error = Some(run_error.message.clone());
+                    error = Some(StepError {
+                        step: Some(step.id.clone()),
+                        error: run_error,
+                    });
+                }
+            }
+            record.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            trace.push(record);
+            if error.is_some() {
+                break;
+            }
+        }
+        let mut run = WorkflowRun {
+            error,
+            trace,
+            vars: state.vars,
+        };
+        let redactor = Redactor::new(state.secrets_used.iter().map(String::as_str));
+        if !redactor.is_empty() {
+            redact_run(&redactor, &mut run);
+        }
+        run
+    }
+
+    fn check_budget<'w>(
+        &self,
+        workflow: &'w Workflow,
+        step: &'w Step,
+        ctx: &RunContext,
+        visits: &mut BTreeMap<&'w str, u32>,
+        executed: &mut u32,
+    ) -> Option<StepError> {
+        let limit_error = |message: String| StepError {
+            step: Some(step.id.clone()),
+            error: RunError::new(ErrorKind::QuotaExceeded, message).blamed_on(Blame::Guest),
+        };
+        if ctx.remaining().is_zero() {
+            return Some(StepError {
+                step: Some(step.id.clone()),
+                error: RunError::from_limit(&LimitHit::Deadline {
+                    deadline_ms: ctx.limits().deadline_ms,
+                }),
+            });
+        }
+        *executed = executed.saturating_add(1);
+        if *executed > workflow.budget.max_steps {
+            return Some(limit_error(format!(
+                "the workflow ran {} steps, its budget (budget.max_steps)",
+                workflow.budget.max_steps
+            )));
+        }
+        let count = visits.entry(step.id.as_str()).or_insert(0);
+        *count = count.saturating_add(1);
+        let allowed = step.max_visits.unwrap_or(workflow.budget.max_visits);
+        if *count > allowed {
+            return Some(limit_error(format!(
+                "step `{}` was reached {} times, over its loop limit of {allowed} (max_visits)",
+                step.id, *count
+            )));
+        }
+        None
+    }
+
+    async fn step(
+        &self,
+        step: &Step,
+        ctx: &mut RunContext,
+        state: &mut RunState,
+        mode: &HttpMode,
+        draw: &mut (dyn FnMut() -> f64 + Send),
+    ) -> Result<Outcome, (Value, Failure)> {
+        let scope = state.scope(ctx);
+        let text = |source: &str, field: &str| {
+            self.templates
+                .render(source, Context::Text, &scope)
+                .map_err(|why| (Value::Null, definition_error(format!("{field}: {why}"))))
+        };
+        let next = |port: &str, target: &Option<String>| Some((port.to_owned(), target.clone()));
+        match &step.block {
+            Block::Http(http) => self.http(step, http, ctx, state, mode).await,
+            Block::SetField(set) => {
+                let value = text(&set.value, "value")?;
+                let inputs = json!({"field": set.field, "value": value});
+                capability(
+                    ctx.set_field(set.field.clone(), FieldValue::Text(value)),
+                    &inputs,
+                )?;
+                Ok(Outcome {
+                    port: next("next", &set.next),
+                    inputs,
+                    outputs: Value::Null,
+                })
+            }
+            Block::Tag(tag) | Block::Untag(tag) => {
+                let name = text(&tag.tag, "tag")?.trim().to_owned();
+                let inputs = json!({"tag": name});
+                let result = if matches!(step.block, Block::Tag(_)) {
+                    ctx.add_tag(name)
+                } else {
+                    ctx.remove_tag(name)
+                };
+                capability(result, &inputs)?;
+                Ok(Outcome {
+                    port: next("next", &tag.next),
+                    inputs,
+                    outputs: Value::Null,
+                })
+            }
+            Block::SetVariable(set) => {
+                let value = set_variable(set, state, |source| text(source, "value"))?;
+                let inputs = json!({"name": set.name});
+                state.vars.insert(set.name.clone(), value.clone());
+                Ok(Outcome {
+                    port: next("next", &set.next),
+                    inputs,
+                    outputs: json!({ "value": value }),
+                })
+            }
+            Block::Condition(condition) => {
+                let (result, inputs, outputs) = self.condition(condition, &scope, state, ctx)?;
+                let port = if result {
+                    next("then", &condition.then)
+                } else {
+                    next("else", &condition.otherwise)
+                };
+                Ok(Outcome {
+                    port,
+                    inputs,
+                    outputs,
+                })
+            }
+            Block::Split(split) => {
+                let (index, value) = choose(split, draw());
+                let target = split.branches.get(index).map(|branch| branch.next.clone());
+                Ok(Outcome {
+                    port: Some((format!("branches[{index}]"), target)),
+                    inputs: Value::Null,
+                    outputs: json!({"draw": value, "branch": index}),
+                })
+            }
+            Block::SendEmail(email) => {
+                let (message, inputs) = render_email(email, |source, field| text(source, field))?;
+                let id = capability(ctx.send_email(message), &inputs)?;
+                Ok(Outcome {
+                    port: next("next", &email.next),
+                    inputs,
+                    outputs: json!({"message_id": id}),
+                })
+            }
+        }
+    }
+
+    fn condition(
+        &self,
+        condition: &ConditionBlock,
+        scope: &minijinja::Value,
+        state: &RunState,
+        ctx: &RunContext,
+    ) -> Result<(bool, Value, Value), (Value, Failure)> {
+        let data = state.data(ctx);
+        let mut results = Vec::new();
+        let mut inputs = Vec::new();
+        for (i, rule) in condition.rules.iter().enumerate() {
+            let render = |source: &str, field: String| {
+                self.templates
+                    .render(source, Context::Text, scope)
+                    .map_err(|why| (Value::Null, definition_error(format!("{field}: {why}"))))
+            };
+            let value = rule
+                .value
+                .as_deref()
+                .map(|source| render(source, format!("rules[{i}].value")))
+                .transpose()?;
+            let values = rule
+                .values
+                .iter()
+                .enumerate()
+                .map(|(j, source)| render(source, format!("rules[{i}].values[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let left = path::parse(&rule.left)
+                .ok()
+                .and_then(|segments| path::lookup(&data, &segments).cloned());
+            let held = holds(rule, left.as_ref(), value.as_deref(), &values)
+                .map_err(|why| (Value::Null, definition_error(format!("rules[{i}]: {why}"))))?;
+            inputs.push(json!({"left": rule.left, "is": left, "op": rule.op, "value": value, "values": values}));
+            results.push(held);
+        }
+        let result = match condition.combine {
+            Match::All => results.iter().all(|held| *held),
+            Match::Any => results.iter().any(|held| *held),
+        };
+        Ok((
+            result,
+            Value::Array(inputs),
+            json!({"rules": results, "result": result}),
+        ))
+    }
+
+    async fn http(
+        &self,
+        step: &Step,
+        http: &HttpBlock,
+        ctx: &mut RunContext,
+        state: &mut RunState,
+        mode: &HttpMode,
+    ) -> Result<Outcome, (Value, Failure)> {
+        let (request, inputs) = self
+            .render_request(http, ctx, state)
+            .map_err(|failure| (Value::Null, failure))?;
+        let response = match mode {
+            HttpMode::Live => match ctx.http(request).await {
+                Err(hit) => return Err((inputs, hit.into())),
+                Ok(Err(error)) => Err(format!("request refused or failed: {error}")),
+                Ok(Ok(response)) => Ok(response),
+            },
+            HttpMode::Fixtures(fixtures) => match fixtures.get(&step.id) {
+                Some(fixture) => Ok(fixture_response(fixture)),
+                None => Err(format!(
+                    "no fixture for step `{}` (a test with fixtures sends nothing)",
+                    step.id
+                )),
+            },
+        };
+        let failure_port = |message: String, blame: Blame| {
+            let error = RunError::new(ErrorKind::ActionError, message).blamed_on(blame);
+            match &http.on_error {
+                Some(target) => Ok(Some(("on_error".to_owned(), Some(target.clone())))),
+                None => Err(Failure::Http(error)),
+            }
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(message) => {
+                state.responses.insert(
+                    step.id.clone(),
+                    json!({"response": {"status": 0, "headers": {}, "body": null, "error": message}}),
+                );
+                let port = failure_port(message.clone(), Blame::Upstream)
+                    .map_err(|failure| (inputs.clone(), failure))?;
+                return Ok(Outcome {
+                    port,
+                    inputs,
+                    outputs: json!({"error": message}),
+                });
+            }
+        };
+        let body = response_body(&response);
+        let headers: Map<String, Value> = response
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect();
+        let answer = json!({"status": response.status, "headers": headers, "body": body});
+        state
+            .responses
+            .insert(step.id.clone(), json!({ "response": answer }));
+        if !(200..300).contains(&response.status) {
+            let blame = if response.status >= 500 || response.status == 429 {
+                Blame::Upstream
+            } else {
+                Blame::Guest
+            };
+            let port = failure_port(format!("the upstream answered {}", response.status), blame)
+                .map_err(|failure| (inputs.clone(), failure))?;
+            return Ok(Outcome {
+                port,
+                inputs,
+                outputs: json!({"response": answer}),
+            });
+        }
+        let mut saved = Map::new();
+        for save in &http.save {
+            let found = path::parse(&save.path)
+                .ok()
+                .and_then(|segments| path::lookup(&body, &segments).cloned());
+            let Some(value) = found else {
+                let message = format!("the response has nothing at `{}`", save.path);
+                let port = failure_port(message, Blame::Upstream)
+                    .map_err(|failure| (inputs.clone(), failure))?;
+                return Ok(Outcome {
+                    port,
+                    inputs,
+                    outputs: json!({"response": answer, "saved": saved}),
+                });
+            };
+            if let Some(var) = &save.var {
+                state.vars.insert(var.clone(), value.clone());
+                saved.insert(format!("vars.{var}"), value.clone());
+            }
+            if let Some(field) = &save.field {
+                capability(ctx.set_field(field.clone(), field_value(&value)), &inputs)?;
+                saved.insert(format!("fields.{field}"), value);
+            }
+        }
+        Ok(Outcome {
+            port: Some(("next".to_owned(), http.next.clone())),
+            inputs,
+            outputs: json!({"response": answer, "saved": saved}),
+        })
+    }
+
+    /// The request an HTTP block sends, and its inputs for the trace (credential
+    /// headers masked; secret values are redacted from the whole trace at the end).
+    fn render_request(
+        &self,
+        http: &HttpBlock,
+        ctx: &RunContext,
+        state: &mut RunState,
+    ) -> Result<(EgressRequest, Value), Failure> {
+        let mut secrets = Map::new();
+        let mut wanted: Vec<String> = Vec::new();
+        for (_, source, _) in crate::definition::templates(&Block::Http(http.clone())) {
+            let names = self.templates.variables(source).map_err(definition_error)?;
+            wanted.extend(
+                names
+                    .iter()
+                    .filter_map(|name| name.strip_prefix("secrets."))
+                    .map(|name| name.split('.').next().unwrap_or(name).to_owned()),
+            );
+        }
+        match &http.auth {
+            Some(Auth::Bearer { secret } | Auth::ApiKey { secret, .. }) => {
+                wanted.push(secret.clone())
+            }
+            Some(Auth::Basic {
+                password_secret, ..
+            }) => wanted.push(password_secret.clone()),
+            None => {}
+        }
+        for name in wanted {
+            let value = ctx.secret(&name).map_err(|error| {
+                definition_error(format!(
+                    "secret `{name}`: {error} (set it with `fluxo secrets set`)"
+                ))
+            })?;
+            state.secrets_used.push(value.clone());
+            secrets.insert(name, Value::String(value));
+        }
+        let mut data = state.data(ctx);
+        if let Value::Object(map) = &mut data {
+            map.insert("secrets".to_owned(), Value::Object(secrets.clone()));
+        }
+        let scope = minijinja::Value::from_serialize(&data);
+        let render = |source: &str, context: Context, field: &str| {
+            self.templates
+                .render(source, context, &scope)
+                .map_err(|why| definition_error(format!("{field}: {why}")))
+        };
+        let url = render(&http.url, Context::Url, "url")?;
+        let mut parsed = url::Url::parse(&url)
+            .map_err(|error| definition_error(format!("url: `{url}` is not a URL: {error}")))?;
+        if !http.query.is_empty() {
+            let mut pairs = Vec::new();
+            for (i, pair) in http.query.iter().enumerate() {
+                pairs.push((
+                    pair.key.clone(),
+                    render(&pair.value, Context::Secret, &format!("query[{i}].value"))?,
+                ));
+            }
+            parsed.query_pairs_mut().extend_pairs(pairs);
+        }
+        let mut request = EgressRequest::new(http.method.to_egress(), parsed.to_string());
+        for (i, pair) in http.headers.iter().enumerate() {
+            let value = render(&pair.value, Context::Secret, &format!("headers[{i}].value"))?;
+            request.headers.push((pair.key.to_ascii_lowercase(), value));
+        }
+        match &http.auth {
+            Some(Auth::Bearer { secret }) => {
+                let token = secret_value(&secrets, secret);
+                request
+                    .headers
+                    .push(("authorization".to_owned(), format!("Bearer {token}")));
+            }
+            Some(Auth::Basic {
+                username,
+                password_secret,
+            }) => {
+                let user = render(username, Context::Secret, "auth.basic.username")?;
+                let password = secret_value(&secrets, password_secret);
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                request
+                    .headers
+                    .push(("authorization".to_owned(), format!("Basic {encoded}")));
+            }
+            Some(Auth::ApiKey { header, secret }) => {
+                request
+                    .headers
+                    .push((header.to_ascii_lowercase(), secret_value(&secrets, secret)));
+            }
+            None => {}
+        }
+        let mut body_input = Value::Null;
+        match &http.body {
+            Some(Body::Json(pairs)) => {
+                let mut rendered = Vec::new();
+                for (i, pair) in pairs.iter().enumerate() {
+                    let value = render(&pair.value, Context::Secret, &format!("body[{i}].value"))?;
+                    rendered.push((pair.key.as_str(), Value::String(value)));
+                }
+                let document = path::build_json(rendered)
+                    .map_err(|why| definition_error(format!("body: {why}")))?
+                    .to_json_string();
+                set_content_type(&mut request, "application/json");
+                body_input = Value::String(document.clone());
+                request.body = Some(document.into_bytes());
+            }
+            Some(Body::Form(pairs)) => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                for (i, pair) in pairs.iter().enumerate() {
+                    let value = render(&pair.value, Context::Secret, &format!("body[{i}].value"))?;
+                    form.append_pair(&pair.key, &value);
+                }
+                let encoded = form.finish();
+                set_content_type(&mut request, "application/x-www-form-urlencoded");
+                body_input = Value::String(encoded.clone());
+                request.body = Some(encoded.into_bytes());
+            }
+            Some(Body::Raw { content_type, text }) => {
+                let context = if is_json(content_type) {
+                    Context::Json
+                } else {
+                    Context::Secret
+                };
+                let rendered = render(text, context, "body.raw.text")?;
+                set_content_type(&mut request, content_type);
+                body_input = Value::String(rendered.clone());
+                request.body = Some(rendered.into_bytes());
+            }
+            None => {}
+        }
+        request.timeout = http.timeout_ms.map(std::time::Duration::from_millis);
+        let headers: Vec<Value> = request
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if is_credential_header(name) {
+                    "[redacted]"
+                } else {
+                    value.as_str()
+                };
+                json!([name, shown])
+            })
+            .collect();
+        let inputs = json!({
+            "method": request.method.to_string(),
+            "url": request.url,
+            "headers": headers,
+            "body": body_input,
+        });
+        Ok((request, inputs))
+    }
+}
+
+fn secret_value(secrets: &Map<String, Value>, name: &str) -> String {
+    secrets.get(name).map(text_of).unwrap_or_default()
+}
+
+fn set_content_type(request: &mut EgressRequest, content_type: &str) {
+    if !request.has_header("content-type") {
+        request
+            .headers
+            .push(("content-type".to_owned(), content_type.to_owned()));
+    }
+}
+
+/// The response body as JSON when it parses as JSON, else as text.
+fn response_body(response: &EgressResponse) -> Value {
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
+}
+
+fn fixture_response(fixture: &FixtureResponse) -> EgressResponse {
+    let body = match &fixture.body {
+        Value::String(text) => text.clone().into_bytes(),
+        Value::Null => Vec::new(),
+        other => other.to_string().into_bytes(),
+    };
+    EgressResponse {
+        status: fixture.status,
+        headers: fixture
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .collect(),
+        body,
+    }
+}
+
+/// A capability's result: a limit ends the run; an error value fails the step (the
+/// definition asked for something the capability refuses).
+fn capability<T, E: std::fmt::Display>(
+    result: Result<Result<T, E>, LimitHit>,
+    inputs: &Value,
+) -> Result<T, (Value, Failure)> {
+    match result {
+        Err(hit) => Err((inputs.clone(), hit.into())),
+        Ok(Err(error)) => Err((inputs.clone(), definition_error(error.to_string()))),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
+fn set_variable(
+    set: &SetVariableBlock,
+    state: &RunState,
+    text: impl Fn(&str) -> Result<String, (Value, Failure)>,
+) -> Result<Value, (Value, Failure)> {
+    if let Some(step) = set.increment {
+        let current = match state.vars.get(&set.name) {
+            None | Some(Value::Null) => 0.0,
+            Some(value) => text_of(value).trim().parse::<f64>().map_err(|_| {
+                (
+                    Value::Null,
+                    definition_error(format!(
+                        "`vars.{}` is not a number: cannot increment it",
+                        set.name
+                    )),
+                )
+            })?,
+        };
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "increments are small whole numbers"
+        )]
+        let sum = current + step as f64;
+        return Ok(
+            serde_json::Number::from_f64(sum).map_or(Value::Null, |number| {
+                if sum.fract() == 0.0 && sum.abs() < 9.0e15 {
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        reason = "whole and in range, checked above"
+                    )]
+                    Value::from(sum as i64)
+                } else {
+                    Value::Number(number)
+                }
+            }),
+        );
+    }
+    Ok(Value::String(text(
+        set.value.as_deref().unwrap_or_default(),
+    )?))
+}
+
+/// The branch `draw` (in `[0, 1)`) selects, by weight; and the draw scaled to the
+/// weights' sum (recorded in the trace).
+fn choose(split: &SplitBlock, draw: f64) -> (usize, f64) {
+    let total: u64 = split.branches.iter().map(|b| u64::from(b.weight)).sum();
+    #[allow(clippy::cast_precision_loss, reason = "weights are small")]
+    let point = draw.clamp(0.0, 1.0) * total as f64;
+    let mut edge = 0.0;
+    for (index, branch) in split.branches.iter().enumerate() {
+        edge += f64::from(branch.weight);
+        if point < edge {
+            return (index, point);
+        }
+    }
+    (split.branches.len().saturating_sub(1), point)
+}
+
+fn render_email(
+    email: &SendEmailBlock,
+    text: impl Fn(&str, &str) -> Result<String, (Value, Failure)>,
+) -> Result<(EmailMessage, Value), (Value, Failure)> {
+    let to = email
+        .to
+        .iter()
+        .enumerate()
+        .map(|(i, source)| text(source, &format!("to[{i}]")).map(|a| a.trim().to_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cc = email
+        .cc
+        .iter()
+        .enumerate()
+        .map(|(i, source)| text(source, &format!("cc[{i}]")).map(|a| a.trim().to_owned()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let subject = text(&email.subject, "subject")?;
+    let body = text(&email.text, "text")?;
+    let inputs = json!({"to": to, "cc": cc, "subject": subject, "text": body});
+    Ok((
+        EmailMessage {
+            to,
+            cc,
+            subject,
+            text: body,
+            html: None,
+            reply_to: None,
+        },
+        inputs,
+    ))
+}
+
+/// A saved JSON value as a contact field: strings, numbers and flags keep their type;
+/// lists and objects are stored as their JSON text.
+fn field_value(value: &Value) -> FieldValue {
+    match value {
+        Value::String(text) => FieldValue::Text(text.clone()),
+        Value::Number(number) => number.as_f64().map_or(FieldValue::Null, FieldValue::Number),
+        Value::Bool(flag) => FieldValue::Bool(*flag),
+        Value::Null => FieldValue::Null,
+        other => FieldValue::Text(other.to_string()),
+    }
+}
+
+/// What templates and conditions read, rebuilt before each step from the context (so a
+/// field set by one step is seen by the next).
+struct RunState {
+    vars: Map<String, Value>,
+    message: Option<Message>,
+    responses: Map<String, Value>,
+    secrets_used: Vec<String>,
+}
+
+impl RunState {
+    fn data(&self, ctx: &RunContext) -> Value {
+        let contact = ctx.contact();
+        let fields: Map<String, Value> = contact
+            .fields
+            .iter()
+            .map(|(name, value)| (name.clone(), shortest(value.to_json())))
+            .collect();
+        let message = self.message.as_ref().map_or_else(
+            || json!({"text": ""}),
+            |message| json!({"text": message.text, "channel": message.channel}),
+        );
+        json!({
+            "contact": {
+                "id": contact.id.as_ref().map(ToString::to_string),
+                "fields": fields,
+                "tags": contact.tags,
+            },
+            "message": message,
+            "vars": self.vars,
+            "steps": self.responses,
+        })
+    }
+
+    fn scope(&self, ctx: &RunContext) -> minijinja::Value {
+        minijinja::Value::from_serialize(self.data(ctx))
+    }
+}
+
+/// Whole numbers as integers (`2`, not `2.0`, in templates).
+fn shortest(value: Value) -> Value {
+    match &value {
+        Value::Number(number) => match number.as_f64() {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "whole and in range, checked"
+            )]
+            Some(float) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                Value::from(float as i64)
+            }
+            _ => value,
+        },
+        _ => value,
+    }
+}
+
+/// Fields and tags that differ between two views of the contact.
+fn changes(before: &fluxo_core::Contact, after: &fluxo_core::Contact) -> Vec<Change> {
+    let mut out = Vec::new();
+    let names: std::collections::BTreeSet<&String> =
+        before.fields.keys().chain(after.fields.keys()).collect();
+    for name in names {
+        let (a, b) = (before.fields.get(name), after.fields.get(name));
+        if a != b {
+            out.push(Change {
+                what: format!("fields.{name}"),
+                before: a.map_or(Value::Null, FieldValue::to_json),
+                after: b.map_or(Value::Null, FieldValue::to_json),
+            });
+        }
+    }
+    if before.tags != after.tags {
+        out.push(Change {
+            what: "tags".to_owned(),
+            before: json!(before.tags),
+            after: json!(after.tags),
+        });
+    }
+    out
+}
+
+fn redact_run(redactor: &Redactor, run: &mut WorkflowRun) {
+    for step in &mut run.trace {
+        redactor.redact_json(&mut step.inputs);
+        redactor.redact_json(&mut step.outputs);
+        for effect in &mut step.effects {
+            redactor.redact_effect(effect);
+        }
+        if let Some(error) = &mut step.error {
+            redactor.redact_in_place(error);
+        }
+    }
+    if let Some(error) = &mut run.error {
+        redactor.redact_in_place(&mut error.error.message);
+    }
+    for value in run.vars.values_mut() {
+        redactor.redact_json(value);
+    }
+}

@@ -1,0 +1,358 @@
+//! Workflows run through a real [`RunContext`] against a loopback upstream: what reaches
+//! the wire, what is journaled, what the trace shows.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
+
+use std::sync::{Arc, Mutex};
+
+use fluxo_core::{ActionName, Contact, Effect, ErrorKind, Limits, Message, TenantId};
+use fluxo_egress::{AllowRule, Egress, HttpPolicy};
+use fluxo_sandbox::platform::MemoryState;
+use fluxo_sandbox::{Capabilities, RunContext, RunMeta, Secrets};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::{HttpMode, Interpreter, Start, Templates, check};
+
+type Handler = Arc<dyn Fn(&str) -> (u16, String) + Send + Sync>;
+
+/// A loopback HTTP server: `handler` gets the raw request and gives status and JSON
+/// body; every raw request is kept.
+async fn upstream(handler: Handler) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 << 10];
+                let mut read = 0;
+                let text = loop {
+                    let n = stream.read(&mut buffer[read..]).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    read += n;
+                    let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if read >= end + 4 + length {
+                            break text;
+                        }
+                    }
+                };
+                log.lock().unwrap().push(text.clone());
+                let (status, body) = handler(&text);
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn context(port: u16, contact: Contact) -> RunContext {
+    let policy = HttpPolicy {
+        allow: vec![AllowRule {
+            port: Some(port),
+            ..AllowRule::host("127.0.0.1")
+        }],
+        allow_private_cidrs: vec!["127.0.0.1/32".parse().unwrap()],
+        ..HttpPolicy::default()
+    };
+    let egress = Egress::new(&policy, Arc::new(LoopbackOnly)).unwrap();
+    let capabilities = Arc::new(Capabilities {
+        egress: Arc::new(egress),
+        state: Arc::new(MemoryState::new()),
+    });
+    let meta = RunMeta::new(
+        TenantId::parse("acme").unwrap(),
+        ActionName::parse("lead-sync").unwrap(),
+    );
+    let secrets = Secrets::new([("CRM_TOKEN".to_owned(), "crm-token-7f3a9".to_owned())].into());
+    RunContext::new(meta, Limits::default(), capabilities)
+        .with_contact(contact)
+        .with_secrets(secrets)
+}
+
+/// Resolves nothing: every test URL names 127.0.0.1.
+struct LoopbackOnly;
+
+impl fluxo_egress::Resolve for LoopbackOnly {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> fluxo_egress::BoxFuture<'a, std::io::Result<Vec<std::net::IpAddr>>> {
+        Box::pin(async move { Err(std::io::Error::other(format!("no DNS in tests: {host}"))) })
+    }
+}
+
+fn ana() -> Contact {
+    let mut contact = Contact::with_id("c1".parse().unwrap());
+    contact.fields.insert("name".into(), "Ana".into());
+    contact
+        .fields
+        .insert("email".into(), "ana@example.com".into());
+    contact
+}
+
+fn body_of(raw: &str) -> &str {
+    raw.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+fn never() -> f64 {
+    0.0
+}
+
+#[tokio::test]
+async fn the_lead_sync_calls_the_crm_tags_sets_a_field_and_mails_an_admin() {
+    let (port, seen) = upstream(Arc::new(|_| {
+        (
+            201,
+            r#"{"data":{"id":"deal-9","url":"https://crm.example/d/9"}}"#.to_owned(),
+        )
+    }))
+    .await;
+    let text = format!(
+        r#"{{"name": "lead-sync", "steps": [
+        {{"id": "create_deal", "type": "http", "method": "POST",
+          "url": "http://127.0.0.1:{port}/api/deals?source={{{{message.text}}}}",
+          "auth": {{"bearer": {{"secret": "CRM_TOKEN"}}}},
+          "body": {{"json": [{{"key": "deal[name]", "value": "{{{{contact.fields.name}}}}"}},
+                            {{"key": "contacts[0][name]", "value": "{{{{contact.fields.name}}}}"}}]}},
+          "save": [{{"path": "{{data[url]}}", "var": "deal_url"}}, {{"path": "data.id", "field": "crm_deal"}}],
+          "next": "has_email"}},
+        {{"id": "has_email", "type": "condition", "rules": [{{"left": "contact.fields.email", "op": "is_not_empty"}}],
+          "then": "tag", "else": "tag"}},
+        {{"id": "tag", "type": "tag", "tag": "onboarded", "next": "mail"}},
+        {{"id": "mail", "type": "send_email", "to": ["admin@acme.example"],
+          "subject": "New lead: {{{{contact.fields.name}}}}", "text": "Deal {{{{vars.deal_url}}}}"}}
+    ]}}"#
+    );
+    let templates = Templates::new();
+    let workflow = check(&text, &templates).unwrap();
+    let mut ctx = context(port, ana());
+    let start = Start {
+        message: Some(Message {
+            text: "ad & promo/1".into(),
+            channel: None,
+        }),
+        ..Start::default()
+    };
+    let run = Interpreter::new()
+        .run(&workflow, &mut ctx, start, &HttpMode::Live, &mut never)
+        .await;
+    assert!(run.succeeded(), "{run:#?}");
+
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let raw = &requests[0];
+    assert!(
+        raw.starts_with("POST /api/deals?source=ad%20%26%20promo%2F1 HTTP/1.1"),
+        "{raw}"
+    );
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("authorization: bearer crm-token-7f3a9")
+    );
+    assert_eq!(
+        body_of(raw),
+        r#"{"deal":{"name":"Ana"},"contacts":[{"name":"Ana"}]}"#
+    );
+
+    assert_eq!(run.vars["deal_url"], json!("https://crm.example/d/9"));
+    let effects = ctx.journal().effects().to_vec();
+    assert!(matches!(&effects[0], Effect::SetField { name, .. } if name == "crm_deal"));
+    assert!(matches!(&effects[1], Effect::AddTag { tag, .. } if tag == "onboarded"));
+    let Effect::SendEmail(email) = &effects[2] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(email.subject, "New lead: Ana");
+    assert_eq!(email.text, "Deal https://crm.example/d/9");
+    assert_eq!(effects.len(), 3);
+
+    let steps: Vec<&str> = run.trace.iter().map(|step| step.step.as_str()).collect();
+    assert_eq!(steps, ["create_deal", "has_email", "tag", "mail"]);
+    assert_eq!(run.trace[1].port.as_deref(), Some("then"));
+    let shown = serde_json::to_string(&run.trace).unwrap();
+    assert!(
+        !shown.contains("crm-token-7f3a9"),
+        "a secret in the trace: {shown}"
+    );
+    assert_eq!(run.trace[2].changes[0].what, "tags");
+}
+
+#[tokio::test]
+async fn json_breaking_names_stay_one_string_and_a_missing_variable_fails_the_step() {
+    let (port, seen) = upstream(Arc::new(|_| (200, "{}".to_owned()))).await;
+    let text = format!(
+        r#"{{"name": "edge", "steps": [
+        {{"id": "call", "type": "http", "method": "POST", "url": "http://127.0.0.1:{port}/x",
+          "body": {{"raw": {{"content_type": "application/json", "text": "{{\"name\": {{{{contact.fields.name}}}}}}"}}}},
+          "next": "nickname"}},
+        {{"id": "nickname", "type": "set_field", "field": "greeting", "value": "Hi {{{{contact.fields.nickname}}}}"}}
+    ]}}"#
+    );
+    let workflow = check(&text, &Templates::new()).unwrap();
+    let mut contact = ana();
+    contact
+        .fields
+        .insert("name".into(), "Ana\", \"admin\": true, \"x\": \"\n".into());
+    let mut ctx = context(port, contact);
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    let sent: Value = serde_json::from_str(body_of(&seen.lock().unwrap()[0])).unwrap();
+    assert_eq!(sent, json!({"name": "Ana\", \"admin\": true, \"x\": \"\n"}));
+    let error = run.error.expect("the missing field fails the run");
+    assert_eq!(error.step.as_deref(), Some("nickname"));
+    assert_eq!(error.error.kind, ErrorKind::ActionError);
+    assert!(
+        error.error.message.contains("undefined"),
+        "{}",
+        error.error.message
+    );
+    assert!(
+        ctx.journal().is_empty(),
+        "nothing journaled after the failure"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_request_takes_on_error_and_fixtures_send_nothing() {
+    let text = r#"{"name": "slip", "steps": [
+        {"id": "fetch", "type": "http", "method": "GET", "url": "http://10.1.2.3/slip",
+         "save": [{"path": "data[url]", "var": "link"}], "next": "ok", "on_error": "sorry"},
+        {"id": "ok", "type": "set_field", "field": "slip", "value": "{{vars.link}}"},
+        {"id": "sorry", "type": "tag", "tag": "slip-failed"}
+    ]}"#;
+    let workflow = check(text, &Templates::new()).unwrap();
+    let mut ctx = context(9, ana());
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    assert!(run.succeeded(), "{run:#?}");
+    assert_eq!(run.trace[0].port.as_deref(), Some("on_error"));
+    assert!(
+        run.trace[0].outputs["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{:?}",
+        run.trace[0].outputs
+    );
+
+    let fixtures = [(
+        "fetch".to_owned(),
+        crate::FixtureResponse {
+            status: 200,
+            headers: Default::default(),
+            body: json!({"data": {"url": "https://pay.example/slip/2"}}),
+        },
+    )]
+    .into();
+    let mut ctx = context(9, ana());
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Fixtures(fixtures),
+            &mut never,
+        )
+        .await;
+    assert!(run.succeeded(), "{run:#?}");
+    assert_eq!(
+        ctx.counters().http_requests,
+        0,
+        "a fixture is not a request"
+    );
+    assert!(matches!(
+        &ctx.journal().effects()[0],
+        Effect::SetField { value, .. } if value.as_text() == Some("https://pay.example/slip/2")
+    ));
+}
+
+#[tokio::test]
+async fn a_loop_stops_at_its_limit_and_a_split_follows_its_draw() {
+    let text = r#"{"name": "loop", "steps": [
+        {"id": "count", "type": "set_variable", "name": "n", "increment": 1, "next": "again", "max_visits": 3},
+        {"id": "again", "type": "condition", "rules": [{"left": "vars.n", "op": "lt", "value": "99"}], "then": "count"}
+    ]}"#;
+    let workflow = check(text, &Templates::new()).unwrap();
+    let mut ctx = context(9, ana());
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    let error = run.error.unwrap();
+    assert_eq!(error.error.kind, ErrorKind::QuotaExceeded);
+    assert!(
+        error.error.message.contains("loop limit of 3"),
+        "{}",
+        error.error.message
+    );
+    assert_eq!(run.vars["n"], json!(3));
+
+    let text = r#"{"name": "ab", "steps": [
+        {"id": "ab", "type": "split", "branches": [{"weight": 1, "next": "a"}, {"weight": 3, "next": "b"}]},
+        {"id": "a", "type": "tag", "tag": "A"},
+        {"id": "b", "type": "tag", "tag": "B"}
+    ]}"#;
+    let workflow = check(text, &Templates::new()).unwrap();
+    for (draw, tag) in [(0.1, "A"), (0.26, "B"), (0.99, "B")] {
+        let mut ctx = context(9, ana());
+        let mut fixed = move || draw;
+        let run = Interpreter::new()
+            .run(
+                &workflow,
+                &mut ctx,
+                Start::default(),
+                &HttpMode::Live,
+                &mut fixed,
+            )
+            .await;
+        assert!(run.succeeded());
+        assert!(
+            matches!(&ctx.journal().effects()[0], Effect::AddTag { tag: t, .. } if t == tag),
+            "draw {draw}"
+        );
+        assert!(run.trace[0].outputs["draw"].is_number());
+    }
+}

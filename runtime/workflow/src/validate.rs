@@ -1,0 +1,582 @@
+//! Save-time validation: every problem at once, each with its step and field.
+//!
+//! - ids are identifiers and unique; `start` and every port name an existing step;
+//! - every step is reachable from `start`;
+//! - every cycle has a declared loop limit (`max_visits` on one of its steps);
+//! - every template parses and reads only what exists: `contact.id|fields|tags`,
+//!   `message.text|channel`, `vars.<a variable some step sets>`, `steps.<an HTTP
+//!   step>.response…`, and `secrets.*` only in an HTTP request;
+//! - each block's own rules (a regular expression that compiles, weights that add up, a
+//!   recipient, one target per saved value).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::definition::{Auth, Block, Body, Operator, Workflow, templates, writes_vars};
+use crate::path::{self, Segment};
+use crate::problem::Problem;
+use crate::template::{ROOTS, Templates};
+
+/// The longest step id or variable name.
+pub(crate) const MAX_IDENT_BYTES: usize = 64;
+
+/// Every problem with `workflow`; empty when it may be saved.
+#[must_use]
+pub fn validate(workflow: &Workflow, templates: &Templates) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut ids = BTreeSet::new();
+    for step in &workflow.steps {
+        if let Err(why) = check_ident(&step.id) {
+            problems.push(Problem::step(&step.id, "id", why));
+        }
+        if !ids.insert(step.id.as_str()) {
+            problems.push(Problem::step(&step.id, "id", "is used by another step"));
+        }
+    }
+    if workflow.step(&workflow.start).is_none() {
+        problems.push(Problem::document(
+            "start",
+            format!("names no step: `{}`", workflow.start),
+        ));
+    }
+    for step in &workflow.steps {
+        for (port, target) in step.ports() {
+            if workflow.step(target).is_none() {
+                problems.push(Problem::step(
+                    &step.id,
+                    port,
+                    format!("leads to `{target}`, which is not a step"),
+                ));
+            }
+        }
+    }
+    if workflow.step(&workflow.start).is_some() {
+        let reached = reachable(workflow);
+        for step in &workflow.steps {
+            if !reached.contains(step.id.as_str()) {
+                problems.push(Problem::step(
+                    &step.id,
+                    "",
+                    format!("cannot be reached from `{}`", workflow.start),
+                ));
+            }
+        }
+    }
+    problems.extend(unbounded_cycles(workflow));
+    problems.extend(check_templates(workflow, templates));
+    for step in &workflow.steps {
+        check_block(&step.id, &step.block, &mut problems);
+    }
+    problems
+}
+
+/// An identifier: ASCII letters, digits and `_`, not starting with a digit, at most
+/// [`MAX_IDENT_BYTES`].
+fn check_ident(text: &str) -> Result<(), String> {
+    let mut bytes = text.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "`{text}` is not an identifier (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    if text.len() > MAX_IDENT_BYTES {
+        return Err(format!("is {} bytes, over {MAX_IDENT_BYTES}", text.len()));
+    }
+    Ok(())
+}
+
+fn reachable(workflow: &Workflow) -> BTreeSet<&str> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![workflow.start.as_str()];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if let Some(step) = workflow.step(id) {
+            stack.extend(step.ports().into_iter().map(|(_, target)| target));
+        }
+    }
+    seen
+}
+
+/// Cycles (strongly connected components with an edge inside) none of whose steps
+/// declares `max_visits` (Tarjan's algorithm, iterative).
+fn unbounded_cycles(workflow: &Workflow) -> Vec<Problem> {
+    let index_of: BTreeMap<&str, usize> = workflow
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| (step.id.as_str(), i))
+        .collect();
+    let edges: Vec<Vec<usize>> = workflow
+        .steps
+        .iter()
+        .map(|step| {
+            step.ports()
+                .into_iter()
+                .filter_map(|(_, target)| index_of.get(target).copied())
+                .collect()
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for component in strongly_connected(&edges) {
+        let looped = component.len() > 1
+            || component.first().is_some_and(|&only| {
+                edges
+                    .get(only)
+                    .is_some_and(|targets| targets.contains(&only))
+            });
+        if !looped {
+            continue;
+        }
+        let steps: Vec<_> = component
+            .iter()
+            .filter_map(|&i| workflow.steps.get(i))
+            .collect();
+        if steps.iter().any(|step| step.max_visits.is_some()) {
+            continue;
+        }
+        let names: Vec<&str> = steps.iter().map(|step| step.id.as_str()).collect();
+        if let Some(first) = names.first() {
+            problems.push(Problem::step(
+                first,
+                "max_visits",
+                format!(
+                    "steps {} form a loop with no limit: set `max_visits` on one of them",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+/// Tarjan's strongly connected components over `edges` (adjacency by index).
+fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = edges.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0usize; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut next = 0usize;
+    let mut out = Vec::new();
+    for root in 0..n {
+        if index.get(root) != Some(&usize::MAX) {
+            continue;
+        }
+        // (node, next edge to look at)
+        let mut work = vec![(root, 0usize)];
+        while let Some(&mut (node, ref mut edge)) = work.last_mut() {
+            if *edge == 0 && index.get(node) == Some(&usize::MAX) {
+                set(&mut index, node, next);
+                set(&mut low, node, next);
+                next += 1;
+                stack.push(node);
+                set(&mut on_stack, node, true);
+            }
+            let targets = edges.get(node).map_or(&[][..], Vec::as_slice);
+            if let Some(&target) = targets.get(*edge) {
+                *edge += 1;
+                if index.get(target) == Some(&usize::MAX) {
+                    work.push((target, 0));
+                } else if on_stack.get(target) == Some(&true) {
+                    let low_node = get(&low, node).min(get(&index, target));
+                    set(&mut low, node, low_node);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                let low_parent = get(&low, parent).min(get(&low, node));
+                set(&mut low, parent, low_parent);
+            }
+            if get(&low, node) == get(&index, node) {
+                let mut component = Vec::new();
+                while let Some(member) = stack.pop() {
+                    set(&mut on_stack, member, false);
+                    component.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                out.push(component);
+            }
+        }
+    }
+    out
+}
+
+fn get(values: &[usize], i: usize) -> usize {
+    values.get(i).copied().unwrap_or(usize::MAX)
+}
+
+fn set<T>(values: &mut [T], i: usize, value: T) {
+    if let Some(slot) = values.get_mut(i) {
+        *slot = value;
+    }
+}
+
+fn check_templates(workflow: &Workflow, engine: &Templates) -> Vec<Problem> {
+    let vars: BTreeSet<&str> = workflow
+        .steps
+        .iter()
+        .flat_map(|step| writes_vars(&step.block))
+        .collect();
+    let http_steps: BTreeSet<&str> = workflow
+        .steps
+        .iter()
+        .filter(|step| matches!(step.block, Block::Http(_)))
+        .map(|step| step.id.as_str())
+        .collect();
+    let known = Known {
+        vars: &vars,
+        http_steps: &http_steps,
+    };
+    let mut problems = Vec::new();
+    for step in &workflow.steps {
+        for (field, source, context) in templates(&step.block) {
+            match engine.variables(source) {
+                Err(why) => problems.push(Problem::step(&step.id, &field, why)),
+                Ok(names) => {
+                    for name in names {
+                        if let Err(why) = known.check(&name, context.allows_secrets()) {
+                            problems.push(Problem::step(&step.id, &field, why));
+                        }
+                    }
+                }
+            }
+        }
+        if let Block::Condition(condition) = &step.block {
+            for (i, rule) in condition.rules.iter().enumerate() {
+                let field = format!("rules[{i}].left");
+                match path::parse(&rule.left) {
+                    Err(why) => problems.push(Problem::step(&step.id, &field, why)),
+                    Ok(segments) => {
+                        let dotted = dotted(&segments);
+                        if let Err(why) = known.check(&dotted, false) {
+                            problems.push(Problem::step(&step.id, &field, why));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Names joined with dots (list indexes as numbers), for the root check.
+fn dotted(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Key(key) => key.clone(),
+            Segment::Index(index) => index.to_string(),
+            Segment::Append => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+struct Known<'a> {
+    vars: &'a BTreeSet<&'a str>,
+    http_steps: &'a BTreeSet<&'a str>,
+}
+
+impl Known<'_> {
+    fn check(&self, name: &str, secrets_allowed: bool) -> Result<(), String> {
+        let mut parts = name.split('.');
+        let root = parts.next().unwrap_or_default();
+        let second = parts.next();
+        match (root, second) {
+            ("contact", None | Some("id" | "fields" | "tags")) => Ok(()),
+            ("contact", Some(other)) => Err(format!(
+                "`{name}`: a contact has `id`, `fields` and `tags`, not `{other}`"
+            )),
+            ("message", None | Some("text" | "channel")) => Ok(()),
+            ("message", Some(other)) => Err(format!(
+                "`{name}`: a message has `text` and `channel`, not `{other}`"
+            )),
+            ("vars", None) => Ok(()),
+            ("vars", Some(var)) if self.vars.contains(var) => Ok(()),
+            ("vars", Some(var)) => Err(format!(
+                "`{name}`: no step sets the variable `{var}` (set_variable or an HTTP step's save)"
+            )),
+            ("steps", None) => Ok(()),
+            ("steps", Some(step)) if !self.http_steps.contains(step) => Err(format!(
+                "`{name}`: `{step}` is not an HTTP step of this workflow"
+            )),
+            ("steps", Some(_)) => match parts.next() {
+                None | Some("response") => Ok(()),
+                Some(other) => Err(format!(
+                    "`{name}`: a step's output is `response` (status, headers, body), not `{other}`"
+                )),
+            },
+            ("secrets", _) if !secrets_allowed => Err(format!(
+                "`{name}`: secrets may be used only in an HTTP request's URL, query, headers, body and auth"
+            )),
+            ("secrets", None) => Err("name the secret: `secrets.NAME`".to_owned()),
+            ("secrets", Some(_)) => Ok(()),
+            (other, _) => Err(format!(
+                "`{name}`: unknown variable `{other}` (templates read {})",
+                ROOTS.join(", ")
+            )),
+        }
+    }
+}
+
+fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
+    let mut problem = |field: &str, why: String| problems.push(Problem::step(id, field, why));
+    match block {
+        Block::Http(http) => {
+            if !http.url.contains("{{") && !http.url.contains("{%") {
+                match url::Url::parse(&http.url) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                    Ok(parsed) => problem(
+                        "url",
+                        format!("scheme `{}` is not http or https", parsed.scheme()),
+                    ),
+                    Err(error) => problem("url", format!("is not a URL: {error}")),
+                }
+            } else if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
+                problem(
+                    "url",
+                    "must start with `http://` or `https://` (the host may not come from a template)"
+                        .to_owned(),
+                );
+            }
+            for (i, pair) in http.headers.iter().enumerate() {
+                if http::HeaderName::from_bytes(pair.key.as_bytes()).is_err() {
+                    problem(
+                        &format!("headers[{i}].key"),
+                        format!("`{}` is not a header name", pair.key),
+                    );
+                }
+            }
+            if let Some(Body::Json(pairs)) = &http.body {
+                // Keys alone decide the shape: a placeholder value per key finds clashes.
+                let placeholder = pairs
+                    .iter()
+                    .map(|pair| (pair.key.as_str(), serde_json::Value::Bool(true)));
+                if let Err(why) = path::build_json(placeholder) {
+                    problem("body.json", why);
+                }
+            }
+            match &http.auth {
+                Some(Auth::Bearer { secret } | Auth::ApiKey { secret, .. })
+                    if secret.is_empty() =>
+                {
+                    problem("auth", "names no secret".to_owned());
+                }
+                Some(Auth::Basic {
+                    password_secret, ..
+                }) if password_secret.is_empty() => {
+                    problem("auth", "names no secret".to_owned());
+                }
+                Some(Auth::ApiKey { header, .. })
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() =>
+                {
+                    problem(
+                        "auth.api_key.header",
+                        format!("`{header}` is not a header name"),
+                    );
+                }
+                _ => {}
+            }
+            for (i, save) in http.save.iter().enumerate() {
+                let field = format!("save[{i}]");
+                if let Err(why) = path::parse(&save.path) {
+                    problem(&format!("{field}.path"), why);
+                }
+                match (&save.var, &save.field) {
+                    (Some(var), None) => {
+                        if let Err(why) = check_ident(var) {
+                            problem(&format!("{field}.var"), why);
+                        }
+                    }
+                    (None, Some(name)) if !name.is_empty() => {}
+                    _ => problem(&field, "give exactly one of `var` and `field`".to_owned()),
+                }
+            }
+        }
+        Block::SetField(set) => {
+            if set.field.is_empty() {
+                problem("field", "is empty".to_owned());
+            }
+        }
+        Block::Tag(tag) | Block::Untag(tag) => {
+            if tag.tag.trim().is_empty() {
+                problem("tag", "is empty".to_owned());
+            }
+        }
+        Block::SetVariable(set) => {
+            if let Err(why) = check_ident(&set.name) {
+                problem("name", why);
+            }
+            if set.value.is_some() == set.increment.is_some() {
+                problem(
+                    "value",
+                    "give exactly one of `value` and `increment`".to_owned(),
+                );
+            }
+        }
+        Block::Condition(condition) => {
+            if condition.rules.is_empty() {
+                problem("rules", "a condition needs at least one rule".to_owned());
+            }
+            for (i, rule) in condition.rules.iter().enumerate() {
+                let field = format!("rules[{i}]");
+                let needs_value = !matches!(
+                    rule.op,
+                    Operator::IsEmpty | Operator::IsNotEmpty | Operator::Exists | Operator::OneOf
+                );
+                if needs_value && rule.value.is_none() {
+                    problem(
+                        &format!("{field}.value"),
+                        format!("`{:?}` needs a value", rule.op).to_lowercase(),
+                    );
+                }
+                if rule.op == Operator::OneOf && rule.values.is_empty() {
+                    problem(
+                        &format!("{field}.values"),
+                        "`one_of` needs at least one value".to_owned(),
+                    );
+                }
+                if rule.op == Operator::Matches
+                    && let Some(pattern) = &rule.value
+                    && !pattern.contains("{{")
+                    && let Err(error) = regex::RegexBuilder::new(pattern)
+                        .size_limit(crate::condition::REGEX_SIZE_LIMIT)
+                        .build()
+                {
+                    problem(
+                        &format!("{field}.value"),
+                        format!("not a regular expression: {error}"),
+                    );
+                }
+            }
+        }
+        Block::Split(split) => {
+            if split.branches.is_empty() {
+                problem("branches", "a split needs at least one branch".to_owned());
+            }
+            let total: u64 = split.branches.iter().map(|b| u64::from(b.weight)).sum();
+            if total == 0 {
+                problem("branches", "the weights add up to 0".to_owned());
+            }
+        }
+        Block::SendEmail(email) => {
+            if email.to.is_empty() {
+                problem("to", "an e-mail needs at least one recipient".to_owned());
+            }
+            if email.subject.trim().is_empty() {
+                problem("subject", "is empty".to_owned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        reason = "tests fail loudly"
+    )]
+
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Workflow::parse(text) {
+            Err(problems) => problems.iter().map(ToString::to_string).collect(),
+            Ok(workflow) => validate(&workflow, &Templates::new())
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_workflow_has_no_problem() {
+        let text = r#"{"name": "ok", "steps": [
+            {"id": "call", "type": "http", "method": "POST", "url": "https://crm.example/deals?x={{contact.fields.name}}",
+             "headers": [{"key": "authorization", "value": "Bearer {{secrets.CRM}}"}],
+             "body": {"json": [{"key": "deal[name]", "value": "{{contact.fields.name}}"}]},
+             "save": [{"path": "{data[url]}", "var": "link"}], "next": "count"},
+            {"id": "count", "type": "set_variable", "name": "tries", "increment": 1, "next": "check", "max_visits": 3},
+            {"id": "check", "type": "condition", "rules": [{"left": "vars.tries", "op": "lt", "value": "3"}],
+             "then": "count", "else": "done"},
+            {"id": "done", "type": "set_field", "field": "link", "value": "{{vars.link}} {{steps.call.response.status}}"}
+        ]}"#;
+        assert_eq!(problems(text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_step_and_field() {
+        let text = r#"{"name": "bad", "start": "a", "steps": [
+            {"id": "a", "type": "http", "method": "POST", "url": "https://x.example/{{contact.nickname}}", "next": "nowhere"},
+            {"id": "b", "type": "set_field", "field": "f", "value": "{{secrets.TOKEN}}"},
+            {"id": "c", "type": "tag", "tag": "{{ vars.never }}", "next": "d"},
+            {"id": "d", "type": "untag", "tag": "x", "next": "c"},
+            {"id": "e", "type": "condition", "rules": [{"left": "message.text", "op": "matches", "value": "("}], "then": "e"},
+            {"id": "f", "type": "set_field", "field": "f", "value": "{{ contact.fields.name "},
+            {"id": "9g", "type": "split", "branches": [{"weight": 0, "next": "a"}]}
+        ]}"#;
+        let found = problems(text);
+        let expect = [
+            "step `a`, next: leads to `nowhere`",
+            "step `a`, url: `contact.nickname`",
+            "step `b`: cannot be reached from `a`",
+            "step `b`, value: `secrets.TOKEN`: secrets may be used only",
+            "step `c`, tag: `vars.never`: no step sets",
+            "max_visits: steps ",
+            "step `e`, rules[0].value: not a regular expression",
+            "step `f`, value: syntax error",
+            "step `9g`, id: `9g` is not an identifier",
+            "step `9g`, branches: the weights add up to 0",
+        ];
+        for needle in expect {
+            assert!(
+                found.iter().any(|problem| problem.contains(needle)),
+                "missing {needle:?} in {found:#?}"
+            );
+        }
+        // c↔d and e→e are the two unbounded loops.
+        assert_eq!(
+            found.iter().filter(|p| p.contains("form a loop")).count(),
+            2,
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn malformed_steps_are_all_reported_not_just_the_first() {
+        let text = r#"{"name": "bad", "steps": [
+            {"id": "a", "type": "http", "url": "https://x.example"},
+            {"id": "b", "type": "teleport"},
+            {"id": "c", "type": "wait_for_reply"},
+            {"type": "tag", "tag": "x"},
+            {"id": "e", "type": "tag", "tag": "x", "colour": "red"}
+        ]}"#;
+        let found = problems(text);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(
+            found[0].contains("step `a`") && found[0].contains("method"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[1].contains("step `b`") && found[1].contains("teleport"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[2].contains("not available in this version"),
+            "{}",
+            found[2]
+        );
+        assert!(found[3].contains("steps[3].id: is missing"), "{}", found[3]);
+        assert!(found[4].contains("colour"), "{}", found[4]);
+    }
+}

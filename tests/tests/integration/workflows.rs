@@ -1,0 +1,325 @@
+//! Workflows through the API against loopback upstreams: the examples in
+//! `guest-examples/workflows/` validate, run their blocks through the tenant's egress
+//! policy and secrets, and apply nothing when tested.
+
+use std::path::{Path, PathBuf};
+
+use fluxo_tests::fluxo_bin;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::server::{api, config_for};
+use crate::support::Upstream;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/workflows")
+}
+
+/// An example's definition with its upstream's base URL pointed at `base`.
+fn example(file: &str, from: &str, base: &str) -> Value {
+    let text = std::fs::read_to_string(examples().join(file)).unwrap();
+    serde_json::from_str(&text.replace(from, base)).unwrap()
+}
+
+fn effects_of(kind: &str, answer: &Value) -> Vec<Value> {
+    answer["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|effect| effect["kind"] == json!(kind))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_example_validates_and_a_broken_one_lists_each_problem() {
+    let fluxo = fluxo_bin().unwrap_or_else(|problem| panic!("{problem}"));
+    let files: Vec<PathBuf> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    let output = std::process::Command::new(&fluxo)
+        .args(["workflow", "validate"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches(": ok (").count(), files.len(), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(
+        &broken,
+        r#"{"name": "broken", "steps": [
+            {"id": "call", "type": "http", "method": "GET", "url": "https://x.example/{{contact.nickname}}", "next": "gone"},
+            {"id": "mail", "type": "send_email", "to": [], "subject": "{{secrets.KEY}}", "text": "x"}
+        ]}"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(&fluxo)
+        .args(["workflow", "validate"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for needle in [
+        "5 problem(s)",
+        "step `call`, next: leads to `gone`",
+        "step `call`, url: `contact.nickname`",
+        "step `mail`: cannot be reached",
+        "step `mail`, subject: `secrets.KEY`",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in {stdout}");
+    }
+    assert!(stdout.contains("recipient"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lead_sync_calls_the_crm_once_and_would_tag_set_and_mail() {
+    let crm = Upstream::start(|_| {
+        (
+            201,
+            json!({"data": {"id": "deal-42", "url": "https://crm.example/deals/42"}}).to_string(),
+        )
+    })
+    .await;
+    let api = api(config_for(crm.addr.port())).await;
+    let token = api.tenant("acme").await;
+    let set = api
+        .json(
+            Method::PUT,
+            "/v1/secrets/CRM_TOKEN",
+            Some(&token),
+            json!({"value": "crm-secret-0f9e8d"}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+
+    let workflow = example(
+        "lead-sync.json",
+        "https://crm.example/api",
+        &format!("{}/api", crm.url()),
+    );
+    let answer = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({
+                "workflow": workflow,
+                "contact": {"id": "c-1", "fields": {
+                    "name": "Ana", "email": "ana@example.com", "phone": "+55 11 91234-5678"}},
+                "message": {"text": "my phone is +55 11 91234-5678"},
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let body = &answer.body;
+    assert_eq!(body["succeeded"], json!(true), "{body:#}");
+
+    let received = crm.received();
+    assert_eq!(received.len(), 1, "the CRM is called once");
+    assert_eq!(received[0].method, "POST");
+    assert_eq!(received[0].uri, "/api/v1/deals");
+    assert_eq!(
+        received[0].header("authorization"),
+        Some("Bearer crm-secret-0f9e8d")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&received[0].body),
+        r#"{"deal":{"name":"Ana","source":"chat"},"contacts":[{"name":"Ana","email":"ana@example.com","phone":"+55 11 91234-5678"}]}"#
+    );
+    assert!(received[0].header("idempotency-key").is_some());
+
+    let fields = effects_of("set_field", body);
+    assert_eq!(fields.len(), 1, "{body:#}");
+    assert_eq!(fields[0]["name"], json!("crm_deal_id"));
+    assert_eq!(
+        body["contact"]["after"]["fields"]["crm_deal_id"],
+        json!("deal-42")
+    );
+    assert_eq!(body["contact"]["after"]["tags"], json!(["onboarded"]));
+    assert_eq!(body["emails"].as_array().unwrap().len(), 1);
+    assert_eq!(body["emails"][0]["subject"], json!("New lead: Ana"));
+    assert!(
+        body["emails"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("https://crm.example/deals/42"),
+        "{body:#}"
+    );
+    let steps: Vec<&str> = body["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "has_contact_data",
+            "create_deal",
+            "tag_onboarded",
+            "notify_admin"
+        ]
+    );
+    assert!(
+        !body.to_string().contains("crm-secret-0f9e8d"),
+        "a secret reached the answer: {body:#}"
+    );
+
+    // A test applies nothing: the contact has no stored fields or tags afterwards.
+    let contact = api.get("/v1/contacts/c-1", &token).await;
+    if contact.status == StatusCode::OK {
+        assert!(
+            contact.body["fields"]
+                .as_object()
+                .is_none_or(|fields| fields.is_empty()),
+            "{}",
+            contact.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bank_slip_link_reaches_the_field_live_or_from_fixtures() {
+    let billing = Upstream::start(|request| {
+        if request.header("x-api-key") != Some("billing-key-77") {
+            return (401, json!({"error": "no key"}).to_string());
+        }
+        (
+            200,
+            json!({"data": {"url": "https://pay.example/slip/2nd", "due_date": "2026-12-10"}})
+                .to_string(),
+        )
+    })
+    .await;
+    let api = api(config_for(billing.addr.port())).await;
+    let token = api.tenant("acme").await;
+    let set = api
+        .json(
+            Method::PUT,
+            "/v1/secrets/BILLING_KEY",
+            Some(&token),
+            json!({"value": "billing-key-77"}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let workflow = example("bank-slip.json", "https://billing.example", &billing.url());
+    // A URL-breaking document number and a JSON-breaking name.
+    let contact =
+        json!({"id": "c-2", "fields": {"document": "123&x=1#frag", "name": "Bia \"B\" \\ Souza"}});
+    let live = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({"workflow": workflow, "contact": contact}),
+        )
+        .await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.body);
+    assert_eq!(live.body["succeeded"], json!(true), "{:#}", live.body);
+    let after = &live.body["contact"]["after"]["fields"];
+    assert_eq!(
+        after["second_copy_url"],
+        json!("https://pay.example/slip/2nd")
+    );
+    assert_eq!(
+        after["bot_note"],
+        json!("Your slip, due 2026-12-10: https://pay.example/slip/2nd")
+    );
+    let received = billing.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].uri,
+        "/api/slips/second-copy?document=123%26x%3D1%23frag"
+    );
+    assert_eq!(
+        received[0].json(),
+        json!({"customer": {"document": "123&x=1#frag", "name": "Bia \"B\" \\ Souza"}})
+    );
+
+    // The same test answered from fixtures sends nothing.
+    let fixtures = json!({"second_copy": {"status": 404, "body": {"error": "no open slip"}}});
+    let offline = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({"workflow": workflow, "contact": contact, "fixtures": fixtures}),
+        )
+        .await;
+    assert_eq!(offline.status, StatusCode::OK, "{}", offline.body);
+    assert_eq!(billing.received().len(), 1, "a fixture is not a request");
+    assert_eq!(
+        offline.body["contact"]["after"]["fields"]["bot_note"],
+        json!("We could not find an open slip for 123&x=1#frag (billing answered 404).")
+    );
+    assert_eq!(offline.body["trace"][0]["port"], json!("on_error"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_with_problems_is_refused_with_every_problem() {
+    let api = api(config_for(9)).await;
+    let token = api.tenant("acme").await;
+    let broken = json!({"name": "broken", "steps": [
+        {"id": "a", "type": "tag", "tag": "x", "next": "b"},
+        {"id": "b", "type": "untag", "tag": "{{vars.nope}}", "next": "a"},
+        {"id": "c", "type": "wait_for_reply"}
+    ]});
+    let validation = api
+        .json(
+            Method::POST,
+            "/v1/workflows/validate",
+            Some(&token),
+            broken.clone(),
+        )
+        .await;
+    assert_eq!(validation.status, StatusCode::OK, "{}", validation.body);
+    assert_eq!(validation.body["valid"], json!(false));
+    let problems = validation.body["problems"].as_array().unwrap();
+    assert_eq!(
+        problems.len(),
+        1,
+        "the unparsable step is reported first, alone: {problems:#?}"
+    );
+    assert_eq!(problems[0]["step"], json!("c"));
+
+    let fixed = json!({"name": "loop", "steps": [
+        {"id": "a", "type": "tag", "tag": "x", "next": "b"},
+        {"id": "b", "type": "untag", "tag": "{{vars.nope}}", "next": "a"}
+    ]});
+    let tested = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({"workflow": fixed}),
+        )
+        .await;
+    assert_eq!(
+        tested.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        tested.body
+    );
+    assert_eq!(tested.body["code"], json!("invalid_workflow"));
+    let details = tested.body["details"].as_array().unwrap();
+    assert_eq!(details.len(), 2, "{details:#?}");
+    let text = tested.body.to_string();
+    assert!(text.contains("no step sets the variable `nope`"), "{text}");
+    assert!(text.contains("form a loop with no limit"), "{text}");
+
+    let unauthenticated = api
+        .json(Method::POST, "/v1/workflows/validate", None, fixed)
+        .await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+}
