@@ -176,6 +176,28 @@ enum WorkflowCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Store a definition on the server as a new, active version of the action NAME
+    /// (then enable, disable, activate, delete it with `fluxo actions`).
+    Upload {
+        /// The workflow's (action's) name.
+        name: String,
+        /// The JSON definition.
+        file: PathBuf,
+        /// What it does (default: the definition's `description`).
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Run a stored workflow in the background (as `fluxo runs submit`).
+    Run {
+        /// The workflow's (action's) name.
+        name: String,
+        /// The event (JSON: contact, message, input — the starting variables).
+        #[arg(long)]
+        event: PathBuf,
+        /// Wait for the run to finish and show its report.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Test a definition on the server with a sample contact and message: each step's
     /// inputs, decision, HTTP exchange and effects; nothing is applied.
     Test {
@@ -753,6 +775,22 @@ fn manage(
                 client
                     .send("DELETE", &format!("/v1/secrets/{name}"), None)
                     .await
+            }
+            Command::Workflow(WorkflowCommand::Upload {
+                name,
+                file,
+                description,
+            }) => {
+                let definition = client::read_json(&file).map_err(usage)?;
+                let mut path = format!("/v1/workflows/{name}/versions");
+                if let Some(description) = description {
+                    path.push_str("?description=");
+                    path.push_str(&client::url_encode(&description));
+                }
+                client.send("POST", &path, Some(definition)).await
+            }
+            Command::Workflow(WorkflowCommand::Run { name, event, wait }) => {
+                client.submit(&name, &event, wait, None).await
             }
             Command::Workflow(WorkflowCommand::Test { file, sample }) => {
                 let workflow = client::read_json(&file).map_err(usage)?;

@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Implementation, Registry, RegistryError};
 
 /// Settings of a node's scheduler.
 #[derive(Debug, Clone)]
@@ -116,6 +116,7 @@ pub struct Scheduler {
     stop_claiming: CancellationToken,
     release_now: CancellationToken,
     tasks: TaskTracker,
+    workflows: fluxo_workflow::Interpreter,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -166,6 +167,7 @@ impl Scheduler {
             stop_claiming: CancellationToken::new(),
             release_now: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            workflows: fluxo_workflow::Interpreter::new(),
         });
         // Work queued on another node (PostgreSQL's LISTEN/NOTIFY) wakes an idle claim
         // loop before its next poll.
@@ -553,10 +555,14 @@ impl Scheduler {
         let prepare = self.prepare(claimed);
         let execute = async {
             match prepare.await {
-                Ok((component, ctx)) => {
+                Ok((Implementation::Component(component), ctx)) => {
                     self.registry
                         .sandbox()
                         .execute(&component, ctx, &claimed.event)
+                        .await
+                }
+                Ok((Implementation::Workflow(workflow), ctx)) => {
+                    crate::workflow_run::execute(&self.workflows, &workflow, ctx, &claimed.event)
                         .await
                 }
                 Err(error) => Execution::not_started(meta(claimed), error),
@@ -582,15 +588,13 @@ impl Scheduler {
         }
     }
 
-    /// The component and the run's context, or why the run cannot start.
-    async fn prepare(
-        &self,
-        claimed: &Claimed,
-    ) -> Result<(fluxo_sandbox::ActionComponent, RunContext), RunError> {
+    /// What the run runs (a component or a workflow) and its context, or why the run
+    /// cannot start.
+    async fn prepare(&self, claimed: &Claimed) -> Result<(Implementation, RunContext), RunError> {
         let RunTarget::Action { name, version } = &claimed.target;
         let (action, _, component) = self
             .registry
-            .resolve(&claimed.tenant, name, Some(*version))
+            .resolve_implementation(&claimed.tenant, name, Some(*version))
             .await
             .map_err(|error| match error {
                 RegistryError::NotFound(_) | RegistryError::NoSuchVersion(..) => RunError::new(
@@ -603,6 +607,11 @@ impl Scheduler {
                     format!("reading the catalog: {error}"),
                 )
                 .blamed_on(Blame::Platform),
+                // A stored definition this host no longer accepts: running it again
+                // would fail the same way.
+                error @ RegistryError::Workflow(_) => {
+                    RunError::new(ErrorKind::InvalidComponent, error.to_string())
+                }
                 other => RunError::new(
                     ErrorKind::BackendUnavailable,
                     format!("loading the component: {other}"),

@@ -207,6 +207,12 @@ impl From<RegistryError> for ApiError {
             RegistryError::ConfirmationMismatch { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "confirmation_mismatch", message)
             }
+            RegistryError::Workflow(problems) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_workflow",
+                message,
+            )
+            .details(serde_json::to_value(problems).unwrap_or(Value::Null)),
             RegistryError::Store(error) => error.into(),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", message),
         }

@@ -304,6 +304,26 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (
             doc(
                 "POST",
+                "/v1/workflows/{name}/versions",
+                "Store a workflow definition as a new, active version of the action NAME (?description=); then manage and run it under /v1/actions and /v1/runs",
+                Tenant,
+                201,
+            ).query::<actions::UploadQuery>().body::<workflows::WorkflowDocument>().returns::<actions::Uploaded>(),
+            post(workflows::upload),
+        ),
+        (
+            doc(
+                "GET",
+                "/v1/workflows/{name}",
+                "Show a stored workflow definition (the active version, or ?version=)",
+                Tenant,
+                200,
+            ).query::<workflows::DefinitionQuery>().returns::<workflows::StoredDefinition>(),
+            get(workflows::show),
+        ),
+        (
+            doc(
+                "POST",
                 "/v1/workflows/validate",
                 "Validate a workflow definition: every problem, with its step and field",
                 Tenant,

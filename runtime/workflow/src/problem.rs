@@ -18,8 +18,9 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem with the document (no step).
-    pub(crate) fn document(field: &str, message: impl Into<String>) -> Self {
+    /// A problem with the document itself (no step): `field` is its path, empty for the
+    /// whole document.
+    pub fn document(field: &str, message: impl Into<String>) -> Self {
         Self {
             step: None,
             field: field.to_owned(),

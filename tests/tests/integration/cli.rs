@@ -354,6 +354,27 @@ async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
         assert_eq!(server.fluxo(&token, &["logs", "not-a-run"]).status.code(), Some(1));
         let runs = server.fluxo(&token, &["runs", "list"]);
         assert!(String::from_utf8_lossy(&runs.stdout).contains("succeeded"));
+
+        // A workflow goes through the same commands: uploaded, run in the background,
+        // its path in the log. crm.example is not allowed here: the request is refused
+        // and the run takes its `on_error` port.
+        let lead_sync = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/workflows/lead-sync.json");
+        assert_eq!(server.fluxo(&token, &["secrets", "set", "CRM_TOKEN", "wf-secret"]).status.code(), Some(0));
+        let uploaded = server.fluxo(&token, &["workflow", "upload", "lead-sync", lead_sync.to_str().unwrap()]);
+        assert_eq!(uploaded.status.code(), Some(0), "{}", String::from_utf8_lossy(&uploaded.stdout));
+        let lead = write(
+            server.dir.path(),
+            "lead.json",
+            &json!({ "contact": { "id": "c8", "fields": { "name": "Ana", "email": "ana@example.com", "phone": "1" } } }).to_string(),
+        );
+        let run = server.fluxo(&token, &["--json", "workflow", "run", "lead-sync", "--event", lead.to_str().unwrap(), "--wait"]);
+        assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stdout));
+        let run: Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(run["state"], "succeeded", "{run:#}");
+        assert!(run["report"]["effects"].to_string().contains("crm-sync-failed"), "{run:#}");
+        let logs = server.fluxo(&token, &["logs", run["id"].as_str().unwrap()]);
+        let logs_text = String::from_utf8_lossy(&logs.stdout);
+        assert!(logs_text.contains("step create_deal (http): on_error → tag_sync_failed"), "{logs_text}");
     })
     .await;
     outcome.unwrap();

@@ -323,3 +323,174 @@ async fn a_workflow_with_problems_is_refused_with_every_problem() {
         .await;
     assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_workflow_runs_durably_applies_its_effects_once_and_stops_when_disabled() {
+    let crm = Upstream::start(|_| {
+        (
+            201,
+            json!({"data": {"id": "deal-7", "url": "https://crm.example/deals/7"}}).to_string(),
+        )
+    })
+    .await;
+    let api = api(config_for(crm.addr.port())).await;
+    let token = api.tenant("acme").await;
+    let set = api
+        .json(
+            Method::PUT,
+            "/v1/secrets/CRM_TOKEN",
+            Some(&token),
+            json!({"value": "crm-secret-51"}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+
+    // A definition with problems is refused with every one, and nothing is stored.
+    let refused = api
+        .call(
+            Method::POST,
+            "/v1/workflows/lead-sync/versions",
+            Some(&token),
+            bytes::Bytes::from(r#"{"name": "lead-sync", "steps": [{"id": "a", "type": "tag", "tag": "{{vars.x}}", "next": "b"}]}"#),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused.body["details"].as_array().unwrap().len(),
+        2,
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        api.get("/v1/actions/lead-sync", &token).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let definition = example(
+        "lead-sync.json",
+        "https://crm.example/api",
+        &format!("{}/api", crm.url()),
+    );
+    let uploaded = api
+        .json(
+            Method::POST,
+            "/v1/workflows/lead-sync/versions",
+            Some(&token),
+            definition.clone(),
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+    assert_eq!(uploaded.body["version"]["version"], json!(1));
+    assert_eq!(
+        uploaded.body["version"]["imports"],
+        json!([
+            "fluxo:workflow",
+            "fluxo:action/contact",
+            "fluxo:action/email",
+            "fluxo:action/http"
+        ])
+    );
+    let shown = api.get("/v1/workflows/lead-sync", &token).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(shown.body["definition"], definition);
+
+    // Submitted like any action: accepted at once, run in the background, applied once.
+    let event = json!({
+        "action": "lead-sync",
+        "contact": {"id": "c-9", "fields": {"name": "Rui", "email": "rui@example.com", "phone": "+351 912 345 678"}},
+        "message": {"text": "here you go"},
+    });
+    let accepted = api.submit(&token, event.clone()).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let run = api
+        .wait(&token, accepted.body["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["state"], json!("succeeded"), "{run:#}");
+    assert_eq!(run["report"]["applied"], json!(true), "{run:#}");
+    assert_eq!(
+        run["report"]["outcome"]["output"]["deal_url"],
+        json!("https://crm.example/deals/7")
+    );
+    assert_eq!(crm.received().len(), 1);
+    let logs = run["report"]["logs"].to_string();
+    assert!(
+        logs.contains("step create_deal (http): next → tag_onboarded, HTTP 201"),
+        "{logs}"
+    );
+    assert!(!run.to_string().contains("crm-secret-51"), "{run:#}");
+    let emails: Vec<&Value> = run["report"]["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|effect| effect["kind"] == json!("send_email"))
+        .collect();
+    assert_eq!(emails.len(), 1, "{run:#}");
+    assert_eq!(emails[0]["subject"], json!("New lead: Rui"));
+    let contact = api.get("/v1/contacts/c-9", &token).await;
+    assert_eq!(contact.status, StatusCode::OK, "{}", contact.body);
+    assert_eq!(contact.body["fields"]["crm_deal_id"], json!("deal-7"));
+    assert_eq!(contact.body["tags"], json!(["onboarded"]));
+
+    // The action's own test runs it through the tenant's slots and applies nothing.
+    let tested = api
+        .json(
+            Method::POST,
+            "/v1/actions/lead-sync/test",
+            Some(&token),
+            json!({"contact": {"id": "c-10", "fields": {"name": "Eva", "email": "eva@example.com", "phone": "1"}}}),
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
+    assert_eq!(
+        tested.body["report"]["status"],
+        json!("succeeded"),
+        "{}",
+        tested.body
+    );
+    assert_eq!(tested.body["report"]["applied"], json!(false));
+    assert_eq!(
+        tested.body["contact"]["after"]["tags"],
+        json!(["onboarded"])
+    );
+    assert_eq!(
+        api.get("/v1/contacts/c-10", &token).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Disabled: new runs are refused with the reason.
+    assert_eq!(
+        api.post("/v1/actions/lead-sync/disable", &token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let refused = api.submit(&token, event).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["code"], json!("action_disabled"));
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("lead-sync")
+    );
+
+    // Deleted by typing its name: the definition goes too.
+    let deleted = api
+        .call(
+            Method::DELETE,
+            "/v1/actions/lead-sync?confirm=lead-sync",
+            Some(&token),
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert_eq!(
+        api.get("/v1/workflows/lead-sync", &token).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

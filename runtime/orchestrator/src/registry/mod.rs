@@ -8,6 +8,13 @@
 //! recorded as a new version, which becomes active. A refused upload leaves nothing
 //! behind: no blob, no artifact, no version.
 //!
+//! A **workflow** is an action too: its versions hold a JSON definition instead of a
+//! component ([`Registry::upload_workflow`]), validated (every problem listed) instead
+//! of compiled, stored in the same blob store by its SHA-256, marked by
+//! [`WORKFLOW_MARKER`] as the first of its version's imports (then the capabilities its
+//! blocks use). Names, versions, activation, enable/disable, limits, retry policies,
+//! deletion and runs are the action's.
+//!
 //! Loaded components stay in memory in a cache bounded by the components' bytes and are
 //! evicted when their action is deleted; every node compiles what it runs into its own
 //! artifact cache on first use, from the shared component store.
@@ -23,6 +30,7 @@ use fluxo_core::{ActionName, TenantId};
 use fluxo_sandbox::load::{LoadError, sha256_hex};
 use fluxo_sandbox::{ActionComponent, Sandbox};
 use fluxo_store::{ActionRecord, NewVersion, Store, StoreError, VersionRecord};
+use fluxo_workflow::{Block, Problem, Templates, Workflow};
 use tokio::sync::Semaphore;
 
 use self::artifacts::{ArtifactError, Artifacts};
@@ -58,6 +66,9 @@ pub enum RegistryError {
         /// What was given.
         given: String,
     },
+    /// The workflow definition has problems (each with its step and field).
+    #[error("the workflow has {n} problem(s); the first: {first}", n = .0.len(), first = .0.first().map(ToString::to_string).unwrap_or_default())]
+    Workflow(Vec<Problem>),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -94,6 +105,30 @@ impl Default for RegistryOptions {
     }
 }
 
+/// The first import of a workflow version: what tells it from a component's.
+pub const WORKFLOW_MARKER: &str = "fluxo:workflow";
+
+/// The largest workflow definition accepted, in bytes (200 steps of a few hundred bytes
+/// each fit many times over).
+pub const MAX_DEFINITION_BYTES: usize = 256 << 10;
+
+/// What an action runs.
+#[derive(Debug, Clone)]
+pub enum Implementation {
+    /// A component, loaded.
+    Component(ActionComponent),
+    /// A workflow, parsed and validated.
+    Workflow(Arc<Workflow>),
+}
+
+impl Implementation {
+    /// Whether the version `record` is a workflow's.
+    #[must_use]
+    pub fn is_workflow(record: &VersionRecord) -> bool {
+        record.imports.first().map(String::as_str) == Some(WORKFLOW_MARKER)
+    }
+}
+
 /// The registry of a Fluxo host.
 pub struct Registry {
     sandbox: Arc<Sandbox>,
@@ -102,6 +137,8 @@ pub struct Registry {
     compiler: Compiler,
     options: RegistryOptions,
     loaded: moka::sync::Cache<String, ActionComponent>,
+    workflows: moka::sync::Cache<String, Arc<Workflow>>,
+    templates: Templates,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     compiles: Semaphore,
     tenant_compiles: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -149,6 +186,8 @@ impl Registry {
             compiles: Semaphore::new(options.max_compiles.max(1)),
             options,
             loaded,
+            workflows: moka::sync::Cache::new(10_000),
+            templates: Templates::new(),
             flights: Mutex::new(HashMap::new()),
             tenant_compiles: Mutex::new(HashMap::new()),
         })
@@ -218,16 +257,80 @@ impl Registry {
         Ok((action, record))
     }
 
-    /// The action and the component of `version` (the active one when `None`).
+    /// Validates `bytes` as a workflow definition (JSON, at most
+    /// [`MAX_DEFINITION_BYTES`]) and stores it as a new version of `tenant`'s action
+    /// `name`; the new version becomes active, as an uploaded component's does.
     ///
     /// # Errors
-    /// When the action or version does not exist, or the component cannot be loaded.
-    pub async fn resolve(
+    /// [`RegistryError::Workflow`] with every problem; nothing is recorded then.
+    pub async fn upload_workflow(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        description: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<(ActionRecord, VersionRecord), RegistryError> {
+        let name =
+            ActionName::parse(name).map_err(|_| RegistryError::InvalidName(name.to_owned()))?;
+        if bytes.len() > MAX_DEFINITION_BYTES {
+            return Err(RegistryError::Workflow(vec![Problem::document(
+                "",
+                format!(
+                    "the definition is {} bytes, over the {MAX_DEFINITION_BYTES} allowed",
+                    bytes.len()
+                ),
+            )]));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|error| {
+            RegistryError::Workflow(vec![Problem::document(
+                "",
+                format!("the definition is not UTF-8: {error}"),
+            )])
+        })?;
+        let workflow =
+            fluxo_workflow::check(text, &self.templates).map_err(RegistryError::Workflow)?;
+        let hash = sha256_hex(&bytes);
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        self.store.put_component(&hash, &bytes).await?;
+        let imports = workflow_imports(&workflow);
+        let description =
+            description.or(Some(workflow.description.as_str()).filter(|d| !d.is_empty()));
+        let version = self
+            .store
+            .add_version(NewVersion {
+                tenant,
+                name: &name,
+                description,
+                hash: &hash,
+                size,
+                imports: &imports,
+            })
+            .await?;
+        self.workflows.insert(hash, Arc::new(workflow));
+        let action = self
+            .store
+            .action(tenant, &name)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let record = self
+            .store
+            .version(tenant, &name, version)
+            .await?
+            .ok_or_else(|| RegistryError::NoSuchVersion(name.to_string(), version))?;
+        Ok((action, record))
+    }
+
+    /// The action and what `version` runs (the active one when `None`).
+    ///
+    /// # Errors
+    /// When the action or version does not exist, or its component or definition cannot
+    /// be loaded.
+    pub async fn resolve_implementation(
         &self,
         tenant: &TenantId,
         name: &ActionName,
         version: Option<u32>,
-    ) -> Result<(ActionRecord, VersionRecord, ActionComponent), RegistryError> {
+    ) -> Result<(ActionRecord, VersionRecord, Implementation), RegistryError> {
         let action = self
             .store
             .action(tenant, name)
@@ -239,8 +342,55 @@ impl Registry {
             .version(tenant, name, number)
             .await?
             .ok_or_else(|| RegistryError::NoSuchVersion(name.to_string(), number))?;
-        let component = self.compiled(tenant, &record.hash, None).await?;
-        Ok((action, record, component))
+        let implementation = if Implementation::is_workflow(&record) {
+            Implementation::Workflow(self.workflow(&record.hash).await?)
+        } else {
+            Implementation::Component(self.compiled(tenant, &record.hash, None).await?)
+        };
+        Ok((action, record, implementation))
+    }
+
+    /// The stored definition `hash`, parsed (kept in memory once read).
+    async fn workflow(&self, hash: &str) -> Result<Arc<Workflow>, RegistryError> {
+        if let Some(workflow) = self.workflows.get(hash) {
+            return Ok(workflow);
+        }
+        let bytes = self.store.component(hash).await?.ok_or_else(|| {
+            RegistryError::Storage(format!("the workflow definition {hash} is not stored"))
+        })?;
+        if sha256_hex(&bytes) != hash {
+            return Err(RegistryError::Storage(format!(
+                "the workflow definition {hash} does not match its hash"
+            )));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let workflow = Arc::new(
+            fluxo_workflow::check(&text, &self.templates).map_err(RegistryError::Workflow)?,
+        );
+        self.workflows.insert(hash.to_owned(), workflow.clone());
+        Ok(workflow)
+    }
+
+    /// The action and the component of `version` (the active one when `None`).
+    ///
+    /// # Errors
+    /// When the action or version does not exist, is a workflow, or the component cannot
+    /// be loaded.
+    pub async fn resolve(
+        &self,
+        tenant: &TenantId,
+        name: &ActionName,
+        version: Option<u32>,
+    ) -> Result<(ActionRecord, VersionRecord, ActionComponent), RegistryError> {
+        match self.resolve_implementation(tenant, name, version).await? {
+            (action, record, Implementation::Component(component)) => {
+                Ok((action, record, component))
+            }
+            (_, record, Implementation::Workflow(_)) => Err(RegistryError::Storage(format!(
+                "{name} version {} is a workflow, not a component",
+                record.version
+            ))),
+        }
     }
 
     /// Deletes an action when `confirm` repeats its name: its versions go, and with them
@@ -268,6 +418,7 @@ impl Registry {
         };
         for hash in orphaned {
             self.loaded.invalidate(&hash);
+            self.workflows.invalidate(&hash);
             self.store.delete_component(&hash).await?;
             self.artifacts.remove_component(&hash);
         }
@@ -456,4 +607,28 @@ async fn import_legacy_components(store: &dyn Store, dir: &Path) -> Result<(), R
         tracing::warn!(dir = %dir.display(), %error, "the old components directory was not removed");
     }
     Ok(())
+}
+
+/// A workflow version's imports: [`WORKFLOW_MARKER`], then the `fluxo:action`
+/// interfaces its blocks use (its permissions, as a component's imports are).
+fn workflow_imports(workflow: &Workflow) -> Vec<String> {
+    let mut used = std::collections::BTreeSet::new();
+    for step in &workflow.steps {
+        match &step.block {
+            Block::Http(_) => {
+                used.insert("fluxo:action/http");
+            }
+            Block::SetField(_) | Block::Tag(_) | Block::Untag(_) => {
+                used.insert("fluxo:action/contact");
+            }
+            Block::SendEmail(_) => {
+                used.insert("fluxo:action/email");
+            }
+            Block::SetVariable(_) | Block::Condition(_) | Block::Split(_) => {}
+        }
+    }
+    std::iter::once(WORKFLOW_MARKER)
+        .chain(used)
+        .map(str::to_owned)
+        .collect()
 }

@@ -38,9 +38,9 @@ pub(crate) struct ActionChanged {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Uploaded {
     /// The action (made by the first upload).
-    action: ActionRecord,
+    pub(crate) action: ActionRecord,
     /// The new version.
-    version: VersionRecord,
+    pub(crate) version: VersionRecord,
 }
 
 /// The answer of `GET /v1/actions/{name}`.
@@ -73,7 +73,7 @@ pub(crate) async fn list(Tenant(tenant): Tenant, State(state): State<AppState>) 
 #[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
     /// What the action does, for people (kept from the first upload when absent).
-    description: Option<String>,
+    pub(crate) description: Option<String>,
 }
 
 /// `POST /v1/actions/{name}/versions` with the component as the body.

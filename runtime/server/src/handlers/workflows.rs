@@ -2,8 +2,9 @@
 //! one against a sample contact and message — live HTTP under the tenant's egress
 //! policy and secrets, or answers from fixtures — applying nothing.
 //!
-//! Stored workflows (versions, activation, runs through the durable queue) are not in
-//! this version; `docs/workflows.md` says what is.
+//! A stored workflow is an action whose versions hold definitions: uploaded here,
+//! then listed, activated, enabled, disabled, limited, deleted and run (`POST /v1/runs`)
+//! under `/v1/actions` like any action.
 
 use std::collections::BTreeMap;
 
@@ -18,12 +19,17 @@ use fluxo_workflow::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::actions::{ContactDiff, diff};
-use super::{ApiResult, ok};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use fluxo_orchestrator::registry::Implementation;
+
+use super::actions::{ContactDiff, UploadQuery, Uploaded, diff};
+use super::{ApiResult, name_in_path, ok};
 use crate::AppState;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::json::JsonBody;
+use crate::params::{PathParam, QueryParams};
 
 /// A workflow definition: `{"name", "description", "start", "steps": [...], "budget"}`
 /// (`docs/workflows.md`).
@@ -41,6 +47,29 @@ pub(crate) struct Validation {
     valid: bool,
     /// Every problem, each with its step and field.
     problems: Vec<Problem>,
+}
+
+/// The query of `GET /v1/workflows/{name}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DefinitionQuery {
+    /// A version other than the active one.
+    version: Option<u32>,
+}
+
+/// The answer of `GET /v1/workflows/{name}`: a stored definition as uploaded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct StoredDefinition {
+    /// The workflow (an action) name.
+    name: String,
+    /// The version shown.
+    version: u32,
+    /// Whether it is the version new runs use.
+    active: bool,
+    /// The definition.
+    #[schema(value_type = Object)]
+    definition: Value,
 }
 
 /// The body of `POST /v1/workflows/test`.
@@ -120,6 +149,84 @@ fn unprocessable(problems: &[Problem]) -> ApiError {
         ),
     )
     .details(serde_json::to_value(problems).unwrap_or(Value::Null))
+}
+
+/// `POST /v1/workflows/{name}/versions` with the definition as the body: validated
+/// (every problem listed), stored as the action's new, active version.
+pub(crate) async fn upload(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+    QueryParams(query): QueryParams<UploadQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body.map_err(|rejection| {
+        ApiError::new(rejection.status(), "body_rejected", rejection.body_text())
+    })?;
+    match state
+        .registry
+        .upload_workflow(&tenant, &name, query.description.as_deref(), body.to_vec())
+        .await
+    {
+        Ok((action, version)) => {
+            state.metrics.record_upload("accepted");
+            ok(StatusCode::CREATED, &Uploaded { action, version })
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            state.metrics.record_upload(error.code());
+            Err(error)
+        }
+    }
+}
+
+/// `GET /v1/workflows/{name}`: the stored definition (the active version, or
+/// `?version=`).
+pub(crate) async fn show(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathParam(name): PathParam<String>,
+    QueryParams(query): QueryParams<DefinitionQuery>,
+) -> ApiResult {
+    let action_name = name_in_path(&name)?;
+    let store = state.registry.store();
+    let action = store
+        .action(&tenant, &action_name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no workflow named {name:?}")))?;
+    let number = query.version.unwrap_or(action.active_version);
+    let record = store
+        .version(&tenant, &action_name, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{name:?} has no version {number}")))?;
+    if !Implementation::is_workflow(&record) {
+        return Err(ApiError::not_found(format!(
+            "{name:?} version {number} is a component, not a workflow"
+        )));
+    }
+    let bytes = store.component(&record.hash).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_record",
+            format!("the definition of {name:?} version {number} is not stored"),
+        )
+    })?;
+    let definition: Value = serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_record",
+            format!("the stored definition does not parse: {error}"),
+        )
+    })?;
+    ok(
+        StatusCode::OK,
+        &StoredDefinition {
+            name: action.name.to_string(),
+            version: number,
+            active: number == action.active_version,
+            definition,
+        },
+    )
 }
 
 /// `POST /v1/workflows/validate`
