@@ -262,6 +262,16 @@ fn forms(secret: &str) -> Vec<String> {
         strict.clone(),
         lower_escapes(&strict),
     ]);
+    // As a JSON string's content (a secret holding `"`, `\` or a control character,
+    // written into a JSON body).
+    if let Some(escaped) = serde_json::to_string(secret).ok().and_then(|quoted| {
+        quoted
+            .strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .map(str::to_owned)
+    }) {
+        forms.push(escaped);
+    }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     forms.push(hex.to_ascii_uppercase());
     forms.push(hex);
@@ -379,6 +389,19 @@ mod tests {
             let redacted = redactor.redact(&text);
             assert!(redacted.contains(REDACTED), "{text} -> {redacted}");
         }
+    }
+
+    #[test]
+    fn a_secret_inside_a_json_string_is_redacted() {
+        let secret = "pa\"ss\\wo\nrd-long";
+        let redactor = Redactor::new([secret]);
+        let body = serde_json::to_string(&serde_json::json!({ "token": secret })).unwrap();
+        assert!(
+            !body.contains(secret),
+            "the JSON form differs from the raw one"
+        );
+        let redacted = redactor.redact(&body);
+        assert_eq!(redacted, r#"{"token":"[REDACTED]"}"#);
     }
 
     #[test]

@@ -207,6 +207,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::ConfirmationMismatch { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "confirmation_mismatch", message)
             }
+            RegistryError::KindMismatch { .. } => {
+                Self::new(StatusCode::CONFLICT, "kind_mismatch", message)
+            }
             RegistryError::Workflow(problems) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_workflow",

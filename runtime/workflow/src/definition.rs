@@ -61,6 +61,9 @@ pub struct Workflow {
     pub description: String,
     /// The first step's id.
     pub start: String,
+    /// Variables the run starts with (a run's `input` members, a test's `vars`):
+    /// templates may read `vars.<name>` for these; one not given is null.
+    pub inputs: Vec<String>,
     /// The steps, in document order.
     pub steps: Vec<Step>,
     /// The run's budget.
@@ -136,6 +139,7 @@ impl Workflow {
             name: document.name,
             description: document.description,
             start,
+            inputs: document.inputs,
             steps,
             budget: document.budget,
         })
@@ -157,6 +161,8 @@ struct Document {
     description: String,
     #[serde(default)]
     start: Option<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
     steps: Vec<serde_json::Value>,
     #[serde(default)]
     budget: Budget,

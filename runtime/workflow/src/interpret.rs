@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use fluxo_core::{Blame, Effect, ErrorKind, FieldValue, LimitHit, Message, RunError};
-use fluxo_egress::{EgressRequest, EgressResponse};
+use fluxo_egress::{EgressError, EgressRequest, EgressResponse};
 use fluxo_sandbox::RunContext;
 use fluxo_sandbox::context::EmailMessage;
 use fluxo_sandbox::redact::{Redactor, is_credential_header};
@@ -129,7 +129,8 @@ impl WorkflowRun {
 /// A failure and the step it happened in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepError {
-    /// The step (none when the run failed between steps: its budget, its deadline).
+    /// The step it failed in (for a budget or deadline failure, the step it was about
+    /// to run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// The error, as for a component's run.
@@ -188,8 +189,13 @@ impl Interpreter {
         mode: &HttpMode,
         draw: &mut (dyn FnMut() -> f64 + Send),
     ) -> WorkflowRun {
+        let mut vars = start.vars;
+        for input in &workflow.inputs {
+            vars.entry(input.clone()).or_insert(Value::Null);
+        }
+        let limits = crate::validate::visit_limits(workflow);
         let mut state = RunState {
-            vars: start.vars,
+            vars,
             message: start.message,
             responses: Map::new(),
             secrets_used: Vec::new(),
@@ -208,7 +214,9 @@ impl Interpreter {
                 });
                 break;
             };
-            if let Some(stop) = self.check_budget(workflow, step, ctx, &mut visits, &mut executed) {
+            if let Some(stop) =
+                self.check_budget(workflow, step, ctx, &limits, &mut visits, &mut executed)
+            {
                 error = Some(stop);
                 break;
             }
@@ -260,6 +268,9 @@ impl Interpreter {
             if error.is_some() {
                 break;
             }
+            // Blocks without I/O never await: yield between steps so a long workflow
+            // does not hold a runtime thread (the API stays responsive).
+            tokio::task::yield_now().await;
         }
         let mut run = WorkflowRun {
             error,
@@ -278,6 +289,7 @@ impl Interpreter {
         workflow: &'w Workflow,
         step: &'w Step,
         ctx: &RunContext,
+        limits: &BTreeMap<String, u32>,
         visits: &mut BTreeMap<&'w str, u32>,
         executed: &mut u32,
     ) -> Option<StepError> {
@@ -302,7 +314,10 @@ impl Interpreter {
         }
         let count = visits.entry(step.id.as_str()).or_insert(0);
         *count = count.saturating_add(1);
-        let allowed = step.max_visits.unwrap_or(workflow.budget.max_visits);
+        let allowed = limits
+            .get(&step.id)
+            .copied()
+            .unwrap_or(workflow.budget.max_visits);
         if *count > allowed {
             return Some(limit_error(format!(
                 "step `{}` was reached {} times, over its loop limit of {allowed} (max_visits)",
@@ -461,14 +476,29 @@ impl Interpreter {
         let response = match mode {
             HttpMode::Live => match ctx.http(request).await {
                 Err(hit) => return Err((inputs, hit.into())),
-                Ok(Err(error)) => Err(format!("request refused or failed: {error}")),
+                // The run's HTTP byte quota: a limit, not an answer a port may catch.
+                Ok(Err(EgressError::LimitExceeded)) => {
+                    let error = RunError::new(
+                        ErrorKind::QuotaExceeded,
+                        "the run's HTTP byte quota is spent (limit-exceeded)",
+                    )
+                    .blamed_on(Blame::Guest);
+                    return Err((inputs, Failure::Run(error)));
+                }
+                Ok(Err(error)) => Err((
+                    format!("request refused or failed: {error}"),
+                    blame_of(&error),
+                )),
                 Ok(Ok(response)) => Ok(response),
             },
             HttpMode::Fixtures(fixtures) => match fixtures.get(&step.id) {
                 Some(fixture) => Ok(fixture_response(fixture)),
-                None => Err(format!(
-                    "no fixture for step `{}` (a test with fixtures sends nothing)",
-                    step.id
+                None => Err((
+                    format!(
+                        "no fixture for step `{}` (a test with fixtures sends nothing)",
+                        step.id
+                    ),
+                    Blame::Guest,
                 )),
             },
         };
@@ -481,12 +511,12 @@ impl Interpreter {
         };
         let response = match response {
             Ok(response) => response,
-            Err(message) => {
+            Err((message, blame)) => {
                 state.responses.insert(
                     step.id.clone(),
                     json!({"response": {"status": 0, "headers": {}, "body": null, "error": message}}),
                 );
-                let port = failure_port(message.clone(), Blame::Upstream)
+                let port = failure_port(message.clone(), blame)
                     .map_err(|failure| (inputs.clone(), failure))?;
                 return Ok(Outcome {
                     port,
@@ -519,21 +549,26 @@ impl Interpreter {
                 outputs: json!({"response": answer}),
             });
         }
-        let mut saved = Map::new();
+        // Every value is found before any is kept: a save that misses keeps none.
+        let mut found = Vec::with_capacity(http.save.len());
         for save in &http.save {
-            let found = path::parse(&save.path)
+            let value = path::parse(&save.path)
                 .ok()
                 .and_then(|segments| path::lookup(&body, &segments).cloned());
-            let Some(value) = found else {
+            let Some(value) = value else {
                 let message = format!("the response has nothing at `{}`", save.path);
                 let port = failure_port(message, Blame::Upstream)
                     .map_err(|failure| (inputs.clone(), failure))?;
                 return Ok(Outcome {
                     port,
                     inputs,
-                    outputs: json!({"response": answer, "saved": saved}),
+                    outputs: json!({"response": answer}),
                 });
             };
+            found.push((save, value));
+        }
+        let mut saved = Map::new();
+        for (save, value) in found {
             if let Some(var) = &save.var {
                 state.vars.insert(var.clone(), value.clone());
                 saved.insert(format!("vars.{var}"), value.clone());
@@ -597,23 +632,53 @@ impl Interpreter {
                 .render(source, context, &scope)
                 .map_err(|why| definition_error(format!("{field}: {why}")))
         };
+        // What the trace shows: a value whose template reads a secret is shown as its
+        // template, never rendered (no filter or encoding can then slip a secret past
+        // the redactor).
+        let reads_secret = |source: &str| {
+            self.templates
+                .variables(source)
+                .is_ok_and(|names| names.iter().any(|name| name.starts_with("secrets")))
+        };
         let url = render(&http.url, Context::Url, "url")?;
         let mut parsed = url::Url::parse(&url)
             .map_err(|error| definition_error(format!("url: `{url}` is not a URL: {error}")))?;
+        let mut url_shown = if reads_secret(&http.url) {
+            http.url.clone()
+        } else {
+            url
+        };
         if !http.query.is_empty() {
             let mut pairs = Vec::new();
+            let mut shown = url::form_urlencoded::Serializer::new(String::new());
             for (i, pair) in http.query.iter().enumerate() {
-                pairs.push((
-                    pair.key.clone(),
-                    render(&pair.value, Context::Secret, &format!("query[{i}].value"))?,
-                ));
+                let value = render(&pair.value, Context::Secret, &format!("query[{i}].value"))?;
+                let display = if reads_secret(&pair.value) {
+                    pair.value.as_str()
+                } else {
+                    value.as_str()
+                };
+                shown.append_pair(&pair.key, display);
+                pairs.push((pair.key.clone(), value));
             }
             parsed.query_pairs_mut().extend_pairs(pairs);
+            url_shown.push(if url_shown.contains('?') { '&' } else { '?' });
+            url_shown.push_str(&shown.finish());
         }
         let mut request = EgressRequest::new(http.method.to_egress(), parsed.to_string());
+        let mut headers_shown = Vec::new();
         for (i, pair) in http.headers.iter().enumerate() {
             let value = render(&pair.value, Context::Secret, &format!("headers[{i}].value"))?;
-            request.headers.push((pair.key.to_ascii_lowercase(), value));
+            let name = pair.key.to_ascii_lowercase();
+            let display = if is_credential_header(&name) {
+                "[redacted]".to_owned()
+            } else if reads_secret(&pair.value) {
+                pair.value.clone()
+            } else {
+                value.clone()
+            };
+            headers_shown.push(json!([name, display]));
+            request.headers.push((name, value));
         }
         match &http.auth {
             Some(Auth::Bearer { secret }) => {
@@ -621,6 +686,7 @@ impl Interpreter {
                 request
                     .headers
                     .push(("authorization".to_owned(), format!("Bearer {token}")));
+                headers_shown.push(json!(["authorization", "[redacted]"]));
             }
             Some(Auth::Basic {
                 username,
@@ -633,38 +699,57 @@ impl Interpreter {
                 request
                     .headers
                     .push(("authorization".to_owned(), format!("Basic {encoded}")));
+                headers_shown.push(json!(["authorization", "[redacted]"]));
             }
             Some(Auth::ApiKey { header, secret }) => {
+                let name = header.to_ascii_lowercase();
                 request
                     .headers
-                    .push((header.to_ascii_lowercase(), secret_value(&secrets, secret)));
+                    .push((name.clone(), secret_value(&secrets, secret)));
+                headers_shown.push(json!([name, "[redacted]"]));
             }
             None => {}
         }
-        let mut body_input = Value::Null;
+        let mut body_shown = Value::Null;
         match &http.body {
             Some(Body::Json(pairs)) => {
                 let mut rendered = Vec::new();
+                let mut display = Vec::new();
                 for (i, pair) in pairs.iter().enumerate() {
                     let value = render(&pair.value, Context::Secret, &format!("body[{i}].value"))?;
+                    let shown = if reads_secret(&pair.value) {
+                        pair.value.clone()
+                    } else {
+                        value.clone()
+                    };
                     rendered.push((pair.key.as_str(), Value::String(value)));
+                    display.push((pair.key.as_str(), Value::String(shown)));
                 }
                 let document = path::build_json(rendered)
                     .map_err(|why| definition_error(format!("body: {why}")))?
                     .to_json_string();
+                body_shown = path::build_json(display)
+                    .map(|node| Value::String(node.to_json_string()))
+                    .unwrap_or(Value::Null);
                 set_content_type(&mut request, "application/json");
-                body_input = Value::String(document.clone());
                 request.body = Some(document.into_bytes());
             }
             Some(Body::Form(pairs)) => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
+                let mut display = url::form_urlencoded::Serializer::new(String::new());
                 for (i, pair) in pairs.iter().enumerate() {
                     let value = render(&pair.value, Context::Secret, &format!("body[{i}].value"))?;
+                    let shown = if reads_secret(&pair.value) {
+                        pair.value.as_str()
+                    } else {
+                        value.as_str()
+                    };
+                    display.append_pair(&pair.key, shown);
                     form.append_pair(&pair.key, &value);
                 }
                 let encoded = form.finish();
                 set_content_type(&mut request, "application/x-www-form-urlencoded");
-                body_input = Value::String(encoded.clone());
+                body_shown = Value::String(display.finish());
                 request.body = Some(encoded.into_bytes());
             }
             Some(Body::Raw { content_type, text }) => {
@@ -675,31 +760,33 @@ impl Interpreter {
                 };
                 let rendered = render(text, context, "body.raw.text")?;
                 set_content_type(&mut request, content_type);
-                body_input = Value::String(rendered.clone());
+                body_shown = Value::String(if reads_secret(text) {
+                    text.clone()
+                } else {
+                    rendered.clone()
+                });
                 request.body = Some(rendered.into_bytes());
             }
             None => {}
         }
         request.timeout = http.timeout_ms.map(std::time::Duration::from_millis);
-        let headers: Vec<Value> = request
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let shown = if is_credential_header(name) {
-                    "[redacted]"
-                } else {
-                    value.as_str()
-                };
-                json!([name, shown])
-            })
-            .collect();
         let inputs = json!({
             "method": request.method.to_string(),
-            "url": request.url,
-            "headers": headers,
-            "body": body_input,
+            "url": url_shown,
+            "headers": headers_shown,
+            "body": body_shown,
         });
         Ok((request, inputs))
+    }
+}
+
+/// Whose fault a refused or failed request is: the definition's when the request could
+/// never be sent (a host not allowed, a bad header, a body over the cap), the upstream's
+/// when it may answer next time (a timeout, a failed connection).
+fn blame_of(error: &EgressError) -> Blame {
+    match error {
+        EgressError::Timeout | EgressError::Connect(_) => Blame::Upstream,
+        _ => Blame::Guest,
     }
 }
 
@@ -871,8 +958,10 @@ impl RunState {
             .map(|(name, value)| (name.clone(), shortest(value.to_json())))
             .collect();
         let message = self.message.as_ref().map_or_else(
-            || json!({"text": ""}),
-            |message| json!({"text": message.text, "channel": message.channel}),
+            || json!({"text": "", "channel": ""}),
+            |message| {
+                json!({"text": message.text, "channel": message.channel.clone().unwrap_or_default()})
+            },
         );
         json!({
             "contact": {
@@ -939,6 +1028,10 @@ fn redact_run(redactor: &Redactor, run: &mut WorkflowRun) {
         redactor.redact_json(&mut step.outputs);
         for effect in &mut step.effects {
             redactor.redact_effect(effect);
+        }
+        for change in &mut step.changes {
+            redactor.redact_json(&mut change.before);
+            redactor.redact_json(&mut change.after);
         }
         if let Some(error) = &mut step.error {
             redactor.redact_in_place(error);

@@ -28,7 +28,7 @@ pub use interpret::{
 };
 pub use problem::Problem;
 pub use template::Templates;
-pub use validate::validate;
+pub use validate::{validate, visit_limits};
 
 /// Reads and validates a definition: the workflow, or every problem found.
 ///

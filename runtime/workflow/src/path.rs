@@ -2,7 +2,7 @@
 //!
 //! - **Body keys** (the integration block's key/value pairs): `deal[name]` builds
 //!   `{"deal":{"name":…}}`, `contacts[0][name]` builds `{"contacts":[{"name":…}]}`,
-//!   `tags[]` appends to a list. The same convention as PHP's and Rack's form keys.
+//!   `tags[]` appends to a list (each `[]` a new element), as PHP reads form keys.
 //! - **Response paths** (`save`): `data.url`, `data[url]`, `{data[url]}` (the form the
 //!   builders print in a message), `items[0].id` — all the same segments.
 

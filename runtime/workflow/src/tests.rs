@@ -356,3 +356,168 @@ async fn a_loop_stops_at_its_limit_and_a_split_follows_its_draw() {
         assert!(run.trace[0].outputs["draw"].is_number());
     }
 }
+
+#[tokio::test]
+async fn a_secret_echoed_or_filtered_never_reaches_the_trace() {
+    // The upstream echoes the request's headers back in its body.
+    let (port, _) = upstream(Arc::new(|raw: &str| {
+        let headers: Vec<&str> = raw.lines().take_while(|l| !l.is_empty()).collect();
+        (200, json!({"echo": headers.join("\n")}).to_string())
+    }))
+    .await;
+    let text = format!(
+        r#"{{"name": "echo", "steps": [
+        {{"id": "call", "type": "http", "method": "POST", "url": "http://127.0.0.1:{port}/e",
+          "headers": [{{"key": "x-shout", "value": "{{{{secrets.CRM_TOKEN | upper}}}}"}}],
+          "auth": {{"api_key": {{"header": "x-key", "secret": "CRM_TOKEN"}}}},
+          "body": {{"json": [{{"key": "t", "value": "{{{{secrets.CRM_TOKEN}}}}"}}]}},
+          "save": [{{"path": "echo", "field": "echo"}}]}}
+    ]}}"#
+    );
+    // A filter on a secret is refused: its output could not be redacted.
+    let problems = check(&text, &Templates::new()).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.field == "headers[0].value" && p.message.contains("without filters")),
+        "{problems:?}"
+    );
+    let text = text.replace("{{secrets.CRM_TOKEN | upper}}", "{{ secrets.CRM_TOKEN }}");
+    let workflow = check(&text, &Templates::new()).unwrap();
+    let mut ctx = context(port, ana());
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    assert!(run.succeeded(), "{run:#?}");
+    let shown = serde_json::to_string(&run).unwrap();
+    assert!(
+        shown.contains("x-shout: [REDACTED]"),
+        "the echo is redacted: {shown}"
+    );
+    assert!(!shown.contains("crm-token-7f3a9"), "{shown}");
+    assert!(
+        shown.contains("{{ secrets.CRM_TOKEN }}"),
+        "shown as its template: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn inputs_are_readable_loops_share_their_limit_and_a_missed_save_keeps_nothing() {
+    let text = r#"{"name": "in", "inputs": ["plan"], "steps": [
+        {"id": "is_vip", "type": "condition", "rules": [{"left": "vars.plan", "op": "equals", "value": "enterprise"}],
+         "then": "count", "else": "normal"},
+        {"id": "count", "type": "set_variable", "name": "n", "increment": 1, "next": "again", "max_visits": 15},
+        {"id": "again", "type": "condition", "rules": [{"left": "vars.n", "op": "lt", "value": "12"}], "then": "count"},
+        {"id": "normal", "type": "set_field", "field": "plan_seen", "value": "[{{vars.plan}}]"}
+    ]}"#;
+    let workflow = check(text, &Templates::new()).unwrap();
+    let vip = Start {
+        vars: [("plan".to_owned(), json!("enterprise"))]
+            .into_iter()
+            .collect(),
+        ..Start::default()
+    };
+    let mut ctx = context(9, ana());
+    let run = Interpreter::new()
+        .run(&workflow, &mut ctx, vip, &HttpMode::Live, &mut never)
+        .await;
+    assert!(
+        run.succeeded(),
+        "`again` shares the loop's limit of 15: {run:#?}"
+    );
+    assert_eq!(run.vars["n"], json!(12));
+    let mut ctx = context(9, ana());
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    assert!(run.succeeded(), "{run:#?}");
+    assert!(
+        matches!(
+            &ctx.journal().effects()[0],
+            Effect::SetField { value, .. } if value.as_text() == Some("[]")
+        ),
+        "a missing input is null and prints as nothing"
+    );
+
+    let text = r#"{"name": "save", "steps": [
+        {"id": "call", "type": "http", "method": "GET", "url": "http://127.0.0.1:9/x",
+         "save": [{"path": "data.id", "field": "id"}, {"path": "data.missing", "var": "m"}],
+         "on_error": "failed"},
+        {"id": "failed", "type": "tag", "tag": "save-failed"}
+    ]}"#;
+    let workflow = check(text, &Templates::new()).unwrap();
+    let fixtures = [(
+        "call".to_owned(),
+        crate::FixtureResponse {
+            status: 200,
+            headers: Default::default(),
+            body: json!({"data": {"id": 1}}),
+        },
+    )]
+    .into();
+    let mut ctx = context(9, ana());
+    let run = Interpreter::new()
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Fixtures(fixtures),
+            &mut never,
+        )
+        .await;
+    assert!(run.succeeded(), "{run:#?}");
+    let effects = ctx.journal().effects().to_vec();
+    assert_eq!(
+        effects.len(),
+        1,
+        "only the tag, not the first save: {effects:?}"
+    );
+    assert!(matches!(&effects[0], Effect::AddTag { tag } if tag == "save-failed"));
+}
+
+#[tokio::test]
+async fn a_refused_request_is_the_definition_s_fault_and_a_5xx_the_upstream_s() {
+    let (port, _) = upstream(Arc::new(|_| (503, "{}".to_owned()))).await;
+    for (url, blame, retryable) in [
+        (
+            "http://10.9.9.9/x".to_owned(),
+            fluxo_core::Blame::Guest,
+            false,
+        ),
+        (
+            format!("http://127.0.0.1:{port}/x"),
+            fluxo_core::Blame::Upstream,
+            true,
+        ),
+    ] {
+        let text = format!(
+            r#"{{"name": "b", "steps": [{{"id": "call", "type": "http", "method": "POST", "url": "{url}"}}]}}"#
+        );
+        let workflow = check(&text, &Templates::new()).unwrap();
+        let mut ctx = context(port, ana());
+        let run = Interpreter::new()
+            .run(
+                &workflow,
+                &mut ctx,
+                Start::default(),
+                &HttpMode::Live,
+                &mut never,
+            )
+            .await;
+        let error = run.error.unwrap().error;
+        assert_eq!(error.blame, blame, "{url}: {error:?}");
+        assert_eq!(error.retryable(), retryable, "{url}");
+    }
+}

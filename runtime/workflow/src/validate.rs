@@ -16,6 +16,9 @@ use crate::path::{self, Segment};
 use crate::problem::Problem;
 use crate::template::{ROOTS, Templates};
 
+/// The largest step budget and loop limit a definition may set.
+pub(crate) const MAX_BUDGET: u32 = 1_000;
+
 /// The longest step id or variable name.
 pub(crate) const MAX_IDENT_BYTES: usize = 64;
 
@@ -30,6 +33,31 @@ pub fn validate(workflow: &Workflow, templates: &Templates) -> Vec<Problem> {
         }
         if !ids.insert(step.id.as_str()) {
             problems.push(Problem::step(&step.id, "id", "is used by another step"));
+        }
+    }
+    for (i, input) in workflow.inputs.iter().enumerate() {
+        if let Err(why) = check_ident(input) {
+            problems.push(Problem::document(&format!("inputs[{i}]"), why));
+        }
+    }
+    for (field, value) in [
+        ("budget.max_steps", workflow.budget.max_steps),
+        ("budget.max_visits", workflow.budget.max_visits),
+    ] {
+        if !(1..=MAX_BUDGET).contains(&value) {
+            problems.push(Problem::document(
+                field,
+                format!("{value} is not between 1 and {MAX_BUDGET}"),
+            ));
+        }
+    }
+    for step in &workflow.steps {
+        if step.max_visits.is_some_and(|limit| limit > MAX_BUDGET) {
+            problems.push(Problem::step(
+                &step.id,
+                "max_visits",
+                format!("is over {MAX_BUDGET}"),
+            ));
         }
     }
     if workflow.step(&workflow.start).is_none() {
@@ -87,6 +115,37 @@ fn check_ident(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A templated URL's literal start must fix its scheme, host and port: it runs up to
+/// the first template and holds `http://` or `https://`, a host, and then the start of
+/// the path, query or fragment. A value can then only add to the path, query or
+/// fragment (and is percent-encoded there), never name another host — not by adding to
+/// the host (`.evil.example`), by userinfo (`user@`), or by a port.
+fn check_url_prefix(url: &str) -> Result<(), String> {
+    let literal_end = [url.find("{{"), url.find("{%")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(url.len());
+    let literal = url.get(..literal_end).unwrap_or_default();
+    let rest = literal
+        .strip_prefix("https://")
+        .or_else(|| literal.strip_prefix("http://"))
+        .ok_or_else(|| "must start with `http://` or `https://`".to_owned())?;
+    let authority_end = rest.find(['/', '?', '#']).ok_or_else(|| {
+        "the host must be written out, followed by `/`, `?` or `#`, before any template \
+         (a template may not choose or extend the host)"
+            .to_owned()
+    })?;
+    let origin = literal
+        .get(..literal.len() - rest.len() + authority_end)
+        .unwrap_or_default();
+    match url::Url::parse(origin) {
+        Ok(parsed) if parsed.host_str().is_some_and(|host| !host.is_empty()) => Ok(()),
+        Ok(_) => Err(format!("`{origin}` has no host")),
+        Err(error) => Err(format!("`{origin}` is not a URL: {error}")),
+    }
+}
+
 fn reachable(workflow: &Workflow) -> BTreeSet<&str> {
     let mut seen = BTreeSet::new();
     let mut stack = vec![workflow.start.as_str()];
@@ -103,14 +162,15 @@ fn reachable(workflow: &Workflow) -> BTreeSet<&str> {
 
 /// Cycles (strongly connected components with an edge inside) none of whose steps
 /// declares `max_visits` (Tarjan's algorithm, iterative).
-fn unbounded_cycles(workflow: &Workflow) -> Vec<Problem> {
+/// The graph by step index: each step's targets.
+fn edges(workflow: &Workflow) -> Vec<Vec<usize>> {
     let index_of: BTreeMap<&str, usize> = workflow
         .steps
         .iter()
         .enumerate()
         .map(|(i, step)| (step.id.as_str(), i))
         .collect();
-    let edges: Vec<Vec<usize>> = workflow
+    workflow
         .steps
         .iter()
         .map(|step| {
@@ -119,18 +179,60 @@ fn unbounded_cycles(workflow: &Workflow) -> Vec<Problem> {
                 .filter_map(|(_, target)| index_of.get(target).copied())
                 .collect()
         })
+        .collect()
+}
+
+/// The loops: strongly connected components with an edge inside.
+fn loops(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    strongly_connected(edges)
+        .into_iter()
+        .filter(|component| {
+            component.len() > 1
+                || component.first().is_some_and(|&only| {
+                    edges
+                        .get(only)
+                        .is_some_and(|targets| targets.contains(&only))
+                })
+        })
+        .collect()
+}
+
+/// How often each step may run in one run: its own `max_visits`; else, inside a loop,
+/// the largest `max_visits` a step of that loop declares (a loop's limit covers all its
+/// steps); else the budget's `max_visits`.
+#[must_use]
+pub fn visit_limits(workflow: &Workflow) -> BTreeMap<String, u32> {
+    let mut limits: BTreeMap<String, u32> = workflow
+        .steps
+        .iter()
+        .map(|step| {
+            (
+                step.id.clone(),
+                step.max_visits.unwrap_or(workflow.budget.max_visits),
+            )
+        })
         .collect();
-    let mut problems = Vec::new();
-    for component in strongly_connected(&edges) {
-        let looped = component.len() > 1
-            || component.first().is_some_and(|&only| {
-                edges
-                    .get(only)
-                    .is_some_and(|targets| targets.contains(&only))
-            });
-        if !looped {
+    for component in loops(&edges(workflow)) {
+        let steps: Vec<_> = component
+            .iter()
+            .filter_map(|&i| workflow.steps.get(i))
+            .collect();
+        let Some(declared) = steps.iter().filter_map(|step| step.max_visits).max() else {
             continue;
+        };
+        for step in steps {
+            if step.max_visits.is_none() {
+                limits.insert(step.id.clone(), declared);
+            }
         }
+    }
+    limits
+}
+
+fn unbounded_cycles(workflow: &Workflow) -> Vec<Problem> {
+    let edges = edges(workflow);
+    let mut problems = Vec::new();
+    for component in loops(&edges) {
         let steps: Vec<_> = component
             .iter()
             .filter_map(|&i| workflow.steps.get(i))
@@ -223,6 +325,7 @@ fn check_templates(workflow: &Workflow, engine: &Templates) -> Vec<Problem> {
         .steps
         .iter()
         .flat_map(|step| writes_vars(&step.block))
+        .chain(workflow.inputs.iter().map(String::as_str))
         .collect();
     let http_steps: BTreeSet<&str> = workflow
         .steps
@@ -301,7 +404,7 @@ impl Known<'_> {
             ("vars", None) => Ok(()),
             ("vars", Some(var)) if self.vars.contains(var) => Ok(()),
             ("vars", Some(var)) => Err(format!(
-                "`{name}`: no step sets the variable `{var}` (set_variable or an HTTP step's save)"
+                "`{name}`: no step sets the variable `{var}` (set_variable or an HTTP step's save) and it is not one of the workflow's `inputs`"
             )),
             ("steps", None) => Ok(()),
             ("steps", Some(step)) if !self.http_steps.contains(step) => Err(format!(
@@ -339,12 +442,8 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                     ),
                     Err(error) => problem("url", format!("is not a URL: {error}")),
                 }
-            } else if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
-                problem(
-                    "url",
-                    "must start with `http://` or `https://` (the host may not come from a template)"
-                        .to_owned(),
-                );
+            } else if let Err(why) = check_url_prefix(&http.url) {
+                problem("url", why);
             }
             for (i, pair) in http.headers.iter().enumerate() {
                 if http::HeaderName::from_bytes(pair.key.as_bytes()).is_err() {
@@ -446,6 +545,7 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                 if rule.op == Operator::Matches
                     && let Some(pattern) = &rule.value
                     && !pattern.contains("{{")
+                    && !pattern.contains("{%")
                     && let Err(error) = regex::RegexBuilder::new(pattern)
                         .size_limit(crate::condition::REGEX_SIZE_LIMIT)
                         .build()
@@ -548,6 +648,38 @@ mod tests {
             2,
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn a_template_cannot_choose_or_extend_the_host() {
+        for url in [
+            "https://{{contact.fields.host}}/x",
+            "https://api.example{{contact.fields.suffix}}",
+            "https://{{contact.fields.user}}@api.example/x",
+            "https://api.example:{{contact.fields.port}}/x",
+            "ftp://api.example/{{contact.fields.x}}",
+            "{{contact.fields.url}}",
+            "https:///{{contact.fields.x}}",
+        ] {
+            let text = format!(
+                r#"{{"name": "u", "steps": [{{"id": "a", "type": "http", "method": "GET", "url": "{url}"}}]}}"#
+            );
+            let found = problems(&text);
+            assert!(
+                found.iter().any(|p| p.starts_with("step `a`, url:")),
+                "{url} passed: {found:?}"
+            );
+        }
+        for url in [
+            "https://api.example/{{contact.fields.x}}",
+            "https://api.example:8443/v1?q={{contact.fields.x}}",
+            "http://127.0.0.1:9/#{{contact.fields.x}}",
+        ] {
+            let text = format!(
+                r#"{{"name": "u", "steps": [{{"id": "a", "type": "http", "method": "GET", "url": "{url}"}}]}}"#
+            );
+            assert_eq!(problems(&text), Vec::<String>::new(), "{url}");
+        }
     }
 
     #[test]

@@ -178,15 +178,7 @@ async fn the_lead_sync_calls_the_crm_once_and_would_tag_set_and_mail() {
 
     // A test applies nothing: the contact has no stored fields or tags afterwards.
     let contact = api.get("/v1/contacts/c-1", &token).await;
-    if contact.status == StatusCode::OK {
-        assert!(
-            contact.body["fields"]
-                .as_object()
-                .is_none_or(|fields| fields.is_empty()),
-            "{}",
-            contact.body
-        );
-    }
+    assert_eq!(contact.status, StatusCode::NOT_FOUND, "{}", contact.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,6 +469,45 @@ async fn a_stored_workflow_runs_durably_applies_its_effects_once_and_stops_when_
             .as_str()
             .unwrap()
             .contains("lead-sync")
+    );
+
+    // One name, one kind: a component is not a version of a workflow, nor the reverse.
+    let component = api
+        .upload(
+            &token,
+            "lead-sync",
+            crate::support::guest(fluxo_tests::guests::CRM_LEAD),
+        )
+        .await;
+    assert_eq!(component.status, StatusCode::CONFLICT, "{}", component.body);
+    assert_eq!(component.body["code"], json!("kind_mismatch"));
+    assert_eq!(
+        api.upload(
+            &token,
+            "crm-lead",
+            crate::support::guest(fluxo_tests::guests::CRM_LEAD)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let workflow_over_component = api
+        .json(
+            Method::POST,
+            "/v1/workflows/crm-lead/versions",
+            Some(&token),
+            definition,
+        )
+        .await;
+    assert_eq!(
+        workflow_over_component.status,
+        StatusCode::CONFLICT,
+        "{}",
+        workflow_over_component.body
+    );
+    assert_eq!(
+        api.get("/v1/workflows/crm-lead", &token).await.status,
+        StatusCode::NOT_FOUND
     );
 
     // Deleted by typing its name: the definition goes too.

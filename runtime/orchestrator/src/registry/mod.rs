@@ -66,6 +66,17 @@ pub enum RegistryError {
         /// What was given.
         given: String,
     },
+    /// The name belongs to an action of the other kind (a component's versions and a
+    /// workflow's do not mix).
+    #[error("action {name:?} is a {existing}; choose another name for a {uploaded}")]
+    KindMismatch {
+        /// The action.
+        name: String,
+        /// What it is: `component` or `workflow`.
+        existing: &'static str,
+        /// What was uploaded.
+        uploaded: &'static str,
+    },
     /// The workflow definition has problems (each with its step and field).
     #[error("the workflow has {n} problem(s); the first: {first}", n = .0.len(), first = .0.first().map(ToString::to_string).unwrap_or_default())]
     Workflow(Vec<Problem>),
@@ -225,6 +236,7 @@ impl Registry {
     ) -> Result<(ActionRecord, VersionRecord), RegistryError> {
         let name =
             ActionName::parse(name).map_err(|_| RegistryError::InvalidName(name.to_owned()))?;
+        self.same_kind(tenant, &name, false).await?;
         let shape = self
             .sandbox
             .check(&bytes, self.options.max_component_bytes)?;
@@ -289,6 +301,7 @@ impl Registry {
         })?;
         let workflow =
             fluxo_workflow::check(text, &self.templates).map_err(RegistryError::Workflow)?;
+        self.same_kind(tenant, &name, true).await?;
         let hash = sha256_hex(&bytes);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         self.store.put_component(&hash, &bytes).await?;
@@ -348,6 +361,34 @@ impl Registry {
             Implementation::Component(self.compiled(tenant, &record.hash, None).await?)
         };
         Ok((action, record, implementation))
+    }
+
+    /// Refuses a version of the other kind than the action's active one.
+    async fn same_kind(
+        &self,
+        tenant: &TenantId,
+        name: &ActionName,
+        workflow: bool,
+    ) -> Result<(), RegistryError> {
+        let Some(action) = self.store.action(tenant, name).await? else {
+            return Ok(());
+        };
+        let Some(active) = self
+            .store
+            .version(tenant, name, action.active_version)
+            .await?
+        else {
+            return Ok(());
+        };
+        let kind = |is_workflow: bool| if is_workflow { "workflow" } else { "component" };
+        if Implementation::is_workflow(&active) == workflow {
+            return Ok(());
+        }
+        Err(RegistryError::KindMismatch {
+            name: name.to_string(),
+            existing: kind(!workflow),
+            uploaded: kind(workflow),
+        })
     }
 
     /// The stored definition `hash`, parsed (kept in memory once read).

@@ -273,9 +273,10 @@ pub(crate) async fn test(
         .map_err(|error| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                "store_unavailable",
                 error.message,
             )
+            .retry_after(1)
         })?;
     let mode = body.fixtures.map_or(HttpMode::Live, HttpMode::Fixtures);
     let start = Start {
