@@ -127,6 +127,27 @@ impl Client {
         Ok(self.show(status, &value))
     }
 
+    /// Tests a workflow (`body`: the definition and the sample) and shows the answer;
+    /// exit 1 when the request failed or the workflow did not succeed.
+    pub(crate) async fn test_workflow(&self, body: Value) -> Result<ExitCode, UsageError> {
+        let (status, value) = self
+            .request(
+                "POST",
+                "/v1/workflows/test",
+                "application/json",
+                Bytes::from(body.to_string()),
+            )
+            .await?;
+        let code = self.show(status, &value);
+        if status < 300 && value.get("succeeded") == Some(&Value::Bool(false)) {
+            if let Some(message) = value.pointer("/error/message").and_then(Value::as_str) {
+                eprintln!("fluxo: the workflow failed: {message}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        Ok(code)
+    }
+
     /// Uploads a component file.
     pub(crate) async fn upload(
         &self,

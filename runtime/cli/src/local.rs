@@ -316,9 +316,10 @@ pub(crate) fn validate_workflows(files: &[PathBuf]) -> Result<ExitCode, UsageErr
             .map_err(usage)?;
         match fluxo_workflow::check(&text, &templates) {
             Ok(workflow) => println!(
-                "{}: ok ({} steps, starts at `{}`)",
+                "{}: ok ({} step{}, starts at `{}`)",
                 file.display(),
                 workflow.steps.len(),
+                if workflow.steps.len() == 1 { "" } else { "s" },
                 workflow.start
             ),
             Err(problems) => {

@@ -151,7 +151,7 @@ enum Command {
     /// Manage the tenant's secrets (values are never shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),
-    /// Validate and test workflow definitions.
+    /// Validate, test, upload and run workflows (no-code actions).
     #[command(subcommand)]
     Workflow(WorkflowCommand),
     /// Compile a component into a precompiled artifact (used by the server).
@@ -194,12 +194,13 @@ enum WorkflowCommand {
         /// The event (JSON: contact, message, input — the starting variables).
         #[arg(long)]
         event: PathBuf,
-        /// Wait for the run to finish and show its report.
+        /// Wait for the run to finish (its whole report with `--json`).
         #[arg(long)]
         wait: bool,
     },
     /// Test a definition on the server with a sample contact and message: each step's
-    /// inputs, decision, HTTP exchange and effects; nothing is applied.
+    /// inputs, decision, HTTP exchange and effects; nothing is applied. Exits 1 when the
+    /// workflow fails.
     Test {
         /// The JSON definition.
         file: PathBuf,
@@ -802,7 +803,7 @@ fn manage(
                     return Err(usage(anyhow::anyhow!("the sample is not a JSON object")));
                 };
                 object.insert("workflow".into(), workflow);
-                client.send("POST", "/v1/workflows/test", Some(body)).await
+                client.test_workflow(body).await
             }
             Command::Serve { .. }
             | Command::Workflow(WorkflowCommand::Validate { .. })

@@ -255,6 +255,10 @@ impl Interpreter {
                 }
                 Err((inputs, failure)) => {
                     record.inputs = inputs;
+                    // An HTTP step that failed still shows the answer it got.
+                    if let Some(answer) = state.responses.get(&step.id) {
+                        record.outputs = answer.clone();
+                    }
                     let (Failure::Run(run_error) | Failure::Http(run_error)) = failure;
                     record.error = Some(run_error.message.clone());
                     error = Some(StepError {
@@ -557,12 +561,20 @@ impl Interpreter {
                 .and_then(|segments| path::lookup(&body, &segments).cloned());
             let Some(value) = value else {
                 let message = format!("the response has nothing at `{}`", save.path);
-                let port = failure_port(message, Blame::Upstream)
+                // Later steps see why: `steps.<id>.response.error`.
+                if let Some(Value::Object(response)) = state
+                    .responses
+                    .get_mut(&step.id)
+                    .and_then(|entry| entry.get_mut("response"))
+                {
+                    response.insert("error".to_owned(), Value::String(message.clone()));
+                }
+                let port = failure_port(message.clone(), Blame::Upstream)
                     .map_err(|failure| (inputs.clone(), failure))?;
                 return Ok(Outcome {
                     port,
                     inputs,
-                    outputs: json!({"response": answer}),
+                    outputs: json!({"response": answer, "error": message}),
                 });
             };
             found.push((save, value));

@@ -316,10 +316,15 @@ impl Templates {
             Context::Json => "json:template",
             Context::Text | Context::Secret => "text:template",
         };
-        let rendered = self
-            .env
-            .render_named_str(name, source, scope)
-            .map_err(|error| describe(&error))?;
+        let rendered =
+            self.env
+                .render_named_str(name, source, scope)
+                .map_err(|error| match self.first_missing(source, scope) {
+                    Some(missing) if error.kind() == minijinja::ErrorKind::UndefinedError => {
+                        format!("`{missing}` is not set")
+                    }
+                    _ => describe(&error),
+                })?;
         if rendered.len() > MAX_RENDERED_BYTES {
             return Err(format!(
                 "the rendered value is {} bytes, over {MAX_RENDERED_BYTES}",
@@ -327,6 +332,21 @@ impl Templates {
             ));
         }
         Ok(rendered)
+    }
+}
+
+impl Templates {
+    /// The first variable `source` reads that `scope` does not have (to name it in the
+    /// error: the engine says only "undefined value").
+    fn first_missing(&self, source: &str, scope: &minijinja::Value) -> Option<String> {
+        let names = self.variables(source).ok()?;
+        names.into_iter().find(|name| {
+            let mut here = scope.clone();
+            name.split('.').any(|segment| {
+                here = here.get_attr(segment).unwrap_or_default();
+                here.is_undefined()
+            })
+        })
     }
 }
 
@@ -360,7 +380,7 @@ mod tests {
         let error = templates
             .render("Hi {{contact.fields.surname}}", Context::Text, &scope())
             .unwrap_err();
-        assert!(error.contains("undefined"), "{error}");
+        assert_eq!(error, "`contact.fields.surname` is not set");
         assert_eq!(
             templates
                 .render("Hi {{contact.fields.name}}", Context::Text, &scope())

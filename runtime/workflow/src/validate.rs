@@ -140,10 +140,18 @@ fn check_url_prefix(url: &str) -> Result<(), String> {
         .get(..literal.len() - rest.len() + authority_end)
         .unwrap_or_default();
     match url::Url::parse(origin) {
+        Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            Err(credentials_in_url())
+        }
         Ok(parsed) if parsed.host_str().is_some_and(|host| !host.is_empty()) => Ok(()),
         Ok(_) => Err(format!("`{origin}` has no host")),
         Err(error) => Err(format!("`{origin}` is not a URL: {error}")),
     }
+}
+
+fn credentials_in_url() -> String {
+    "holds a user name or password: credentials come from secrets through `auth`, never the definition"
+        .to_owned()
 }
 
 fn reachable(workflow: &Workflow) -> BTreeSet<&str> {
@@ -435,6 +443,9 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
         Block::Http(http) => {
             if !http.url.contains("{{") && !http.url.contains("{%") {
                 match url::Url::parse(&http.url) {
+                    Ok(parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+                        problem("url", credentials_in_url());
+                    }
                     Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
                     Ok(parsed) => problem(
                         "url",
@@ -660,6 +671,8 @@ mod tests {
             "ftp://api.example/{{contact.fields.x}}",
             "{{contact.fields.url}}",
             "https:///{{contact.fields.x}}",
+            "https://user:pw@api.example/{{contact.fields.x}}",
+            "https://user:pw@api.example/x",
         ] {
             let text = format!(
                 r#"{{"name": "u", "steps": [{{"id": "a", "type": "http", "method": "GET", "url": "{url}"}}]}}"#

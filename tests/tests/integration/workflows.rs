@@ -21,6 +21,29 @@ fn example(file: &str, from: &str, base: &str) -> Value {
     serde_json::from_str(&text.replace(from, base)).unwrap()
 }
 
+/// A fake CRM answering every request with a deal (`id`, `url`), an API allowed to reach
+/// it, and tenant `acme` holding `CRM_TOKEN = secret`.
+async fn crm_and_tenant(
+    id: &str,
+    url: &str,
+    secret: &str,
+) -> (Upstream, crate::server::Api, String) {
+    let deal = json!({"data": {"id": id, "url": url}}).to_string();
+    let crm = Upstream::start(move |_| (201, deal.clone())).await;
+    let api = api(config_for(crm.addr.port())).await;
+    let token = api.tenant("acme").await;
+    let set = api
+        .json(
+            Method::PUT,
+            "/v1/secrets/CRM_TOKEN",
+            Some(&token),
+            json!({ "value": secret }),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    (crm, api, token)
+}
+
 fn effects_of(kind: &str, answer: &Value) -> Vec<Value> {
     answer["effects"]
         .as_array()
@@ -84,24 +107,12 @@ fn every_example_validates_and_a_broken_one_lists_each_problem() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lead_sync_calls_the_crm_once_and_would_tag_set_and_mail() {
-    let crm = Upstream::start(|_| {
-        (
-            201,
-            json!({"data": {"id": "deal-42", "url": "https://crm.example/deals/42"}}).to_string(),
-        )
-    })
+    let (crm, api, token) = crm_and_tenant(
+        "deal-42",
+        "https://crm.example/deals/42",
+        "crm-secret-0f9e8d",
+    )
     .await;
-    let api = api(config_for(crm.addr.port())).await;
-    let token = api.tenant("acme").await;
-    let set = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/CRM_TOKEN",
-            Some(&token),
-            json!({"value": "crm-secret-0f9e8d"}),
-        )
-        .await;
-    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
 
     let workflow = example(
         "lead-sync.json",
@@ -318,24 +329,8 @@ async fn a_workflow_with_problems_is_refused_with_every_problem() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stored_workflow_runs_durably_applies_its_effects_once_and_stops_when_disabled() {
-    let crm = Upstream::start(|_| {
-        (
-            201,
-            json!({"data": {"id": "deal-7", "url": "https://crm.example/deals/7"}}).to_string(),
-        )
-    })
-    .await;
-    let api = api(config_for(crm.addr.port())).await;
-    let token = api.tenant("acme").await;
-    let set = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/CRM_TOKEN",
-            Some(&token),
-            json!({"value": "crm-secret-51"}),
-        )
-        .await;
-    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let (crm, api, token) =
+        crm_and_tenant("deal-7", "https://crm.example/deals/7", "crm-secret-51").await;
 
     // A definition with problems is refused with every one, and nothing is stored.
     let refused = api
@@ -491,12 +486,34 @@ async fn a_stored_workflow_runs_durably_applies_its_effects_once_and_stops_when_
         .status,
         StatusCode::CREATED
     );
+    let mut renamed = definition.clone();
+    renamed["name"] = json!("crm-lead");
+    let misnamed = api
+        .json(
+            Method::POST,
+            "/v1/workflows/other/versions",
+            Some(&token),
+            renamed.clone(),
+        )
+        .await;
+    assert_eq!(
+        misnamed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        misnamed.body
+    );
+    assert!(
+        misnamed.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be the same")
+    );
     let workflow_over_component = api
         .json(
             Method::POST,
             "/v1/workflows/crm-lead/versions",
             Some(&token),
-            definition,
+            renamed,
         )
         .await;
     assert_eq!(

@@ -256,17 +256,7 @@ impl Registry {
             })
             .await?;
         drop(shape);
-        let action = self
-            .store
-            .action(tenant, &name)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        let record = self
-            .store
-            .version(tenant, &name, version)
-            .await?
-            .ok_or_else(|| RegistryError::NoSuchVersion(name.to_string(), version))?;
-        Ok((action, record))
+        self.records(tenant, &name, Some(version)).await
     }
 
     /// Validates `bytes` as a workflow definition (JSON, at most
@@ -301,6 +291,15 @@ impl Registry {
         })?;
         let workflow =
             fluxo_workflow::check(text, &self.templates).map_err(RegistryError::Workflow)?;
+        if workflow.name != name.as_str() {
+            return Err(RegistryError::Workflow(vec![Problem::document(
+                "name",
+                format!(
+                    "is `{}`, but the definition is uploaded as `{name}`: they must be the same",
+                    workflow.name
+                ),
+            )]));
+        }
         self.same_kind(tenant, &name, true).await?;
         let hash = sha256_hex(&bytes);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
@@ -320,17 +319,7 @@ impl Registry {
             })
             .await?;
         self.workflows.insert(hash, Arc::new(workflow));
-        let action = self
-            .store
-            .action(tenant, &name)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        let record = self
-            .store
-            .version(tenant, &name, version)
-            .await?
-            .ok_or_else(|| RegistryError::NoSuchVersion(name.to_string(), version))?;
-        Ok((action, record))
+        self.records(tenant, &name, Some(version)).await
     }
 
     /// The action and what `version` runs (the active one when `None`).
@@ -344,6 +333,22 @@ impl Registry {
         name: &ActionName,
         version: Option<u32>,
     ) -> Result<(ActionRecord, VersionRecord, Implementation), RegistryError> {
+        let (action, record) = self.records(tenant, name, version).await?;
+        let implementation = if Implementation::is_workflow(&record) {
+            Implementation::Workflow(self.workflow(&record.hash).await?)
+        } else {
+            Implementation::Component(self.compiled(tenant, &record.hash, None).await?)
+        };
+        Ok((action, record, implementation))
+    }
+
+    /// The action and its `version` (the active one when `None`).
+    async fn records(
+        &self,
+        tenant: &TenantId,
+        name: &ActionName,
+        version: Option<u32>,
+    ) -> Result<(ActionRecord, VersionRecord), RegistryError> {
         let action = self
             .store
             .action(tenant, name)
@@ -355,12 +360,7 @@ impl Registry {
             .version(tenant, name, number)
             .await?
             .ok_or_else(|| RegistryError::NoSuchVersion(name.to_string(), number))?;
-        let implementation = if Implementation::is_workflow(&record) {
-            Implementation::Workflow(self.workflow(&record.hash).await?)
-        } else {
-            Implementation::Component(self.compiled(tenant, &record.hash, None).await?)
-        };
-        Ok((action, record, implementation))
+        Ok((action, record))
     }
 
     /// Refuses a version of the other kind than the action's active one.

@@ -97,11 +97,19 @@ pub(crate) async fn upload(
             ApiError::new(rejection.status(), "body_rejected", rejection.body_text())
         }
     })?;
-    match state
+    let uploaded = state
         .registry
         .upload(&tenant, &name, query.description.as_deref(), body.to_vec())
-        .await
-    {
+        .await;
+    answer_upload(&state, uploaded)
+}
+
+/// The answer to an upload (a component's or a workflow's), counted in the metrics.
+pub(crate) fn answer_upload(
+    state: &AppState,
+    uploaded: Result<(ActionRecord, VersionRecord), fluxo_orchestrator::registry::RegistryError>,
+) -> ApiResult {
+    match uploaded {
         Ok((action, version)) => {
             state.metrics.record_upload("accepted");
             ok(StatusCode::CREATED, &Uploaded { action, version })

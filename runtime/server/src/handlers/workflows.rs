@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use fluxo_orchestrator::registry::Implementation;
 
-use super::actions::{ContactDiff, UploadQuery, Uploaded, diff};
+use super::actions::{ContactDiff, UploadQuery, answer_upload, diff};
 use super::{ApiResult, name_in_path, ok};
 use crate::AppState;
 use crate::auth::Tenant;
@@ -85,8 +85,8 @@ pub(crate) struct WorkflowTest {
     /// The sample message.
     #[serde(default)]
     message: Option<Message>,
-    /// Variables set before the first step.
-    #[serde(default)]
+    /// Variables set before the first step (a run's `input`; `input` is accepted too).
+    #[serde(default, alias = "input")]
     #[schema(value_type = Object)]
     vars: Map<String, Value>,
     /// HTTP answers by step id: when given, nothing leaves the host and a step without
@@ -163,21 +163,11 @@ pub(crate) async fn upload(
     let body = body.map_err(|rejection| {
         ApiError::new(rejection.status(), "body_rejected", rejection.body_text())
     })?;
-    match state
+    let uploaded = state
         .registry
         .upload_workflow(&tenant, &name, query.description.as_deref(), body.to_vec())
-        .await
-    {
-        Ok((action, version)) => {
-            state.metrics.record_upload("accepted");
-            ok(StatusCode::CREATED, &Uploaded { action, version })
-        }
-        Err(error) => {
-            let error = ApiError::from(error);
-            state.metrics.record_upload(error.code());
-            Err(error)
-        }
-    }
+        .await;
+    answer_upload(&state, uploaded)
 }
 
 /// `GET /v1/workflows/{name}`: the stored definition (the active version, or
