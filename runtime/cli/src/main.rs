@@ -140,7 +140,8 @@ enum Command {
     #[command(subcommand)]
     Runs(RunsCommand),
     /// Print a run's log lines (what its guest logged and wrote to stdout and stderr,
-    /// and the host's notes), each attempt's in turn.
+    /// and the host's notes, a workflow's steps among them): the latest attempt's; with
+    /// `--follow`, each attempt's as it ends (a run keeps only its latest report).
     Logs {
         /// The run id.
         id: String,

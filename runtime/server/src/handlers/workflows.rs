@@ -35,10 +35,8 @@ use crate::params::{PathParam, QueryParams};
 /// (`docs/workflows.md`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
-pub(crate) struct WorkflowDocument {
-    #[schema(value_type = Object)]
-    document: Map<String, Value>,
-}
+#[schema(value_type = Object)]
+pub(crate) struct WorkflowDocument(Map<String, Value>);
 
 /// The answer of `POST /v1/workflows/validate`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -223,7 +221,7 @@ pub(crate) async fn show(
 pub(crate) async fn validate_definition(
     Tenant(_tenant): Tenant,
     State(state): State<AppState>,
-    JsonBody(WorkflowDocument { document }): JsonBody<WorkflowDocument>,
+    JsonBody(WorkflowDocument(document)): JsonBody<WorkflowDocument>,
 ) -> ApiResult {
     let problems = match Workflow::from_value(Value::Object(document)) {
         Err(problems) => problems,
@@ -339,6 +337,15 @@ mod tests {
         ) -> fluxo_egress::BoxFuture<'a, std::io::Result<Vec<std::net::IpAddr>>> {
             Box::pin(async { Err(std::io::Error::other("no DNS in tests")) })
         }
+    }
+
+    /// The definition body is documented as any JSON object (the route's job is to say
+    /// what is wrong with it), so an empty object is schema-valid and a list is not.
+    #[test]
+    fn a_definition_is_documented_as_any_object() {
+        crate::routes::check_against_document("WorkflowDocument", &json!({})).unwrap();
+        crate::routes::check_against_document("WorkflowDocument", &json!({"name": "x"})).unwrap();
+        assert!(crate::routes::check_against_document("WorkflowDocument", &json!([])).is_err());
     }
 
     /// A test answer holding every block's trace, a failure, changes and an e-mail
