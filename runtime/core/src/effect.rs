@@ -55,6 +55,9 @@ pub enum Effect {
     },
     /// Send an e-mail.
     SendEmail(OutgoingEmail),
+    /// Send a message to the platform: a reply into the conversation, a notification
+    /// to a platform user, a handoff of the conversation.
+    SendMessage(PlatformMessage),
 }
 
 impl Effect {
@@ -175,6 +178,67 @@ impl OutgoingEmail {
                 .chain(&self.reply_to)
                 .map(String::len)
                 .sum::<usize>()
+    }
+}
+
+/// What a [`PlatformMessage`] asks the platform to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum MessageKind {
+    /// Send `text` into the contact's conversation, as the bot.
+    Reply,
+    /// Send `text` to a platform user (`to`: `owner` for the chat's owner, or a user's
+    /// id), not to the contact.
+    Notify,
+    /// Hand the contact's conversation to `service` (a department, a helpdesk, or the
+    /// platform's name for its bot to hand it back), with an optional `text` note.
+    Handoff,
+}
+
+impl MessageKind {
+    /// The name used in definitions, events and metrics.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reply => "reply",
+            Self::Notify => "notify",
+            Self::Handoff => "handoff",
+        }
+    }
+}
+
+/// A message a run queued for the platform (the embedder), delivered after the commit
+/// through the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlatformMessage {
+    /// `msg_RUN-ID.N`: derived from the run and the message's number in it, so a retried
+    /// delivery is recognised by the receiver as the same message.
+    pub message_id: String,
+    /// What the platform is asked to do.
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    /// The contact whose conversation it concerns.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub contact: crate::ids::ContactId,
+    /// The text: the reply, the notification, or the handoff's note (may be empty).
+    pub text: String,
+    /// A notification's recipient: `owner` or a platform user's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// A handoff's destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl PlatformMessage {
+    /// Bytes of its text parts (for limits).
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.text.len()
+            + self.to.as_ref().map_or(0, String::len)
+            + self.service.as_ref().map_or(0, String::len)
     }
 }
 
@@ -345,6 +409,14 @@ mod tests {
                 reply_to: Some("r@b.test".into()),
                 cc: vec!["c@b.test".into()],
                 ..OutgoingEmail::sample("<x.0@fluxo>")
+            }),
+            Effect::SendMessage(PlatformMessage {
+                message_id: "msg_x.1".into(),
+                kind: MessageKind::Notify,
+                contact: crate::ids::ContactId::parse("c1").unwrap(),
+                text: "Ana did not answer".into(),
+                to: Some("owner".into()),
+                service: None,
             }),
         ]
     }

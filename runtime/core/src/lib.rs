@@ -16,7 +16,8 @@ pub mod record;
 pub mod value;
 
 pub use effect::{
-    Effect, Journal, OutgoingEmail, StateKey, StateScope, StateUsage, apply_to_contact,
+    Effect, Journal, MessageKind, OutgoingEmail, PlatformMessage, StateKey, StateScope, StateUsage,
+    apply_to_contact,
 };
 pub use event::{Contact, Event, Input, Message, Trigger};
 pub use ids::{ActionName, ContactId, InvalidId, RunId, TenantId};

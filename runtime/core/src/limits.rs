@@ -183,6 +183,8 @@ pub struct Quotas {
     pub http_bytes: u64,
     /// E-mails queued.
     pub emails: u32,
+    /// Messages to the platform queued: replies, notifications, handoffs.
+    pub messages: u32,
     /// Field writes.
     pub field_writes: u32,
     /// Tag additions and removals.
@@ -197,6 +199,7 @@ impl Default for Quotas {
             http_requests: 20,
             http_bytes: 16 << 20,
             emails: 5,
+            messages: 10,
             field_writes: 100,
             tag_changes: 50,
             state_writes: 50,
@@ -212,6 +215,8 @@ pub enum Quota {
     HttpRequests,
     /// E-mails.
     Emails,
+    /// Messages to the platform.
+    Messages,
     /// Field writes.
     FieldWrites,
     /// Tag changes.
@@ -227,6 +232,7 @@ impl Quota {
         match self {
             Self::HttpRequests => "http_requests",
             Self::Emails => "emails",
+            Self::Messages => "messages",
             Self::FieldWrites => "field_writes",
             Self::TagChanges => "tag_changes",
             Self::StateWrites => "state_writes",
@@ -237,6 +243,7 @@ impl Quota {
         match self {
             Self::HttpRequests => quotas.http_requests,
             Self::Emails => quotas.emails,
+            Self::Messages => quotas.messages,
             Self::FieldWrites => quotas.field_writes,
             Self::TagChanges => quotas.tag_changes,
             Self::StateWrites => quotas.state_writes,
@@ -303,6 +310,8 @@ pub struct Counters {
     pub http_bytes: u64,
     /// E-mails queued.
     pub emails: u64,
+    /// Platform messages queued.
+    pub messages: u64,
     /// Field writes.
     pub field_writes: u64,
     /// Tag changes.
@@ -323,6 +332,7 @@ impl Counters {
         let used = match quota {
             Quota::HttpRequests => &mut self.http_requests,
             Quota::Emails => &mut self.emails,
+            Quota::Messages => &mut self.messages,
             Quota::FieldWrites => &mut self.field_writes,
             Quota::TagChanges => &mut self.tag_changes,
             Quota::StateWrites => &mut self.state_writes,

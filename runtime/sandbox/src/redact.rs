@@ -214,6 +214,15 @@ impl Redactor {
                 self.redact_in_place(&mut email.subject);
                 self.redact_in_place(&mut email.text);
             }
+            Effect::SendMessage(message) => {
+                for text in [&mut message.to, &mut message.service]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.redact_in_place(text);
+                }
+                self.redact_in_place(&mut message.text);
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use fluxo_egress::{Egress, SystemResolver};
 use fluxo_orchestrator::adapters::{StoreSecrets, StoreState};
 use fluxo_orchestrator::dispatch::smtp::SmtpTransport;
 use fluxo_orchestrator::dispatch::webhook::WebhookSender;
-use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher};
+use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher, WebhookConversation};
 use fluxo_orchestrator::metrics::Metrics;
 use fluxo_orchestrator::registry::Compiler;
 use fluxo_orchestrator::{
@@ -251,14 +251,17 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         Some(smtp) => Some(SmtpTransport::new(smtp).map_err(|e| failed("email")(&e))?),
         None => None,
     };
-    let webhooks = WebhookSender::new(
-        &config.http,
-        settings.webhook_private_cidrs.clone(),
-        resolver,
-        store.clone(),
-        vault.clone(),
-    )
-    .map_err(|e| failed("webhooks")(&e))?;
+    let webhooks = Arc::new(
+        WebhookSender::new(
+            &config.http,
+            settings.webhook_private_cidrs.clone(),
+            resolver,
+            store.clone(),
+            vault.clone(),
+        )
+        .map_err(|e| failed("webhooks")(&e))?,
+    );
+    let conversation = WebhookConversation::new(webhooks.clone(), store.clone());
     Dispatcher::new(
         store.clone(),
         email,
@@ -270,6 +273,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         },
         metrics.clone(),
     )
+    .with_conversation(Arc::new(conversation))
     .spawn(stop.clone());
     maintenance::spawn(
         store,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use fluxo_core::{ActionName, LimitOverrides, RetryPolicy, TenantId};
 use fluxo_store::{
     ActionRecord, Catalog, ComponentStore, NewVersion, SecretKind, StoreError, StoreFuture,
-    StoredSecret, VersionRecord, WebhookEndpoint,
+    StoredSecret, VersionKind, VersionRecord, WebhookEndpoint,
 };
 use tokio_postgres::Row;
 
@@ -40,17 +40,18 @@ fn into_action(row: &Row) -> Result<ActionRecord, StoreError> {
     })
 }
 
-const VERSION_COLUMNS: &str = "version, hash, size, imports, created_ms";
+const VERSION_COLUMNS: &str = "version, kind, hash, size, imports, created_ms";
 
 fn into_version(row: &Row) -> Result<VersionRecord, StoreError> {
-    let imports: String = row.get(3);
+    let imports: String = row.get(4);
     Ok(VersionRecord {
         version: u32::try_from(row.get::<_, i64>(0))
             .map_err(|error| StoreError::corrupt("version", error))?,
-        hash: row.get(1),
-        size: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+        kind: VersionKind::parse(row.get(1))?,
+        hash: row.get(2),
+        size: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
         imports: serde_json::from_str(&imports).map_err(corrupt("imports"))?,
-        created_ms: row.get(4),
+        created_ms: row.get(5),
     })
 }
 
@@ -170,6 +171,7 @@ impl Catalog for PostgresStore {
         let hash = version.hash.to_owned();
         let size = i64::try_from(version.size).unwrap_or(i64::MAX);
         let imports = serde_json::to_string(version.imports).unwrap_or_else(|_| "[]".to_owned());
+        let kind = version.kind.as_str();
         Box::pin(self.tx(move |tx| {
             let (tenant, name, description, hash, imports) = (
                 tenant.clone(),
@@ -205,9 +207,9 @@ impl Catalog for PostgresStore {
                 .await
                 .map_err(pg)?;
                 tx.execute(
-                    "INSERT INTO versions (tenant, name, version, hash, size, imports, created_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[&tenant, &name, &next, &hash, &size, &imports, &now],
+                    "INSERT INTO versions (tenant, name, version, kind, hash, size, imports, created_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[&tenant, &name, &next, &kind, &hash, &size, &imports, &now],
                 )
                 .await
                 .map_err(pg)?;

@@ -32,18 +32,8 @@ async fn apply_effects(
     if let Some(refusal) = crate::state::apply(tx, tenant, contact, effects, options, now).await? {
         return Ok(Some(refusal));
     }
-    for effect in effects {
-        if let Effect::SendEmail(email) = effect {
-            crate::outbox::insert(
-                tx,
-                tenant,
-                Some(run),
-                &email.message_id,
-                &fluxo_store::OutboxPayload::Email(email.clone()),
-                now,
-            )
-            .await?;
-        }
+    for (dedup_key, payload) in effects.iter().filter_map(fluxo_store::outbox_row) {
+        crate::outbox::insert(tx, tenant, Some(run), dedup_key, &payload, now).await?;
     }
     Ok(None)
 }

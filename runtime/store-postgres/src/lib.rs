@@ -37,8 +37,13 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 /// Migrations, in order; the schema version is the number applied.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_schema", include_str!("../migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_schema", include_str!("../migrations/0001_schema.sql")),
+    (
+        "0002_messages_and_version_kinds",
+        include_str!("../migrations/0002_messages_and_version_kinds.sql"),
+    ),
+];
 
 /// The advisory lock key of migrations (any constant; "fluxomig" in ASCII).
 const MIGRATION_LOCK: i64 = 0x666c_7578_6f6d_6967;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use fluxo_core::{ActionName, LimitOverrides, RetryPolicy, TenantId};
 use fluxo_store::{
     ActionRecord, Catalog, ComponentStore, NewVersion, SecretKind, StoreError, StoreFuture,
-    StoredSecret, VersionRecord, WebhookEndpoint,
+    StoredSecret, VersionKind, VersionRecord, WebhookEndpoint,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -62,21 +62,26 @@ fn into_action(row: ActionRow) -> Result<ActionRecord, StoreError> {
 const ACTION_COLUMNS: &str =
     "name, description, enabled, active_version, created_ms, limits, retry";
 
-fn version_row(row: &Row<'_>) -> rusqlite::Result<(u32, String, i64, String, i64)> {
+/// A version's columns as read: version, kind, hash, size, imports, created.
+type VersionColumns = (u32, String, String, i64, String, i64);
+
+fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionColumns> {
     Ok((
         row.get(0)?,
         row.get(1)?,
         row.get(2)?,
         row.get(3)?,
         row.get(4)?,
+        row.get(5)?,
     ))
 }
 
 fn into_version(
-    (version, hash, size, imports, created_ms): (u32, String, i64, String, i64),
+    (version, kind, hash, size, imports, created_ms): VersionColumns,
 ) -> Result<VersionRecord, StoreError> {
     Ok(VersionRecord {
         version,
+        kind: VersionKind::parse(&kind)?,
         hash,
         size: u64::try_from(size).unwrap_or(0),
         imports: serde_json::from_str(&imports).map_err(corrupt("imports"))?,
@@ -117,12 +122,13 @@ fn add_version(connection: &Connection, new: &OwnedVersion) -> Result<u32, Store
         .map_err(sql)?;
     connection
         .execute(
-            "INSERT INTO versions (tenant, name, version, hash, size, imports, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO versions (tenant, name, version, kind, hash, size, imports, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 new.tenant,
                 new.name,
                 next,
+                new.kind.as_str(),
                 new.hash,
                 new.size,
                 new.imports,
@@ -137,6 +143,7 @@ struct OwnedVersion {
     tenant: String,
     name: String,
     description: Option<String>,
+    kind: VersionKind,
     hash: String,
     size: i64,
     imports: String,
@@ -232,6 +239,7 @@ impl Catalog for SqliteStore {
             tenant: version.tenant.to_string(),
             name: version.name.to_string(),
             description: version.description.map(str::to_owned),
+            kind: version.kind,
             hash: version.hash.to_owned(),
             size: i64::try_from(version.size).unwrap_or(i64::MAX),
             imports: serde_json::to_string(version.imports).unwrap_or_else(|_| "[]".to_owned()),
@@ -280,7 +288,7 @@ impl Catalog for SqliteStore {
         Box::pin(self.read(move |connection| {
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT version, hash, size, imports, created_ms FROM versions
+                    "SELECT version, kind, hash, size, imports, created_ms FROM versions
                      WHERE tenant = ?1 AND name = ?2 ORDER BY version",
                 )
                 .map_err(sql)?;
@@ -300,7 +308,7 @@ impl Catalog for SqliteStore {
         let (tenant, name) = (tenant.to_string(), name.to_string());
         Box::pin(self.read(move |connection| {
             optional(connection.query_row(
-                "SELECT version, hash, size, imports, created_ms FROM versions
+                "SELECT version, kind, hash, size, imports, created_ms FROM versions
                  WHERE tenant = ?1 AND name = ?2 AND version = ?3",
                 params![tenant, name, version],
                 version_row,

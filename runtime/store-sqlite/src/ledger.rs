@@ -238,19 +238,8 @@ fn apply_effects(
     {
         return Ok(Some(refusal));
     }
-    let run_emails = effects.iter().filter_map(|effect| match effect {
-        Effect::SendEmail(email) => Some(email),
-        _ => None,
-    });
-    for email in run_emails {
-        crate::outbox::insert(
-            connection,
-            tenant,
-            Some(run),
-            &email.message_id,
-            &fluxo_store::OutboxPayload::Email(email.clone()),
-            now,
-        )?;
+    for (dedup_key, payload) in effects.iter().filter_map(fluxo_store::outbox_row) {
+        crate::outbox::insert(connection, tenant, Some(run), dedup_key, &payload, now)?;
     }
     Ok(None)
 }

@@ -57,6 +57,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_review_fixes",
         include_str!("../migrations/0006_review_fixes.sql"),
     ),
+    (
+        "0007_messages_and_version_kinds",
+        include_str!("../migrations/0007_messages_and_version_kinds.sql"),
+    ),
 ];
 
 /// The default cap on a tenant's state: 1 MiB of keys and values.

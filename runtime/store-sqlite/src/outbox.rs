@@ -135,10 +135,7 @@ fn claim_due(
         if room <= 0 {
             break;
         }
-        let kind = match kind {
-            OutboxKind::Email => "email",
-            OutboxKind::Webhook => "webhook",
-        };
+        let kind = kind.as_str();
         let mut statement = connection.prepare_cached(query).map_err(sql)?;
         let rows = statement
             .query_map(params![now, kind, room], |row| row.get::<_, i64>(0))

@@ -100,6 +100,54 @@ fn a_store_of_the_old_layout_migrates_and_keeps_its_data() {
     });
 }
 
+#[test]
+fn a_workflow_marked_in_its_imports_migrates_to_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxo.db");
+    {
+        let connection = Connection::open(&path).unwrap();
+        for (_, migration) in MIGRATIONS.iter().take(6) {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection
+            .execute_batch(
+                "PRAGMA user_version = 6;
+                 INSERT INTO tenants VALUES ('acme', 1);
+                 INSERT INTO actions (tenant, name, description, enabled, active_version, created_ms)
+                   VALUES ('acme', 'flow', '', 1, 1, 1), ('acme', 'comp', '', 1, 1, 1);
+                 INSERT INTO versions VALUES
+                   ('acme', 'flow', 1, 'h1', 10, '[\"fluxo:workflow\",\"fluxo:action/http\"]', 1),
+                   ('acme', 'comp', 1, 'h2', 10, '[\"fluxo:action/http\"]', 1);
+                 INSERT INTO outbox (tenant, dedup_key, kind, payload, status, next_attempt_ms, created_ms, updated_ms)
+                   VALUES ('acme', 'k', 'email', '{}', 'queued', 0, 0, 0);",
+            )
+            .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let flow = store
+            .version(&acme, &"flow".parse().unwrap(), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(flow.kind, fluxo_store::VersionKind::Workflow);
+        assert_eq!(flow.imports, ["fluxo:action/http"], "the marker left");
+        let comp = store
+            .version(&acme, &"comp".parse().unwrap(), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(comp.kind, fluxo_store::VersionKind::Component);
+        let rows: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the rebuilt outbox keeps its rows");
+    });
+}
+
 use fluxo_core::{ContactId, StateKey, StateScope, TenantId};
 use fluxo_store::{Catalog as _, Contacts as _, Outbox as _, RunQueue as _, StateStore as _};
 

@@ -15,13 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fluxo_core::{
-    ActionName, Bytes, Contact, ContactId, Effect, ErrorKind, Event, Limits, OutgoingEmail,
-    RetryPolicy, RunError, RunId, RunReport, StateKey, StateScope, TenantId,
+    ActionName, Bytes, Contact, ContactId, Effect, ErrorKind, Event, Limits, MessageKind,
+    OutgoingEmail, PlatformMessage, RetryPolicy, RunError, RunId, RunReport, StateKey, StateScope,
+    TenantId,
 };
 
 use crate::{
     CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, NewVersion, OutboxKind,
-    Priority, PruneScope, RunFilter, RunMode, RunPhase, RunTarget, Settlement, Store,
+    OutboxPayload, Priority, PruneScope, RunFilter, RunMode, RunPhase, RunTarget, Settlement,
+    Store, VersionKind,
 };
 
 /// Generates one `#[tokio::test]` per property for a backend; `$make` is an async
@@ -48,7 +50,7 @@ macro_rules! conformance_tests {
     };
 }
 
-const ALL_KINDS: [OutboxKind; 2] = [OutboxKind::Email, OutboxKind::Webhook];
+const ALL_KINDS: [OutboxKind; 3] = [OutboxKind::Email, OutboxKind::Webhook, OutboxKind::Message];
 
 fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
@@ -217,6 +219,14 @@ fn effects(run: RunId, state_bytes: usize) -> Vec<Effect> {
             ttl_seconds: None,
         },
         Effect::SendEmail(OutgoingEmail::sample(&format!("<{run}.1@fluxo>"))),
+        Effect::SendMessage(PlatformMessage {
+            message_id: format!("msg_{run}.1"),
+            kind: MessageKind::Reply,
+            contact: contact(),
+            text: "Here is your slip".into(),
+            to: None,
+            service: None,
+        }),
     ]
 }
 
@@ -244,7 +254,20 @@ pub async fn atomic_commit(store: Arc<dyn Store>) {
     assert_eq!(stored.tags, ["vip"]);
     let key = StateKey::of(&tenant("acme"), Some(&contact()), StateScope::Contact, "k").unwrap();
     assert_eq!(store.state(&key).await.unwrap(), Some(vec![7; 10]));
-    assert_eq!(store.outbox().await.unwrap().len(), 1);
+    assert_eq!(
+        store.outbox().await.unwrap().len(),
+        2,
+        "the e-mail and the reply"
+    );
+    let messages = store
+        .claim_due("n1", &[OutboxKind::Message], 10, 30_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&messages[..], [item] if matches!(&item.payload,
+            OutboxPayload::Message(message) if message.message_id == format!("msg_{id}.1"))),
+        "{messages:?}"
+    );
     let record = store.run(&tenant("acme"), id).await.unwrap().unwrap();
     assert_eq!(record.state, RunPhase::Succeeded);
     assert!(record.report.unwrap().applied);
@@ -322,7 +345,11 @@ pub async fn state_cap_in_the_transaction(store: Arc<dyn Store>) {
         !stored.tags.contains(&format!("t-{refused_id}")),
         "{stored:?}"
     );
-    assert_eq!(store.outbox().await.unwrap().len(), 1);
+    assert_eq!(
+        store.outbox().await.unwrap().len(),
+        2,
+        "only the kept run's e-mail and reply"
+    );
     for id in [first, second] {
         let record = store.run(&tenant("acme"), id).await.unwrap().unwrap();
         let report = record.report.unwrap();
@@ -344,8 +371,8 @@ pub async fn commit_is_idempotent(store: Arc<dyn Store>) {
     assert_eq!(again.state, first.state);
     assert_eq!(
         store.outbox().await.unwrap().len(),
-        1,
-        "the e-mail is queued once"
+        2,
+        "the e-mail and the reply are queued once"
     );
 }
 
@@ -413,6 +440,7 @@ pub async fn version_numbers_are_never_reused(store: Arc<dyn Store>) {
                     tenant: &acme,
                     name: &action(),
                     description: None,
+                    kind: VersionKind::Component,
                     hash,
                     size: 1,
                     imports: &[],
@@ -432,6 +460,34 @@ pub async fn version_numbers_are_never_reused(store: Arc<dyn Store>) {
         add("cc").await,
         3,
         "a new action of the same name starts after the old"
+    );
+    let imports = ["fluxo:action/http".to_owned()];
+    let workflow = store
+        .add_version(NewVersion {
+            tenant: &acme,
+            name: &action(),
+            description: None,
+            kind: VersionKind::Workflow,
+            hash: "dd",
+            size: 1,
+            imports: &imports,
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<_> = store
+        .versions(&acme, &action())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.version, v.kind, v.imports))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (3, VersionKind::Component, vec![]),
+            (workflow, VersionKind::Workflow, imports.to_vec())
+        ],
+        "a version keeps its kind and imports"
     );
 }
 

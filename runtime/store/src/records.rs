@@ -27,17 +27,58 @@ pub struct ActionRecord {
     pub retry: RetryPolicy,
 }
 
+/// What a version holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum VersionKind {
+    /// A WebAssembly component.
+    #[default]
+    Component,
+    /// A workflow definition (JSON).
+    Workflow,
+}
+
+impl VersionKind {
+    /// The stored name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Component => "component",
+            Self::Workflow => "workflow",
+        }
+    }
+
+    /// The kind stored as `text`.
+    ///
+    /// # Errors
+    /// [`crate::StoreError`] (corrupt) for a name no version kind has.
+    pub fn parse(text: &str) -> Result<Self, crate::StoreError> {
+        match text {
+            "component" => Ok(Self::Component),
+            "workflow" => Ok(Self::Workflow),
+            other => Err(crate::StoreError::corrupt(
+                "version kind",
+                format!("unknown kind {other:?}"),
+            )),
+        }
+    }
+}
+
 /// One uploaded version of an action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionRecord {
     /// 1, 2, … per action.
     pub version: u32,
+    /// A component or a workflow definition.
+    pub kind: VersionKind,
     /// SHA-256 of the component, hex.
     pub hash: String,
     /// Component size in bytes.
     pub size: u64,
-    /// What the component imports: the action's permissions.
+    /// What the version may use: a component's imports, or the capability interfaces a
+    /// workflow's blocks use. The action's permissions.
     pub imports: Vec<String>,
     /// Upload time.
     pub created_ms: i64,
@@ -52,6 +93,8 @@ pub struct NewVersion<'a> {
     pub name: &'a ActionName,
     /// A description (kept when `None` and the action exists).
     pub description: Option<&'a str>,
+    /// A component or a workflow definition.
+    pub kind: VersionKind,
     /// SHA-256 of the component, hex.
     pub hash: &'a str,
     /// Component size in bytes.
@@ -476,6 +519,8 @@ pub enum OutboxKind {
     Email,
     /// A completion webhook.
     Webhook,
+    /// A message for the platform: a reply, a notification, a handoff.
+    Message,
 }
 
 impl OutboxKind {
@@ -485,6 +530,7 @@ impl OutboxKind {
         match self {
             Self::Email => "email",
             Self::Webhook => "webhook",
+            Self::Message => "message",
         }
     }
 }
@@ -497,6 +543,8 @@ pub enum OutboxPayload {
     Email(OutgoingEmail),
     /// A completion webhook to one endpoint.
     Webhook(WebhookMessage),
+    /// A message for the platform, delivered through its `Conversation`.
+    Message(fluxo_core::PlatformMessage),
 }
 
 impl OutboxPayload {
@@ -506,7 +554,24 @@ impl OutboxPayload {
         match self {
             Self::Email(_) => OutboxKind::Email,
             Self::Webhook(_) => OutboxKind::Webhook,
+            Self::Message(_) => OutboxKind::Message,
         }
+    }
+}
+
+/// The outbox row an effect writes at commit, with its deduplication key (the message's
+/// id: a commit replayed after a crash writes no second row), or `None` for effects
+/// applied in place (contacts, state).
+#[must_use]
+pub fn outbox_row(effect: &fluxo_core::Effect) -> Option<(&str, OutboxPayload)> {
+    match effect {
+        fluxo_core::Effect::SendEmail(email) => {
+            Some((&email.message_id, OutboxPayload::Email(email.clone())))
+        }
+        fluxo_core::Effect::SendMessage(message) => {
+            Some((&message.message_id, OutboxPayload::Message(message.clone())))
+        }
+        _ => None,
     }
 }
 

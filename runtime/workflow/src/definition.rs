@@ -25,27 +25,15 @@ use crate::problem::Problem;
 const NOT_YET: &[(&str, &str)] = &[
     (
         "action",
-        "running a component from a workflow needs stored workflows (not built yet)",
-    ),
-    (
-        "reply",
-        "messages into the conversation need the platform outbox (not built yet)",
+        "running a component from a workflow is not built yet",
     ),
     (
         "wait_for_reply",
         "waiting needs durable workflow runs (not built yet)",
     ),
     (
-        "notify",
-        "notifications need the platform outbox (not built yet)",
-    ),
-    (
-        "handoff",
-        "handoffs need the platform outbox (not built yet)",
-    ),
-    (
         "trigger_workflow",
-        "starting a workflow needs stored workflows (not built yet)",
+        "starting another workflow from a step is not built yet",
     ),
 ];
 
@@ -271,6 +259,9 @@ impl Step {
             Block::Tag(block) | Block::Untag(block) => add(&mut ports, "next", &block.next),
             Block::SetVariable(block) => add(&mut ports, "next", &block.next),
             Block::SendEmail(block) => add(&mut ports, "next", &block.next),
+            Block::Reply(block) => add(&mut ports, "next", &block.next),
+            Block::Notify(block) => add(&mut ports, "next", &block.next),
+            Block::Handoff(block) => add(&mut ports, "next", &block.next),
             Block::Condition(block) => {
                 add(&mut ports, "then", &block.then);
                 add(&mut ports, "else", &block.otherwise);
@@ -305,6 +296,12 @@ pub enum Block {
     Split(SplitBlock),
     /// Sends an e-mail (after the run commits, like a component's).
     SendEmail(SendEmailBlock),
+    /// Sends a message into the contact's conversation (after the run commits).
+    Reply(ReplyBlock),
+    /// Sends a message to a platform user, such as the chat's owner.
+    Notify(NotifyBlock),
+    /// Hands the conversation to a service (a department, a helpdesk, or back to the bot).
+    Handoff(HandoffBlock),
 }
 
 impl Block {
@@ -320,6 +317,9 @@ impl Block {
             Self::Condition(_) => "condition",
             Self::Split(_) => "split",
             Self::SendEmail(_) => "send_email",
+            Self::Reply(_) => "reply",
+            Self::Notify(_) => "notify",
+            Self::Handoff(_) => "handoff",
         }
     }
 }
@@ -615,6 +615,51 @@ pub struct SendEmailBlock {
     pub next: Option<String>,
 }
 
+/// Sends a message into the contact's conversation, through the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyBlock {
+    /// The message, a template.
+    pub text: String,
+    /// The next step.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// Sends a message to a platform user (not to the contact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyBlock {
+    /// The recipient, a template: `owner` (the chat's owner, the default) or a platform
+    /// user's id.
+    #[serde(default = "owner")]
+    pub to: String,
+    /// The message, a template.
+    pub text: String,
+    /// The next step.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+fn owner() -> String {
+    "owner".to_owned()
+}
+
+/// Hands the conversation to a service of the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffBlock {
+    /// Where the conversation goes, a template: a department, a helpdesk, or the
+    /// platform's name for its bot to hand it back.
+    pub service: String,
+    /// A note for whoever takes the conversation, a template (may be empty).
+    #[serde(default)]
+    pub text: String,
+    /// The next step.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
 /// Every template of a block, with the field it sits in and whether secrets may appear
 /// there (only in an HTTP request's URL, query, headers, body and auth).
 pub(crate) fn templates(block: &Block) -> Vec<(String, &str, Context)> {
@@ -697,6 +742,19 @@ pub(crate) fn templates(block: &Block) -> Vec<(String, &str, Context)> {
             }
             out.push(("subject".to_owned(), email.subject.as_str(), Context::Text));
             out.push(("text".to_owned(), email.text.as_str(), Context::Text));
+        }
+        Block::Reply(reply) => out.push(("text".to_owned(), reply.text.as_str(), Context::Text)),
+        Block::Notify(notify) => {
+            out.push(("to".to_owned(), notify.to.as_str(), Context::Text));
+            out.push(("text".to_owned(), notify.text.as_str(), Context::Text));
+        }
+        Block::Handoff(handoff) => {
+            out.push((
+                "service".to_owned(),
+                handoff.service.as_str(),
+                Context::Text,
+            ));
+            out.push(("text".to_owned(), handoff.text.as_str(), Context::Text));
         }
     }
     out

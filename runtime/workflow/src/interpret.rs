@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use base64::Engine as _;
-use fluxo_core::{Blame, Effect, ErrorKind, FieldValue, LimitHit, Message, RunError};
+use fluxo_core::{Blame, Effect, ErrorKind, FieldValue, LimitHit, Message, MessageKind, RunError};
 use fluxo_egress::{EgressError, EgressRequest, EgressResponse};
 use fluxo_sandbox::RunContext;
-use fluxo_sandbox::context::EmailMessage;
+use fluxo_sandbox::context::{EmailMessage, MessageDraft};
 use fluxo_sandbox::redact::{Redactor, is_credential_header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -416,6 +416,33 @@ impl Interpreter {
                     inputs,
                     outputs: json!({"message_id": id}),
                 })
+            }
+            Block::Reply(reply) => {
+                let draft = MessageDraft {
+                    kind: MessageKind::Reply,
+                    text: text(&reply.text, "text")?,
+                    to: None,
+                    service: None,
+                };
+                send_message(ctx, draft, &reply.next)
+            }
+            Block::Notify(notify) => {
+                let draft = MessageDraft {
+                    kind: MessageKind::Notify,
+                    text: text(&notify.text, "text")?,
+                    to: Some(text(&notify.to, "to")?.trim().to_owned()),
+                    service: None,
+                };
+                send_message(ctx, draft, &notify.next)
+            }
+            Block::Handoff(handoff) => {
+                let draft = MessageDraft {
+                    kind: MessageKind::Handoff,
+                    text: text(&handoff.text, "text")?,
+                    to: None,
+                    service: Some(text(&handoff.service, "service")?.trim().to_owned()),
+                };
+                send_message(ctx, draft, &handoff.next)
             }
         }
     }
@@ -839,6 +866,29 @@ fn fixture_response(fixture: &FixtureResponse) -> EgressResponse {
 
 /// A capability's result: a limit ends the run; an error value fails the step (the
 /// definition asked for something the capability refuses).
+/// Queues a platform message; the trace shows what was sent and its id.
+fn send_message(
+    ctx: &mut RunContext,
+    draft: MessageDraft,
+    next: &Option<String>,
+) -> Result<Outcome, (Value, Failure)> {
+    let mut shown = Map::new();
+    shown.insert("text".to_owned(), json!(draft.text));
+    if let Some(to) = &draft.to {
+        shown.insert("to".to_owned(), json!(to));
+    }
+    if let Some(service) = &draft.service {
+        shown.insert("service".to_owned(), json!(service));
+    }
+    let inputs = Value::Object(shown);
+    let id = capability(ctx.send_message(draft), &inputs)?;
+    Ok(Outcome {
+        port: Some(("next".to_owned(), next.clone())),
+        inputs,
+        outputs: json!({"message_id": id}),
+    })
+}
+
 fn capability<T, E: std::fmt::Display>(
     result: Result<Result<T, E>, LimitHit>,
     inputs: &Value,

@@ -477,3 +477,94 @@ async fn a_refused_request_is_the_definition_s_fault_and_a_5xx_the_upstream_s() 
         assert_eq!(error.retryable(), retryable, "{url}");
     }
 }
+
+#[tokio::test]
+async fn replies_notifications_and_handoffs_are_journaled_for_the_platform() {
+    let text = r#"{"name": "ask", "steps": [
+        {"id": "slip", "type": "http", "method": "GET", "url": "https://billing.example/slips/{{contact.fields.name}}",
+         "save": [{"path": "{data[url]}", "var": "link"}], "next": "answer"},
+        {"id": "answer", "type": "reply", "text": "Your slip: {{vars.link}}", "next": "tell"},
+        {"id": "tell", "type": "notify", "text": "{{contact.fields.name}} got a slip", "next": "away"},
+        {"id": "away", "type": "handoff", "service": "billing"}
+    ]}"#;
+    let workflow = check(text, &Templates::new()).unwrap();
+    let mode = HttpMode::Fixtures(fixture(
+        "slip",
+        200,
+        json!({"data": {"url": "https://billing.example/s/7.pdf"}}),
+    ));
+    let mut ctx = context(1, ana());
+    let run = run_in(&workflow, &mut ctx, Start::default(), &mode).await;
+    assert!(run.succeeded(), "{run:#?}");
+    let messages: Vec<_> = ctx
+        .journal()
+        .effects()
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::SendMessage(message) => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let shown: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.kind.as_str(),
+                m.text.as_str(),
+                m.to.as_deref(),
+                m.service.as_deref(),
+                m.contact.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "reply",
+                "Your slip: https://billing.example/s/7.pdf",
+                None,
+                None,
+                "c1"
+            ),
+            ("notify", "Ana got a slip", Some("owner"), None, "c1"),
+            ("handoff", "", None, Some("billing"), "c1"),
+        ]
+    );
+    let ids: Vec<_> = messages.iter().map(|m| m.message_id.clone()).collect();
+    assert!(ids[0].ends_with(".1") && ids[2].ends_with(".3"), "{ids:?}");
+    assert_eq!(run.trace[1].outputs["message_id"], json!(ids[0]));
+    assert_eq!(run.trace[2].inputs["to"], "owner");
+
+    // A run about no contact has no conversation to answer into.
+    let mut anonymous = ana();
+    anonymous.id = None;
+    let mut nobody = context(1, anonymous);
+    let run = run_in(&workflow, &mut nobody, Start::default(), &mode).await;
+    let error = run.error.expect("no contact, no reply");
+    assert_eq!(error.step.as_deref(), Some("answer"));
+    assert!(error.error.message.contains("no contact"), "{error:?}");
+}
+
+#[test]
+fn message_blocks_are_checked_at_save_time() {
+    let text = r#"{"name": "bad", "steps": [
+        {"id": "a", "type": "reply", "text": " ", "next": "b"},
+        {"id": "b", "type": "notify", "to": "", "text": "{{secrets.TOKEN}}", "next": "c"},
+        {"id": "c", "type": "handoff", "service": ""}
+    ]}"#;
+    let problems: Vec<String> = check(text, &Templates::new())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let joined = problems.join("\n");
+    for expected in [
+        "a reply needs a text",
+        "needs a recipient",
+        "secret",
+        "names the service",
+    ] {
+        assert!(joined.contains(expected), "{expected:?} in {joined}");
+    }
+}

@@ -585,6 +585,24 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                 problem("subject", "is empty".to_owned());
             }
         }
+        Block::Reply(reply) if reply.text.trim().is_empty() => {
+            problem("text", "a reply needs a text".to_owned());
+        }
+        Block::Notify(notify) => {
+            if notify.to.trim().is_empty() {
+                problem("to", "a notification needs a recipient".to_owned());
+            }
+            if notify.text.trim().is_empty() {
+                problem("text", "a notification needs a text".to_owned());
+            }
+        }
+        Block::Handoff(handoff) if handoff.service.trim().is_empty() => {
+            problem(
+                "service",
+                "a handoff names the service it goes to".to_owned(),
+            );
+        }
+        Block::Reply(_) | Block::Handoff(_) => {}
     }
 }
 

@@ -54,6 +54,21 @@ fn effects_of(kind: &str, answer: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// A test answer's platform messages as (type, text).
+fn texts(answer: &Value) -> Vec<(String, String)> {
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_example_validates_and_a_broken_one_lists_each_problem() {
     let fluxo = fluxo_bin().unwrap_or_else(|problem| panic!("{problem}"));
@@ -236,8 +251,11 @@ async fn the_bank_slip_link_reaches_the_field_live_or_from_fixtures() {
         json!("https://pay.example/slip/2nd")
     );
     assert_eq!(
-        after["bot_note"],
-        json!("Your slip, due 2026-12-10: https://pay.example/slip/2nd")
+        texts(&live.body),
+        [(
+            "reply".to_owned(),
+            "Your slip, due 2026-12-10: https://pay.example/slip/2nd".to_owned()
+        )]
     );
     let received = billing.received();
     assert_eq!(received.len(), 1);
@@ -263,9 +281,19 @@ async fn the_bank_slip_link_reaches_the_field_live_or_from_fixtures() {
     assert_eq!(offline.status, StatusCode::OK, "{}", offline.body);
     assert_eq!(billing.received().len(), 1, "a fixture is not a request");
     assert_eq!(
-        offline.body["contact"]["after"]["fields"]["bot_note"],
-        json!("We could not find an open slip for 123&x=1#frag (billing answered 404).")
+        texts(&offline.body),
+        [
+            (
+                "reply".to_owned(),
+                "We could not find an open slip for 123&x=1#frag. Someone from our team will answer you here.".to_owned()
+            ),
+            (
+                "notify".to_owned(),
+                "No open slip for Bia \"B\" \\ Souza (123&x=1#frag): billing answered 404.".to_owned()
+            )
+        ]
     );
+    assert_eq!(offline.body["messages"][1]["to"], json!("owner"));
     assert_eq!(offline.body["trace"][0]["port"], json!("on_error"));
 }
 
@@ -373,10 +401,10 @@ async fn a_stored_workflow_runs_durably_applies_its_effects_once_and_stops_when_
         .await;
     assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
     assert_eq!(uploaded.body["version"]["version"], json!(1));
+    assert_eq!(uploaded.body["version"]["kind"], json!("workflow"));
     assert_eq!(
         uploaded.body["version"]["imports"],
         json!([
-            "fluxo:workflow",
             "fluxo:action/contact",
             "fluxo:action/email",
             "fluxo:action/http"
@@ -541,4 +569,159 @@ async fn a_stored_workflow_runs_durably_applies_its_effects_once_and_stops_when_
         api.get("/v1/workflows/lead-sync", &token).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// Job 2 end to end: a stored workflow's reply carries `{data[url]}` of the billing
+/// answer to the platform, as a signed `conversation.reply` webhook sent after the run
+/// committed; the chat's owner hears of a miss through `conversation.notify`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
+    let billing = Upstream::start(|request| {
+        if request.uri.contains("document=000") {
+            return (404, json!({"error": "no open slip"}).to_string());
+        }
+        (
+            200,
+            json!({"data": {"url": "https://pay.example/slip/2nd?id=7&t=x", "due_date": "2026-12-10"}})
+                .to_string(),
+        )
+    })
+    .await;
+    let platform = Upstream::start(|_| (204, String::new())).await;
+    let mut config = config_for(billing.addr.port());
+    config
+        .server
+        .webhook_private_cidrs
+        .push("127.0.0.1/32".parse().unwrap());
+    let api = api(config).await;
+    let token = api.tenant("acme").await;
+    let set = api
+        .json(
+            Method::PUT,
+            "/v1/secrets/BILLING_KEY",
+            Some(&token),
+            json!({"value": "billing-key-77"}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let endpoint = api
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&token),
+            json!({"url": format!("{}/fluxo", platform.url())}),
+        )
+        .await;
+    assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
+    let secret = endpoint.body["secret"].as_str().unwrap().to_owned();
+
+    let definition = example("bank-slip.json", "https://billing.example", &billing.url());
+    let uploaded = api
+        .json(
+            Method::POST,
+            "/v1/workflows/bank-slip-second-copy/versions",
+            Some(&token),
+            definition,
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+    assert!(
+        uploaded.body["version"]["imports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("fluxo:workflow/conversation")),
+        "{}",
+        uploaded.body
+    );
+
+    let mut ids = Vec::new();
+    for (contact, document) in [("c-3", "123"), ("c-4", "000")] {
+        let accepted = api
+            .submit(
+                &token,
+                json!({
+                    "action": "bank-slip-second-copy",
+                    "contact": {"id": contact, "fields": {"document": document, "name": "Ana"}},
+                }),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+        let id = accepted.body["run_id"].as_str().unwrap().to_owned();
+        let run = api.wait(&token, &id).await;
+        assert_eq!(run["state"], json!("succeeded"), "{run:#}");
+        ids.push(id);
+    }
+
+    let conversation = || -> Vec<(Value, crate::support::Received)> {
+        platform
+            .received()
+            .into_iter()
+            .map(|r| (serde_json::from_slice::<Value>(&r.body).unwrap(), r))
+            .filter(|(body, _)| body["type"].as_str().unwrap().starts_with("conversation."))
+            .collect()
+    };
+    for _ in 0..400 {
+        if conversation().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut seen: Vec<(String, String, String)> = conversation()
+        .iter()
+        .map(|(body, _)| {
+            (
+                body["data"]["contact"].as_str().unwrap().to_owned(),
+                body["type"].as_str().unwrap().to_owned(),
+                body["data"]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "c-3".to_owned(),
+                "conversation.reply".to_owned(),
+                "Your slip, due 2026-12-10: https://pay.example/slip/2nd?id=7&t=x".to_owned()
+            ),
+            (
+                "c-4".to_owned(),
+                "conversation.notify".to_owned(),
+                "No open slip for Ana (000): billing answered 404.".to_owned()
+            ),
+            (
+                "c-4".to_owned(),
+                "conversation.reply".to_owned(),
+                "We could not find an open slip for 000. Someone from our team will answer you here."
+                    .to_owned()
+            ),
+        ]
+    );
+    for (body, received) in conversation() {
+        let message_id = body["data"]["message_id"].as_str().unwrap();
+        assert_eq!(received.header("webhook-id"), Some(message_id));
+        assert!(
+            ids.iter()
+                .any(|id| message_id.starts_with(&format!("msg_{id}."))),
+            "{message_id} names its run"
+        );
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        fluxo_orchestrator::signing::verify(
+            &secret,
+            received.header("webhook-id"),
+            received.header("webhook-timestamp"),
+            received.header("webhook-signature"),
+            &received.body,
+            now,
+            fluxo_orchestrator::signing::DEFAULT_TOLERANCE_SECONDS,
+        )
+        .unwrap();
+    }
 }

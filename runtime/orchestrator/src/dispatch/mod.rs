@@ -1,9 +1,11 @@
 //! Dispatchers: the loop that claims due outbox rows and delivers them — e-mails over
-//! SMTP, completion webhooks over HTTP — with bounded concurrency (one slow relay or
+//! SMTP, completion webhooks over HTTP, platform messages through the embedder's
+//! [`Conversation`] — with bounded concurrency (one slow relay or
 //! endpoint does not hold the others), each row claimed first (so two loops, in two
 //! processes or on two nodes, never send the same row), and every attempt recorded with
 //! its result.
 
+pub mod conversation;
 pub mod smtp;
 pub mod webhook;
 
@@ -14,6 +16,7 @@ use fluxo_store::{OutboxItem, OutboxKind, OutboxPayload, Settlement, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub use self::conversation::{Conversation, WebhookConversation};
 use self::smtp::SmtpTransport;
 use self::webhook::{Delivered, WebhookSender};
 use crate::metrics::Metrics;
@@ -117,6 +120,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     email: Option<Arc<SmtpTransport>>,
     webhooks: Option<Arc<WebhookSender>>,
+    conversation: Option<Arc<dyn Conversation>>,
     options: DispatchOptions,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
@@ -137,7 +141,7 @@ impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         email: Option<SmtpTransport>,
-        webhooks: Option<WebhookSender>,
+        webhooks: Option<Arc<WebhookSender>>,
         options: DispatchOptions,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -145,10 +149,19 @@ impl Dispatcher {
             metrics,
             store,
             email: email.map(Arc::new),
-            webhooks: webhooks.map(Arc::new),
+            webhooks,
+            conversation: None,
             slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
             options,
         }
+    }
+
+    /// Delivers platform messages (replies, notifications, handoffs) through
+    /// `conversation`; without one they wait in the outbox.
+    #[must_use]
+    pub fn with_conversation(mut self, conversation: Arc<dyn Conversation>) -> Self {
+        self.conversation = Some(conversation);
+        self
     }
 
     fn kinds(&self) -> Vec<OutboxKind> {
@@ -158,6 +171,9 @@ impl Dispatcher {
         }
         if self.webhooks.is_some() {
             kinds.push(OutboxKind::Webhook);
+        }
+        if self.conversation.is_some() {
+            kinds.push(OutboxKind::Message);
         }
         kinds
     }
@@ -216,6 +232,18 @@ impl Dispatcher {
                     Some(sender) => sender.send(&item.tenant, message).await,
                     None => Err(SendError::Transient(
                         "webhooks are not dispatched".to_owned(),
+                    )),
+                };
+                (result, &self.options.webhook_backoff)
+            }
+            OutboxPayload::Message(message) => {
+                let result = match &self.conversation {
+                    Some(conversation) => conversation
+                        .deliver(&item.tenant, message, item.created_ms)
+                        .await
+                        .map(|()| Delivered::Accepted),
+                    None => Err(SendError::Transient(
+                        "platform messages are not dispatched".to_owned(),
                     )),
                 };
                 (result, &self.options.webhook_backoff)

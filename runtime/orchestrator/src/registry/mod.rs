@@ -10,9 +10,9 @@
 //!
 //! A **workflow** is an action too: its versions hold a JSON definition instead of a
 //! component ([`Registry::upload_workflow`]), validated (every problem listed) instead
-//! of compiled, stored in the same blob store by its SHA-256, marked by
-//! [`WORKFLOW_MARKER`] as the first of its version's imports (then the capabilities its
-//! blocks use). Names, versions, activation, enable/disable, limits, retry policies,
+//! of compiled, stored in the same blob store by its SHA-256, recorded with
+//! [`VersionKind::Workflow`] and the capabilities its blocks use as imports. Names,
+//! versions, activation, enable/disable, limits, retry policies,
 //! deletion and runs are the action's.
 //!
 //! Loaded components stay in memory in a cache bounded by the components' bytes and are
@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use fluxo_core::{ActionName, TenantId};
 use fluxo_sandbox::load::{LoadError, sha256_hex};
 use fluxo_sandbox::{ActionComponent, Sandbox};
-use fluxo_store::{ActionRecord, NewVersion, Store, StoreError, VersionRecord};
+use fluxo_store::{ActionRecord, NewVersion, Store, StoreError, VersionKind, VersionRecord};
 use fluxo_workflow::{Block, Problem, Templates, Workflow};
 use tokio::sync::Semaphore;
 
@@ -116,9 +116,6 @@ impl Default for RegistryOptions {
     }
 }
 
-/// The first import of a workflow version: what tells it from a component's.
-pub const WORKFLOW_MARKER: &str = "fluxo:workflow";
-
 /// The largest workflow definition accepted, in bytes (200 steps of a few hundred bytes
 /// each fit many times over).
 pub const MAX_DEFINITION_BYTES: usize = 256 << 10;
@@ -130,14 +127,6 @@ pub enum Implementation {
     Component(ActionComponent),
     /// A workflow, parsed and validated.
     Workflow(Arc<Workflow>),
-}
-
-impl Implementation {
-    /// Whether the version `record` is a workflow's.
-    #[must_use]
-    pub fn is_workflow(record: &VersionRecord) -> bool {
-        record.imports.first().map(String::as_str) == Some(WORKFLOW_MARKER)
-    }
 }
 
 /// The registry of a Fluxo host.
@@ -236,7 +225,8 @@ impl Registry {
     ) -> Result<(ActionRecord, VersionRecord), RegistryError> {
         let name =
             ActionName::parse(name).map_err(|_| RegistryError::InvalidName(name.to_owned()))?;
-        self.same_kind(tenant, &name, false).await?;
+        self.same_kind(tenant, &name, VersionKind::Component)
+            .await?;
         let shape = self
             .sandbox
             .check(&bytes, self.options.max_component_bytes)?;
@@ -250,6 +240,7 @@ impl Registry {
                 tenant,
                 name: &name,
                 description,
+                kind: VersionKind::Component,
                 hash: &hash,
                 size,
                 imports: component.imports(),
@@ -300,7 +291,7 @@ impl Registry {
                 ),
             )]));
         }
-        self.same_kind(tenant, &name, true).await?;
+        self.same_kind(tenant, &name, VersionKind::Workflow).await?;
         let hash = sha256_hex(&bytes);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         self.store.put_component(&hash, &bytes).await?;
@@ -313,6 +304,7 @@ impl Registry {
                 tenant,
                 name: &name,
                 description,
+                kind: VersionKind::Workflow,
                 hash: &hash,
                 size,
                 imports: &imports,
@@ -334,7 +326,7 @@ impl Registry {
         version: Option<u32>,
     ) -> Result<(ActionRecord, VersionRecord, Implementation), RegistryError> {
         let (action, record) = self.records(tenant, name, version).await?;
-        let implementation = if Implementation::is_workflow(&record) {
+        let implementation = if record.kind == VersionKind::Workflow {
             Implementation::Workflow(self.workflow(&record.hash).await?)
         } else {
             Implementation::Component(self.compiled(tenant, &record.hash, None).await?)
@@ -343,7 +335,10 @@ impl Registry {
     }
 
     /// The action and its `version` (the active one when `None`).
-    async fn records(
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::NoSuchVersion`], or the store's.
+    pub async fn records(
         &self,
         tenant: &TenantId,
         name: &ActionName,
@@ -368,7 +363,7 @@ impl Registry {
         &self,
         tenant: &TenantId,
         name: &ActionName,
-        workflow: bool,
+        uploaded: VersionKind,
     ) -> Result<(), RegistryError> {
         let Some(action) = self.store.action(tenant, name).await? else {
             return Ok(());
@@ -380,14 +375,13 @@ impl Registry {
         else {
             return Ok(());
         };
-        let kind = |is_workflow: bool| if is_workflow { "workflow" } else { "component" };
-        if Implementation::is_workflow(&active) == workflow {
+        if active.kind == uploaded {
             return Ok(());
         }
         Err(RegistryError::KindMismatch {
             name: name.to_string(),
-            existing: kind(!workflow),
-            uploaded: kind(workflow),
+            existing: active.kind.as_str(),
+            uploaded: uploaded.as_str(),
         })
     }
 
@@ -650,8 +644,13 @@ async fn import_legacy_components(store: &dyn Store, dir: &Path) -> Result<(), R
     Ok(())
 }
 
-/// A workflow version's imports: [`WORKFLOW_MARKER`], then the `fluxo:action`
-/// interfaces its blocks use (its permissions, as a component's imports are).
+/// The permission of a workflow that sends messages to the platform (replies,
+/// notifications, handoffs); components have no such interface yet.
+pub const CONVERSATION_CAPABILITY: &str = "fluxo:workflow/conversation";
+
+/// A workflow version's imports: the `fluxo:action` interfaces its blocks use (its
+/// permissions, as a component's imports are), and [`CONVERSATION_CAPABILITY`] when it
+/// sends platform messages.
 fn workflow_imports(workflow: &Workflow) -> Vec<String> {
     let mut used = std::collections::BTreeSet::new();
     for step in &workflow.steps {
@@ -665,11 +664,11 @@ fn workflow_imports(workflow: &Workflow) -> Vec<String> {
             Block::SendEmail(_) => {
                 used.insert("fluxo:action/email");
             }
+            Block::Reply(_) | Block::Notify(_) | Block::Handoff(_) => {
+                used.insert(CONVERSATION_CAPABILITY);
+            }
             Block::SetVariable(_) | Block::Condition(_) | Block::Split(_) => {}
         }
     }
-    std::iter::once(WORKFLOW_MARKER)
-        .chain(used)
-        .map(str::to_owned)
-        .collect()
+    used.into_iter().map(str::to_owned).collect()
 }

@@ -15,6 +15,7 @@ mod contact;
 mod email;
 mod http;
 mod log;
+mod message;
 mod secrets;
 mod state;
 
@@ -32,6 +33,7 @@ pub use self::email::{EmailError, EmailMessage, MAX_MESSAGE_BYTES, MAX_RECIPIENT
 pub use self::http::IDEMPOTENCY_KEY;
 pub use self::log::StdSource;
 pub(crate) use self::log::{LogBuffer, StdStream};
+pub use self::message::{MAX_TARGET_BYTES, MAX_TEXT_BYTES, MessageDraft, MessageError};
 pub use self::secrets::SecretError;
 pub use self::state::{MAX_KEY_BYTES, MAX_VALUE_BYTES, StateError};
 use crate::platform::StateReader;

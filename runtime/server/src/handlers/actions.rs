@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use fluxo_core::{
     Contact, Effect, Event, LimitOverrides, Message, RetryPolicy, Trigger, apply_to_contact,
 };
-use fluxo_core::{FieldValue, OutgoingEmail, RunReport};
+use fluxo_core::{FieldValue, OutgoingEmail, PlatformMessage, RunReport};
 use fluxo_store::{ActionRecord, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -395,6 +395,22 @@ pub(crate) struct TestResult {
     contact: ContactDiff,
     /// The e-mails it would send.
     emails: Vec<OutgoingEmail>,
+    /// The replies, notifications and handoffs it would send to the platform.
+    messages: Vec<PlatformMessage>,
+}
+
+/// The e-mails and platform messages among `effects`, in order.
+pub(crate) fn outgoing(effects: &[Effect]) -> (Vec<OutgoingEmail>, Vec<PlatformMessage>) {
+    let mut emails = Vec::new();
+    let mut messages = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::SendEmail(email) => emails.push(email.clone()),
+            Effect::SendMessage(message) => messages.push(message.clone()),
+            _ => {}
+        }
+    }
+    (emails, messages)
 }
 
 pub(crate) fn diff(before: &Contact, effects: &[Effect]) -> ContactDiff {
@@ -435,7 +451,7 @@ pub(crate) fn diff(before: &Contact, effects: &[Effect]) -> ContactDiff {
 
 /// `POST /v1/actions/{name}/test`: a run through the tenant's slots with production
 /// limits and policy that applies nothing; answers with its report, the contact's
-/// before/after diff and the e-mails it would send.
+/// before/after diff and the e-mails and platform messages it would send.
 pub(crate) async fn test(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -456,14 +472,7 @@ pub(crate) async fn test(
             "the test has no report",
         )
     })?;
-    let emails = report
-        .effects
-        .iter()
-        .filter_map(|effect| match effect {
-            Effect::SendEmail(email) => Some(email.clone()),
-            _ => None,
-        })
-        .collect();
+    let (emails, messages) = outgoing(&report.effects);
     let contact = diff(&contact, &report.effects);
     ok(
         StatusCode::OK,
@@ -472,6 +481,7 @@ pub(crate) async fn test(
             report,
             contact,
             emails,
+            messages,
         },
     )
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use fluxo_core::{ActionName, Blame, Contact, Effect, ErrorKind, Message, OutgoingEmail};
+use fluxo_core::{
+    ActionName, Blame, Contact, Effect, ErrorKind, Message, OutgoingEmail, PlatformMessage,
+};
 use fluxo_sandbox::Redactor;
 use fluxo_workflow::{
     FixtureResponse, HttpMode, Interpreter, Problem, Start, StepTrace, Workflow, WorkflowRun,
@@ -21,7 +23,7 @@ use serde_json::{Map, Value};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use fluxo_orchestrator::registry::Implementation;
+use fluxo_store::VersionKind;
 
 use super::actions::{ContactDiff, UploadQuery, answer_upload, diff};
 use super::{ApiResult, name_in_path, ok};
@@ -129,6 +131,8 @@ pub(crate) struct WorkflowTestResult {
     contact: ContactDiff,
     /// The e-mails it would send.
     emails: Vec<OutgoingEmail>,
+    /// The replies, notifications and handoffs it would send to the platform.
+    messages: Vec<PlatformMessage>,
     /// Every write it journaled, in order.
     effects: Vec<Effect>,
 }
@@ -177,21 +181,17 @@ pub(crate) async fn show(
     QueryParams(query): QueryParams<DefinitionQuery>,
 ) -> ApiResult {
     let action_name = name_in_path(&name)?;
-    let store = state.registry.store();
-    let action = store
-        .action(&tenant, &action_name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no workflow named {name:?}")))?;
-    let number = query.version.unwrap_or(action.active_version);
-    let record = store
-        .version(&tenant, &action_name, number)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("{name:?} has no version {number}")))?;
-    if !Implementation::is_workflow(&record) {
+    let (action, record) = state
+        .registry
+        .records(&tenant, &action_name, query.version)
+        .await?;
+    let number = record.version;
+    if record.kind != VersionKind::Workflow {
         return Err(ApiError::not_found(format!(
             "{name:?} version {number} is a component, not a workflow"
         )));
     }
+    let store = state.registry.store();
     let bytes = store.component(&record.hash).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -290,13 +290,7 @@ fn answer(
     for effect in &mut effects {
         redactor.redact_effect(effect);
     }
-    let emails = effects
-        .iter()
-        .filter_map(|effect| match effect {
-            Effect::SendEmail(email) => Some(email.clone()),
-            _ => None,
-        })
-        .collect();
+    let (emails, messages) = super::actions::outgoing(&effects);
     let error = run.error.map(|failure| WorkflowFailure {
         step: failure.step,
         kind: failure.error.kind,
@@ -312,6 +306,7 @@ fn answer(
         vars: run.vars,
         contact: diff(contact, &effects),
         emails,
+        messages,
         effects,
     }
 }
