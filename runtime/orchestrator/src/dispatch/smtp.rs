@@ -4,12 +4,15 @@
 //! normalized (a bare CR or LF becomes CRLF, RFC 5321 §2.3.8), header values with
 //! non-ASCII text are RFC 2047 encoded words (lettre), and every header line is folded at
 //! whitespace to at most 78 bytes where it can be and never past 998 (RFC 5322 §2.1.1,
-//! §2.2.3) before the raw message goes out.
+//! §2.2.3) before the raw message goes out. A subject holding a word too long to fold
+//! is written as base64 encoded words (RFC 2047 §2, at most 75 characters each), which
+//! may be split anywhere, so it folds too and reads back the same.
 
 use std::time::Duration;
 
 use fluxo_core::OutgoingEmail;
 use lettre::address::Envelope;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -110,8 +113,15 @@ impl SmtpTransport {
         };
         let mut builder = Message::builder()
             .message_id(Some(email.message_id.clone()))
-            .from(self.from.clone())
-            .subject(email.subject.clone());
+            .from(self.from.clone());
+        builder = match encoded_words(&email.subject) {
+            Some(encoded) => builder.raw_header(HeaderValue::dangerous_new_pre_encoded(
+                HeaderName::new_from_ascii_str("Subject"),
+                email.subject.clone(),
+                encoded,
+            )),
+            None => builder.subject(email.subject.clone()),
+        };
         for to in &email.to {
             builder = builder.to(address(to)?);
         }
@@ -147,6 +157,41 @@ impl SmtpTransport {
             Err(error) => Err(SendError::Transient(error.to_string())),
         }
     }
+}
+
+/// The longest word a header line can hold after a fold (the fold's space, then the
+/// word) within [`FOLD_AT`], with room for a field name on the first line.
+const LONGEST_FOLDABLE_WORD: usize = FOLD_AT - "Subject: ".len();
+/// Subject bytes per encoded word: base64 of 42 bytes is 56 characters, 68 with
+/// `=?utf-8?b?` and `?=`, under RFC 2047's 75 and, after `Subject: `, under 78.
+const ENCODED_WORD_BYTES: usize = 42;
+
+/// `subject` as space-separated base64 encoded words when one of its words is too long
+/// to fold at whitespace; `None` when lettre's own encoding folds it.
+fn encoded_words(subject: &str) -> Option<String> {
+    use base64::Engine as _;
+    if subject
+        .split([' ', '\t'])
+        .all(|word| word.len() <= LONGEST_FOLDABLE_WORD)
+    {
+        return None;
+    }
+    let mut words = Vec::new();
+    let mut rest = subject;
+    while !rest.is_empty() {
+        // Cut at a character boundary: an encoded word holds whole characters (§5).
+        let mut cut = rest.len().min(ENCODED_WORD_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        words.push(format!(
+            "=?utf-8?b?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(chunk)
+        ));
+        rest = tail;
+    }
+    Some(words.join(" "))
 }
 
 /// Line breaks as `\n` only (lettre writes each as CRLF): CRLF, and bare CR or LF alike.
@@ -285,6 +330,69 @@ mod tests {
             text.contains("=?utf-8?"),
             "non-ASCII subjects are encoded words"
         );
+    }
+
+    /// The words of a header value decoded (RFC 2047 base64 words; plain words as is),
+    /// with the whitespace between two encoded words dropped (§6.2).
+    fn decode_header(value: &str) -> String {
+        use base64::Engine as _;
+        let mut out = String::new();
+        let mut last_encoded = false;
+        for word in value.split_whitespace() {
+            let decoded = word
+                .strip_prefix("=?utf-8?b?")
+                .and_then(|w| w.strip_suffix("?="))
+                .map(|b64| {
+                    String::from_utf8(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .unwrap(),
+                    )
+                    .unwrap()
+                });
+            match decoded {
+                Some(text) => {
+                    if !last_encoded && !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(&text);
+                    last_encoded = true;
+                }
+                None => {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(word);
+                    last_encoded = false;
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_word_too_long_to_fold_is_encoded_and_reads_back_the_same() {
+        for subject in [
+            format!("{}{}", "word ".repeat(250), "X".repeat(1100)),
+            "Y".repeat(3000),
+            format!("número {} fim", "ção".repeat(400)),
+        ] {
+            let email = OutgoingEmail {
+                subject: subject.clone(),
+                ..OutgoingEmail::sample("<r.3@fluxo>")
+            };
+            let (_, raw) = transport().raw_message(&email).unwrap();
+            assert_well_formed(&raw);
+            let text = String::from_utf8(raw).unwrap();
+            let head = text.split("\r\n\r\n").next().unwrap();
+            let unfolded = head.replace("\r\n ", " ");
+            let value = unfolded
+                .lines()
+                .find_map(|line| line.strip_prefix("Subject: "))
+                .unwrap();
+            assert_eq!(decode_header(value), subject);
+        }
+        assert!(encoded_words("a short subject").is_none());
     }
 
     #[test]
