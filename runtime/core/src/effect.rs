@@ -216,6 +216,9 @@ pub struct PlatformMessage {
     /// `msg_RUN-ID.N`: derived from the run and the message's number in it, so a retried
     /// delivery is recognised by the receiver as the same message.
     pub message_id: String,
+    /// The run that sent it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub run_id: crate::ids::RunId,
     /// What the platform is asked to do.
     #[serde(rename = "type")]
     pub kind: MessageKind,
@@ -412,6 +415,7 @@ mod tests {
             }),
             Effect::SendMessage(PlatformMessage {
                 message_id: "msg_x.1".into(),
+                run_id: crate::ids::RunId::new(),
                 kind: MessageKind::Notify,
                 contact: crate::ids::ContactId::parse("c1").unwrap(),
                 text: "Ana did not answer".into(),

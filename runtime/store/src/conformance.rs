@@ -221,6 +221,7 @@ fn effects(run: RunId, state_bytes: usize) -> Vec<Effect> {
         Effect::SendEmail(OutgoingEmail::sample(&format!("<{run}.1@fluxo>"))),
         Effect::SendMessage(PlatformMessage {
             message_id: format!("msg_{run}.1"),
+            run_id: run,
             kind: MessageKind::Reply,
             contact: contact(),
             text: "Here is your slip".into(),

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
 
+/// Names a workflow may not take: `/v1/workflows/validate` and `/v1/workflows/test` are
+/// the API's routes, so a workflow of that name could be stored but never shown.
+pub const RESERVED_NAMES: &[&str] = &["validate", "test"];
+
 /// The blocks a later version will add; a step naming one is refused with this reason
 /// rather than as an unknown type.
 const NOT_YET: &[(&str, &str)] = &[
@@ -94,6 +98,7 @@ impl Workflow {
         if document.name.trim().is_empty() {
             problems.push(Problem::document("name", "is empty"));
         }
+
         if document.steps.is_empty() {
             problems.push(Problem::document(
                 "steps",

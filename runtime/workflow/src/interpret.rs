@@ -864,8 +864,6 @@ fn fixture_response(fixture: &FixtureResponse) -> EgressResponse {
     }
 }
 
-/// A capability's result: a limit ends the run; an error value fails the step (the
-/// definition asked for something the capability refuses).
 /// Queues a platform message; the trace shows what was sent and its id.
 fn send_message(
     ctx: &mut RunContext,
@@ -889,6 +887,8 @@ fn send_message(
     })
 }
 
+/// A capability's result: a limit ends the run; an error value fails the step (the
+/// definition asked for something the capability refuses).
 fn capability<T, E: std::fmt::Display>(
     result: Result<Result<T, E>, LimitHit>,
     inputs: &Value,

@@ -195,6 +195,32 @@ pub fn build_json<'a>(pairs: impl IntoIterator<Item = (&'a str, Value)>) -> Resu
     Ok(root)
 }
 
+/// Every key of `keys` that cannot be placed, with its index and why, each checked
+/// against the keys before it that could be (so one bad key does not hide the next).
+#[must_use]
+pub fn key_problems<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<(usize, String)> {
+    let mut root = Node::Object(Vec::new());
+    let mut problems = Vec::new();
+    for (index, key) in keys.into_iter().enumerate() {
+        let placed = parse(key)
+            .map_err(|error| format!("key {error}"))
+            .and_then(|segments| {
+                if !matches!(segments.first(), Some(Segment::Key(_))) {
+                    return Err(format!("key `{key}` must start with a name"));
+                }
+                // On a copy: a key that fails halfway leaves nothing behind.
+                let mut trial = root.clone();
+                place(&mut trial, &segments, Value::Bool(true), key)?;
+                root = trial;
+                Ok(())
+            });
+        if let Err(why) = placed {
+            problems.push((index, why));
+        }
+    }
+    problems
+}
+
 fn place(here: &mut Node, segments: &[Segment], value: Value, key: &str) -> Result<(), String> {
     let Some((first, rest)) = segments.split_first() else {
         if !matches!(here, Node::Empty) {
@@ -286,6 +312,9 @@ mod tests {
     fn contradicting_or_broken_keys_are_refused_with_the_key() {
         let clash = build_json([("a", json!("x")), ("a[b]", json!("y"))]).unwrap_err();
         assert!(clash.contains("a[b]"), "{clash}");
+        let every = key_problems(["a", "a[b]", "c[0]", "c[x]", "d", "d", "e[0][", "f"]);
+        let found: Vec<usize> = every.iter().map(|(index, _)| *index).collect();
+        assert_eq!(found, [1, 3, 5, 6], "{every:?}");
         let twice = build_json([("a[b]", json!(1)), ("a[b]", json!(2))]).unwrap_err();
         assert!(twice.contains("twice"), "{twice}");
         assert!(

@@ -561,9 +561,9 @@ fn message_blocks_are_checked_at_save_time() {
     let joined = problems.join("\n");
     for expected in [
         "a reply needs a text",
-        "needs a recipient",
-        "secret",
-        "names the service",
+        "step `b`, to: a notification needs a recipient",
+        "step `b`, text: `secrets.TOKEN`: secrets may be used only in an HTTP request",
+        "step `c`, service: a handoff names the service",
     ] {
         assert!(joined.contains(expected), "{expected:?} in {joined}");
     }

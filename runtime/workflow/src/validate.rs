@@ -26,6 +26,15 @@ pub(crate) const MAX_IDENT_BYTES: usize = 64;
 #[must_use]
 pub fn validate(workflow: &Workflow, templates: &Templates) -> Vec<Problem> {
     let mut problems = Vec::new();
+    if crate::definition::RESERVED_NAMES.contains(&workflow.name.as_str()) {
+        problems.push(Problem::document(
+            "name",
+            format!(
+                "`{name}` is reserved: /v1/workflows/{name} is the API's own route; choose another name",
+                name = workflow.name
+            ),
+        ));
+    }
     let mut ids = BTreeSet::new();
     for step in &workflow.steps {
         if let Err(why) = check_ident(&step.id) {
@@ -465,12 +474,9 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                 }
             }
             if let Some(Body::Json(pairs)) = &http.body {
-                // Keys alone decide the shape: a placeholder value per key finds clashes.
-                let placeholder = pairs
-                    .iter()
-                    .map(|pair| (pair.key.as_str(), serde_json::Value::Bool(true)));
-                if let Err(why) = path::build_json(placeholder) {
-                    problem("body.json", why);
+                // Keys alone decide the shape: every key that cannot be placed is listed.
+                for (index, why) in path::key_problems(pairs.iter().map(|pair| pair.key.as_str())) {
+                    problem(&format!("body.json[{index}].key"), why);
                 }
             }
             match &http.auth {
@@ -677,6 +683,28 @@ mod tests {
             2,
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn every_clashing_body_key_and_a_reserved_name_are_listed() {
+        let text = r#"{"name": "test", "steps": [
+            {"id": "a", "type": "http", "method": "POST", "url": "https://x.example/",
+             "body": {"json": [{"key": "deal", "value": "1"}, {"key": "deal[name]", "value": "2"},
+                               {"key": "items[0]", "value": "3"}, {"key": "items[x]", "value": "4"},
+                               {"key": "ok[name]", "value": "5"}]}}
+        ]}"#;
+        let found = problems(text);
+        for needle in [
+            "name: `test` is reserved",
+            "step `a`, body.json[1].key: key `deal[name]` contradicts",
+            "step `a`, body.json[3].key: key `items[x]` contradicts",
+        ] {
+            assert!(
+                found.iter().any(|problem| problem.contains(needle)),
+                "missing {needle:?} in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), 3, "{found:#?}");
     }
 
     #[test]

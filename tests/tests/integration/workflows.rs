@@ -588,6 +588,7 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
     })
     .await;
     let platform = Upstream::start(|_| (204, String::new())).await;
+    let retired = Upstream::start(|_| (410, String::new())).await;
     let mut config = config_for(billing.addr.port());
     config
         .server
@@ -614,6 +615,18 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
         .await;
     assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
     let secret = endpoint.body["secret"].as_str().unwrap().to_owned();
+    // A second endpoint that is gone: disabled on its first 410, and the messages still
+    // reach the one that accepts them.
+    let gone = api
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            Some(&token),
+            json!({"url": retired.url()}),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::CREATED, "{}", gone.body);
+    let gone_id = gone.body["endpoint"]["id"].as_str().unwrap().to_owned();
 
     let definition = example("bank-slip.json", "https://billing.example", &billing.url());
     let uploaded = api
@@ -698,7 +711,23 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
             ),
         ]
     );
+    let mut disabled = false;
+    for _ in 0..200 {
+        let listed = api.get("/v1/webhooks", &token).await;
+        disabled = listed.body["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == gone_id.as_str() && e["enabled"] == false);
+        if disabled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(disabled, "the endpoint that answered 410 is disabled");
     for (body, received) in conversation() {
+        assert_eq!(body["data"]["tenant"], "acme");
+        assert!(ids.contains(&body["data"]["run_id"].as_str().unwrap().to_owned()));
         let message_id = body["data"]["message_id"].as_str().unwrap();
         assert_eq!(received.header("webhook-id"), Some(message_id));
         assert!(

@@ -36,17 +36,25 @@ pub fn event_type(message: &PlatformMessage) -> String {
     format!("conversation.{}", message.kind.as_str())
 }
 
-/// The Standard Webhooks body of a message: `{"type", "timestamp", "data"}` with the
-/// message as `data`, and its `webhook-id` (the message's id, the same on every
-/// attempt).
+/// The Standard Webhooks body of `tenant`'s message: `{"type", "timestamp", "data"}`
+/// with the message and the tenant as `data`, and its `webhook-id` (the message's id,
+/// the same on every attempt).
 #[must_use]
-pub fn webhook_message(message: &PlatformMessage, queued_ms: i64) -> (String, String, i64) {
+pub fn webhook_message(
+    tenant: &TenantId,
+    message: &PlatformMessage,
+    queued_ms: i64,
+) -> (String, String, i64) {
     let time = std::time::UNIX_EPOCH
         + std::time::Duration::from_millis(u64::try_from(queued_ms).unwrap_or(0));
+    let mut data = serde_json::to_value(message).unwrap_or_default();
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("tenant".to_owned(), serde_json::json!(tenant));
+    }
     let body = serde_json::json!({
         "type": event_type(message),
         "timestamp": humantime::format_rfc3339_millis(time).to_string(),
-        "data": message,
+        "data": data,
     });
     (
         message.message_id.clone(),
@@ -55,13 +63,21 @@ pub fn webhook_message(message: &PlatformMessage, queued_ms: i64) -> (String, St
     )
 }
 
-/// Delivers messages as signed webhooks to every enabled endpoint of the tenant, the
-/// same way completion events go (egress rules, signatures, 410 disables an endpoint).
+/// Delivers messages as signed webhooks to every enabled endpoint of the tenant, at
+/// once, the same way completion events go (egress rules, signatures, 410 disables an
+/// endpoint).
 ///
-/// A message is delivered when every enabled endpoint accepted it; when one fails
-/// transiently, the next attempt sends to all again with the same `webhook-id`, which
-/// Standard Webhooks receivers deduplicate. A tenant with no enabled endpoint keeps its
-/// messages queued (tried again on the schedule) until one is added.
+/// The outcome of one attempt, over the endpoints:
+/// - any transient failure (timeout, connection, 408/425/429, 5xx): tried again later,
+///   to every endpoint, with the same `webhook-id`, which Standard Webhooks receivers
+///   deduplicate;
+/// - else, at least one endpoint accepted (2xx): delivered; another endpoint's refusal
+///   (other 4xx) is logged;
+/// - else (no endpoint, or all gone or refusing): tried again later while the schedule
+///   lasts, so a tenant adding an endpoint still gets recent messages, then failed with
+///   the reasons.
+///
+/// An endpoint deleted or disabled between the listing and its send is skipped.
 pub struct WebhookConversation {
     sender: Arc<WebhookSender>,
     store: Arc<dyn Store>,
@@ -72,6 +88,15 @@ impl std::fmt::Debug for WebhookConversation {
         f.debug_struct("WebhookConversation")
             .finish_non_exhaustive()
     }
+}
+
+/// What one endpoint made of an attempt.
+enum Answer {
+    Accepted,
+    Skipped,
+    Gone,
+    Refused(String),
+    Transient(String),
 }
 
 impl WebhookConversation {
@@ -92,50 +117,68 @@ impl WebhookConversation {
             .endpoints(tenant)
             .await
             .map_err(|error| SendError::Transient(error.to_string()))?;
-        let enabled: Vec<_> = endpoints.into_iter().filter(|e| e.enabled).collect();
-        if enabled.is_empty() {
-            return Err(SendError::Transient(
-                "the tenant has no enabled webhook endpoint to deliver conversation messages to"
-                    .to_owned(),
-            ));
-        }
-        let (webhook_id, body, timestamp) = webhook_message(message, queued_ms);
-        let mut failure = None;
-        for endpoint in enabled {
+        let (webhook_id, body, timestamp) = webhook_message(tenant, message, queued_ms);
+        let mut sends = tokio::task::JoinSet::new();
+        for endpoint in endpoints.into_iter().filter(|e| e.enabled) {
             let webhook = WebhookMessage {
-                endpoint: endpoint.id.clone(),
+                endpoint: endpoint.id,
                 webhook_id: webhook_id.clone(),
                 body: body.clone(),
                 timestamp,
             };
-            match self.sender.send(tenant, &webhook).await {
-                Ok(Delivered::Accepted) => {}
-                Ok(Delivered::Gone) => {
-                    if let Err(error) = self
-                        .store
-                        .disable_endpoint(tenant, &endpoint.id, "the endpoint answered 410 Gone")
-                        .await
-                    {
-                        tracing::warn!(%error, endpoint = %endpoint.id, "could not disable a gone endpoint");
-                    }
-                }
-                Err(error) => {
-                    let error = match error {
-                        SendError::Transient(why) => {
-                            SendError::Transient(format!("{}: {why}", endpoint.id))
+            let (sender, store, tenant) = (self.sender.clone(), self.store.clone(), tenant.clone());
+            sends.spawn(async move {
+                let answer = match sender.send(&tenant, &webhook).await {
+                    Ok(Delivered::Accepted) => Answer::Accepted,
+                    // Deleted or disabled since the listing: not this message's concern.
+                    Ok(Delivered::Unavailable(_)) => Answer::Skipped,
+                    Ok(Delivered::Gone) => {
+                        if let Err(error) = store
+                            .disable_endpoint(&tenant, &webhook.endpoint, "the endpoint answered 410 Gone")
+                            .await
+                        {
+                            tracing::warn!(%error, endpoint = %webhook.endpoint, "could not disable a gone endpoint");
                         }
-                        SendError::Permanent(why) => {
-                            SendError::Permanent(format!("{}: {why}", endpoint.id))
-                        }
-                    };
-                    // A transient failure anywhere makes the message worth trying again.
-                    if !matches!(failure, Some(SendError::Transient(_))) {
-                        failure = Some(error);
+                        Answer::Gone
                     }
-                }
+                    Err(SendError::Transient(why)) => Answer::Transient(why),
+                    Err(SendError::Permanent(why)) => Answer::Refused(why),
+                };
+                (webhook.endpoint, answer)
+            });
+        }
+        let mut accepted = 0;
+        let mut transient = Vec::new();
+        let mut refused = Vec::new();
+        while let Some(done) = sends.join_next().await {
+            let Ok((endpoint, answer)) = done else {
+                transient.push("a delivery task failed".to_owned());
+                continue;
+            };
+            match answer {
+                Answer::Accepted => accepted += 1,
+                Answer::Skipped => {}
+                Answer::Gone => refused.push(format!("{endpoint}: gone (410), disabled")),
+                Answer::Refused(why) => refused.push(format!("{endpoint}: {why}")),
+                Answer::Transient(why) => transient.push(format!("{endpoint}: {why}")),
             }
         }
-        failure.map_or(Ok(()), Err)
+        if !transient.is_empty() {
+            return Err(SendError::Transient(transient.join("; ")));
+        }
+        if accepted > 0 {
+            if !refused.is_empty() {
+                tracing::warn!(tenant = %tenant, message = %message.message_id, refused = %refused.join("; "), "a conversation message was refused by some endpoints");
+            }
+            return Ok(());
+        }
+        let why = if refused.is_empty() {
+            "the tenant has no enabled webhook endpoint to deliver conversation messages to"
+                .to_owned()
+        } else {
+            format!("no endpoint accepted it: {}", refused.join("; "))
+        };
+        Err(SendError::Transient(why))
     }
 }
 
@@ -160,13 +203,15 @@ mod tests {
     fn a_message_is_a_standard_webhooks_event_keyed_by_its_id() {
         let message = PlatformMessage {
             message_id: "msg_r1.2".to_owned(),
+            run_id: fluxo_core::RunId::new(),
             kind: MessageKind::Handoff,
             contact: ContactId::parse("c1").unwrap(),
             text: String::new(),
             to: None,
             service: Some("support".to_owned()),
         };
-        let (id, body, seconds) = webhook_message(&message, 1_700_000_000_123);
+        let tenant = TenantId::parse("acme").unwrap();
+        let (id, body, seconds) = webhook_message(&tenant, &message, 1_700_000_000_123);
         assert_eq!((id.as_str(), seconds), ("msg_r1.2", 1_700_000_000));
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["type"], "conversation.handoff");
@@ -174,5 +219,7 @@ mod tests {
         assert_eq!(body["data"]["service"], "support");
         assert_eq!(body["data"]["contact"], "c1");
         assert_eq!(body["data"]["type"], "handoff");
+        assert_eq!(body["data"]["tenant"], "acme");
+        assert_eq!(body["data"]["run_id"], message.run_id.to_string());
     }
 }

@@ -60,6 +60,18 @@ impl Backoff {
         Self { schedule }
     }
 
+    /// Platform messages: 7 attempts over about 1 h 45 min (5 s, 30 s, 2 min, 10 min,
+    /// 30 min, 1 h), then failed: a chat reply delivered hours late does more harm than
+    /// one never sent, so messages do not wait the webhooks' three days.
+    #[must_use]
+    pub fn message() -> Self {
+        let schedule = [5, 30, 120, 600, 1_800, 3_600]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect();
+        Self { schedule }
+    }
+
     /// The delay after `attempts` failed attempts, with up to 10 % jitter (a random draw
     /// in `[0, 1)`), or `None` when the schedule is over.
     #[must_use]
@@ -87,6 +99,8 @@ pub struct DispatchOptions {
     pub email_backoff: Backoff,
     /// When a failed webhook is tried again.
     pub webhook_backoff: Backoff,
+    /// When a platform message that was not delivered is tried again.
+    pub message_backoff: Backoff,
 }
 
 impl Default for DispatchOptions {
@@ -99,6 +113,7 @@ impl Default for DispatchOptions {
             poll: Duration::from_millis(500),
             email_backoff: Backoff::email(),
             webhook_backoff: Backoff::webhook(),
+            message_backoff: Backoff::message(),
         }
     }
 }
@@ -246,11 +261,12 @@ impl Dispatcher {
                         "platform messages are not dispatched".to_owned(),
                     )),
                 };
-                (result, &self.options.webhook_backoff)
+                (result, &self.options.message_backoff)
             }
         };
         let settlement = match result {
             Ok(Delivered::Accepted) => Settlement::Sent,
+            Ok(Delivered::Unavailable(error)) => Settlement::Failed { error },
             Ok(Delivered::Gone) => {
                 if let OutboxPayload::Webhook(message) = &item.payload
                     && let Err(error) = self
@@ -381,6 +397,11 @@ mod tests {
         let webhook = Backoff::webhook();
         let total: Duration = webhook.schedule.iter().sum();
         assert!(total > Duration::from_secs(2 * 86_400) && total < Duration::from_secs(4 * 86_400));
+        let message: Duration = Backoff::message().schedule.iter().sum();
+        assert!(
+            message < Duration::from_secs(2 * 3_600),
+            "a late reply is worse than none"
+        );
         let jittered = webhook.after(2, 0.5).unwrap();
         assert!(jittered > Duration::from_secs(300) && jittered <= Duration::from_secs(330));
     }

@@ -42,6 +42,8 @@ pub enum Delivered {
     Accepted,
     /// The endpoint is gone (410): disable it.
     Gone,
+    /// The endpoint was deleted or disabled before this attempt (why): nothing was sent.
+    Unavailable(String),
 }
 
 impl WebhookSender {
@@ -82,8 +84,8 @@ impl WebhookSender {
     ///
     /// # Errors
     /// [`SendError::Transient`] for timeouts, connection failures, 408/425/429 and 5xx;
-    /// [`SendError::Permanent`] when the endpoint or its secrets are gone, or refuse the
-    /// message for good (other 4xx).
+    /// [`SendError::Permanent`] when the endpoint refuses the message for good (other
+    /// 4xx) or its signing secret cannot be used.
     pub async fn send(
         &self,
         tenant: &TenantId,
@@ -95,10 +97,12 @@ impl WebhookSender {
             .await
             .map_err(|error| SendError::Transient(error.to_string()))?
         else {
-            return Err(SendError::Permanent("the endpoint was deleted".to_owned()));
+            return Ok(Delivered::Unavailable(
+                "the endpoint was deleted".to_owned(),
+            ));
         };
         if !endpoint.enabled {
-            return Err(SendError::Permanent(format!(
+            return Ok(Delivered::Unavailable(format!(
                 "the endpoint is disabled: {}",
                 endpoint.disabled_reason.unwrap_or_default()
             )));

@@ -7,9 +7,10 @@ use fluxo_core::{Effect, MessageKind, PlatformMessage, Quota};
 
 use super::{CapResult, RunContext};
 
-/// Largest message text, in bytes: WhatsApp's 4 096-character text limit in UTF-8's
-/// worst case, so a platform never has to cut what Fluxo accepted.
-pub const MAX_TEXT_BYTES: usize = 16 << 10;
+/// Longest message text, in characters: the text-message limit of both the WhatsApp
+/// Cloud API and the Telegram Bot API (4 096), so a platform never has to cut what
+/// Fluxo accepted.
+pub const MAX_TEXT_CHARS: usize = 4_096;
 /// Longest recipient or service name, in bytes.
 pub const MAX_TARGET_BYTES: usize = 256;
 
@@ -50,10 +51,10 @@ fn check_target(what: &str, value: Option<&str>) -> Result<(), MessageError> {
 }
 
 fn check_draft(draft: &MessageDraft) -> Result<(), MessageError> {
-    if draft.text.len() > MAX_TEXT_BYTES {
+    let chars = draft.text.chars().count();
+    if chars > MAX_TEXT_CHARS {
         return Err(MessageError::Invalid(format!(
-            "the text is {} bytes, more than {MAX_TEXT_BYTES}",
-            draft.text.len()
+            "the text is {chars} characters, more than {MAX_TEXT_CHARS}"
         )));
     }
     if draft.text.contains('\0') {
@@ -83,7 +84,10 @@ impl RunContext {
     /// [`fluxo_core::LimitHit`] past the `messages` quota or the report budget;
     /// [`MessageError::Invalid`] when the run is about no contact, a reply or
     /// notification has no text, a notification no recipient, a handoff no service, or
-    /// the text passes [`MAX_TEXT_BYTES`].
+    /// the text passes [`MAX_TEXT_CHARS`].
+    ///
+    /// The run's secrets are redacted from the text, recipient and service before they
+    /// are journaled: a value an upstream echoed never reaches a chat.
     pub fn send_message(&mut self, draft: MessageDraft) -> CapResult<String, MessageError> {
         let Some(contact) = self.contact.id.clone() else {
             return Ok(Err(MessageError::Invalid(
@@ -95,13 +99,22 @@ impl RunContext {
         }
         self.charge(Quota::Messages)?;
         let message_id = format!("msg_{}.{}", self.meta.run_id, self.counters.messages);
+        let redactor = crate::redact::Redactor::new(self.secrets.values());
+        let redact = |text: String| redactor.redact(&text);
         let message = PlatformMessage {
             message_id: message_id.clone(),
+            run_id: self.meta.run_id,
             kind: draft.kind,
             contact,
-            text: draft.text,
-            to: draft.to.filter(|_| draft.kind == MessageKind::Notify),
-            service: draft.service.filter(|_| draft.kind == MessageKind::Handoff),
+            text: redact(draft.text),
+            to: draft
+                .to
+                .filter(|_| draft.kind == MessageKind::Notify)
+                .map(redact),
+            service: draft
+                .service
+                .filter(|_| draft.kind == MessageKind::Handoff)
+                .map(redact),
         };
         self.charge_record(message.size())?;
         self.journal.record(Effect::SendMessage(message));
@@ -142,7 +155,8 @@ mod tests {
             check_draft(&handoff).is_ok(),
             "a handoff's note may be empty"
         );
-        assert!(check_draft(&draft(MessageKind::Reply, &"x".repeat(MAX_TEXT_BYTES + 1))).is_err());
+        assert!(check_draft(&draft(MessageKind::Reply, &"ç".repeat(MAX_TEXT_CHARS))).is_ok());
+        assert!(check_draft(&draft(MessageKind::Reply, &"x".repeat(MAX_TEXT_CHARS + 1))).is_err());
         assert!(check_draft(&draft(MessageKind::Reply, "a\0b")).is_err());
     }
 }

@@ -33,7 +33,7 @@ pub use self::email::{EmailError, EmailMessage, MAX_MESSAGE_BYTES, MAX_RECIPIENT
 pub use self::http::IDEMPOTENCY_KEY;
 pub use self::log::StdSource;
 pub(crate) use self::log::{LogBuffer, StdStream};
-pub use self::message::{MAX_TARGET_BYTES, MAX_TEXT_BYTES, MessageDraft, MessageError};
+pub use self::message::{MAX_TARGET_BYTES, MAX_TEXT_CHARS, MessageDraft, MessageError};
 pub use self::secrets::SecretError;
 pub use self::state::{MAX_KEY_BYTES, MAX_VALUE_BYTES, StateError};
 use crate::platform::StateReader;

@@ -303,3 +303,63 @@ fn tests_resolver() -> impl fluxo_egress::Resolve {
     }
     Loopback
 }
+
+#[tokio::test]
+async fn platform_messages_are_charged_redacted_and_need_a_contact() {
+    let limits = Limits {
+        quotas: Quotas {
+            messages: 2,
+            ..Quotas::default()
+        },
+        ..Limits::default()
+    };
+    let mut ctx = context(9, limits, Arc::new(MemoryState::new()));
+    let reply = |text: &str| MessageDraft {
+        kind: fluxo_core::MessageKind::Reply,
+        text: text.to_owned(),
+        to: None,
+        service: None,
+    };
+    let first = ctx
+        .send_message(reply("the CRM said crm-secret-value"))
+        .unwrap()
+        .unwrap();
+    assert!(first.ends_with(".1"), "{first}");
+    ctx.send_message(reply("second")).unwrap().unwrap();
+    assert_eq!(
+        ctx.send_message(reply("third")).unwrap_err(),
+        LimitHit::Quota {
+            quota: Quota::Messages,
+            limit: 2
+        }
+    );
+    let texts: Vec<String> = ctx
+        .journal()
+        .effects()
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::SendMessage(message) => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts.len(), 2);
+    assert!(
+        !texts[0].contains("crm-secret-value") && texts[0].contains("[REDACTED]"),
+        "{texts:?}"
+    );
+
+    let meta = RunMeta::new(
+        TenantId::parse("acme").unwrap(),
+        ActionName::parse("blocks").unwrap(),
+    );
+    let capabilities = Arc::new(Capabilities {
+        egress: Arc::new(Egress::new(&HttpPolicy::default(), Arc::new(tests_resolver())).unwrap()),
+        state: Arc::new(MemoryState::new()),
+    });
+    let mut anonymous = RunContext::new(meta, Limits::default(), capabilities);
+    assert!(matches!(
+        anonymous.send_message(reply("hello")),
+        Ok(Err(MessageError::Invalid(why))) if why.contains("no contact")
+    ));
+    assert!(anonymous.journal().effects().is_empty());
+}
