@@ -19,7 +19,7 @@ pub mod registry;
 pub mod scheduler;
 pub mod signing;
 pub mod vault;
-mod workflow_run;
+pub mod workflow_run;
 
 pub use registry::{Registry, RegistryError, RegistryOptions};
 pub use scheduler::{Scheduler, SchedulerOptions, SubmitError};

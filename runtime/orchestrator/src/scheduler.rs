@@ -153,6 +153,9 @@ impl Scheduler {
         options: SchedulerOptions,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let workflows = fluxo_workflow::Interpreter::new().with_actions(Arc::new(
+            crate::workflow_run::RegistryActions::new(registry.clone()),
+        ));
         let scheduler = Arc::new(Self {
             store,
             registry,
@@ -167,7 +170,7 @@ impl Scheduler {
             stop_claiming: CancellationToken::new(),
             release_now: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            workflows: fluxo_workflow::Interpreter::new(),
+            workflows,
         });
         // Work queued on another node (PostgreSQL's LISTEN/NOTIFY) wakes an idle claim
         // loop before its next poll.

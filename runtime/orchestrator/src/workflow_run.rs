@@ -7,12 +7,18 @@
 //! end are the outcome's `output`. Each step leaves a line in the run's log (source
 //! `host`), so `fluxo logs RUN_ID` shows the path the run took.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use fluxo_core::{Event, LogLevel, LogSource, RunOutcome, Usage};
+use fluxo_core::{
+    ActionName, Blame, ErrorKind, Event, LogLevel, LogSource, Message, RunError, RunOutcome,
+    Trigger, Usage,
+};
 use fluxo_sandbox::{Execution, RunContext};
-use fluxo_workflow::{HttpMode, Interpreter, Start, StepTrace, Workflow};
+use fluxo_workflow::{ActionRunner, HttpMode, Interpreter, Start, StepTrace, Workflow};
 use serde_json::{Map, Value};
+
+use crate::registry::{Implementation, Registry, RegistryError};
 
 /// Runs `workflow` for `event` in `ctx` with live HTTP.
 pub(crate) async fn execute(
@@ -78,4 +84,114 @@ fn describe(step: &StepTrace) -> String {
         line.push_str(&format!(", HTTP {status}"));
     }
     line
+}
+
+/// Runs workflows' `action` steps: the active version of one of the tenant's component
+/// actions, in the sandbox, inside the workflow's run (a child of its context), under
+/// the workflow's limits.
+pub struct RegistryActions {
+    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for RegistryActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryActions").finish_non_exhaustive()
+    }
+}
+
+impl RegistryActions {
+    /// A runner resolving actions in `registry`.
+    #[must_use]
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        input: Value,
+        message: Option<Message>,
+        ctx: &mut RunContext,
+    ) -> Result<RunOutcome, RunError> {
+        let refused =
+            |kind, message: String| Err(RunError::new(kind, message).blamed_on(Blame::Guest));
+        let tenant = ctx.meta().tenant.clone();
+        let Ok(action) = ActionName::parse(name) else {
+            return refused(
+                ErrorKind::ActionError,
+                format!("`{name}` is not an action name"),
+            );
+        };
+        let (record, _, implementation) = match self
+            .registry
+            .resolve_implementation(&tenant, &action, None)
+            .await
+        {
+            Ok(found) => found,
+            Err(RegistryError::NotFound(_) | RegistryError::NoSuchVersion(..)) => {
+                return refused(
+                    ErrorKind::ActionError,
+                    format!("action `{name}` does not exist"),
+                );
+            }
+            Err(error @ (RegistryError::Store(_) | RegistryError::Storage(_))) => {
+                return Err(RunError::new(
+                    ErrorKind::BackendUnavailable,
+                    format!("action `{name}` could not be loaded: {error}"),
+                )
+                .blamed_on(Blame::Platform));
+            }
+            Err(error) => {
+                return refused(
+                    ErrorKind::ActionError,
+                    format!("action `{name}` could not be loaded: {error}"),
+                );
+            }
+        };
+        if !record.enabled {
+            return refused(
+                ErrorKind::ActionDisabled,
+                format!("action `{name}` is disabled: the workflow stops until it is enabled"),
+            );
+        }
+        let Implementation::Component(component) = implementation else {
+            return refused(
+                ErrorKind::ActionError,
+                format!("`{name}` is a workflow: an action step runs component actions"),
+            );
+        };
+        let child = ctx.child();
+        let mut event = Event::new(tenant, action);
+        event.trigger = Trigger::Workflow;
+        event.contact = child.contact();
+        event.message = message;
+        event.input = input.into();
+        let execution = self
+            .registry
+            .sandbox()
+            .execute(&component, child, &event)
+            .await;
+        let succeeded = execution.succeeded();
+        let end = execution.end.clone();
+        ctx.absorb(
+            succeeded,
+            execution.journal,
+            execution.http,
+            execution.logs,
+            execution.counters,
+        );
+        end
+    }
+}
+
+impl ActionRunner for RegistryActions {
+    fn run_action<'a>(
+        &'a self,
+        name: &'a str,
+        input: Value,
+        message: Option<Message>,
+        ctx: &'a mut RunContext,
+    ) -> fluxo_workflow::actions::BoxFuture<'a, Result<RunOutcome, RunError>> {
+        Box::pin(self.run(name, input, message, ctx))
+    }
 }

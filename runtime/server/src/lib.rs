@@ -60,6 +60,9 @@ impl AppState {
         admin_token: &str,
         vault: Arc<fluxo_orchestrator::Vault>,
     ) -> Self {
+        let workflows = Arc::new(fluxo_workflow::Interpreter::new().with_actions(Arc::new(
+            fluxo_orchestrator::workflow_run::RegistryActions::new(registry.clone()),
+        )));
         Self {
             store: registry.store().clone(),
             registry,
@@ -68,7 +71,7 @@ impl AppState {
             tokens: Arc::new(auth::TokenCache::default()),
             admin_token_hash: auth::hash_token(admin_token),
             vault,
-            workflows: Arc::new(fluxo_workflow::Interpreter::new()),
+            workflows,
         }
     }
 }

@@ -28,10 +28,6 @@ pub const RESERVED_NAMES: &[&str] = &["validate", "test"];
 /// rather than as an unknown type.
 const NOT_YET: &[(&str, &str)] = &[
     (
-        "action",
-        "running a component from a workflow is not built yet",
-    ),
-    (
         "wait_for_reply",
         "waiting needs durable workflow runs (not built yet)",
     ),
@@ -267,6 +263,13 @@ impl Step {
             Block::Reply(block) => add(&mut ports, "next", &block.next),
             Block::Notify(block) => add(&mut ports, "next", &block.next),
             Block::Handoff(block) => add(&mut ports, "next", &block.next),
+            Block::Action(block) => {
+                add(&mut ports, "next", &block.next);
+                add(&mut ports, "on_error", &block.on_error);
+                for target in block.branches.values() {
+                    ports.push(("branches", target.as_str()));
+                }
+            }
             Block::Condition(block) => {
                 add(&mut ports, "then", &block.then);
                 add(&mut ports, "else", &block.otherwise);
@@ -307,6 +310,9 @@ pub enum Block {
     Notify(NotifyBlock),
     /// Hands the conversation to a service (a department, a helpdesk, or back to the bot).
     Handoff(HandoffBlock),
+    /// Runs one of the tenant's component actions in this run; its outcome's `branch`
+    /// picks the port.
+    Action(ActionBlock),
 }
 
 impl Block {
@@ -325,6 +331,7 @@ impl Block {
             Self::Reply(_) => "reply",
             Self::Notify(_) => "notify",
             Self::Handoff(_) => "handoff",
+            Self::Action(_) => "action",
         }
     }
 }
@@ -650,6 +657,32 @@ fn owner() -> String {
     "owner".to_owned()
 }
 
+/// Runs a tenant's component action as a step of this run: the same contact (with the
+/// run's writes so far), limits, deadline, secrets and quotas; its writes join the
+/// run's journal when it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBlock {
+    /// The action's name; its active version runs.
+    pub action: String,
+    /// The action's input: a JSON object of these keys, each value a template.
+    #[serde(default)]
+    pub input: BTreeMap<String, String>,
+    /// A variable that gets the action's output.
+    #[serde(default)]
+    pub save_as: Option<String>,
+    /// The step to go to for each `branch` the action's outcome may name.
+    #[serde(default)]
+    pub branches: BTreeMap<String, String>,
+    /// The next step when the outcome names no branch listed here.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The step to go to when the action fails (not when a limit of the run is hit);
+    /// without it, the action's failure ends the run.
+    #[serde(default)]
+    pub on_error: Option<String>,
+}
+
 /// Hands the conversation to a service of the platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -761,6 +794,11 @@ pub(crate) fn templates(block: &Block) -> Vec<(String, &str, Context)> {
             ));
             out.push(("text".to_owned(), handoff.text.as_str(), Context::Text));
         }
+        Block::Action(action) => {
+            for (key, value) in &action.input {
+                out.push((format!("input.{key}"), value.as_str(), Context::Text));
+            }
+        }
     }
     out
 }
@@ -803,6 +841,7 @@ pub(crate) fn is_json(content_type: &str) -> bool {
 pub(crate) fn writes_vars(block: &Block) -> Vec<&str> {
     match block {
         Block::SetVariable(set) => vec![set.name.as_str()],
+        Block::Action(action) => action.save_as.as_deref().into_iter().collect(),
         Block::Http(http) => http
             .save
             .iter()

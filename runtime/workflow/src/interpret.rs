@@ -8,6 +8,7 @@
 //! that fails with no `on_error` port. Every step leaves a [`StepTrace`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -19,10 +20,11 @@ use fluxo_sandbox::redact::{Redactor, is_credential_header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::actions::ActionRunner;
 use crate::condition::{holds, text_of};
 use crate::definition::{
-    Auth, Block, Body, ConditionBlock, Context, Fixtures, HttpBlock, Match, SendEmailBlock,
-    SetVariableBlock, SplitBlock, Step, Workflow, is_json,
+    ActionBlock, Auth, Block, Body, ConditionBlock, Context, Fixtures, HttpBlock, Match,
+    SendEmailBlock, SetVariableBlock, SplitBlock, Step, Workflow, is_json,
 };
 use crate::path;
 use crate::template::Templates;
@@ -137,10 +139,19 @@ pub struct StepError {
     pub error: RunError,
 }
 
-/// Runs workflows; one per host (it holds the template engine).
-#[derive(Debug, Default)]
+/// Runs workflows; one per host (it holds the template engine and the action runner).
+#[derive(Default)]
 pub struct Interpreter {
     templates: Templates,
+    actions: Option<Arc<dyn ActionRunner>>,
+}
+
+impl std::fmt::Debug for Interpreter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interpreter")
+            .field("actions", &self.actions.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a step failed: either it ends the run as is, or an HTTP failure a port may catch.
@@ -171,6 +182,13 @@ impl Interpreter {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Runs `action` steps through `runner` (without one they fail with a clear reason).
+    #[must_use]
+    pub fn with_actions(mut self, runner: Arc<dyn ActionRunner>) -> Self {
+        self.actions = Some(runner);
+        self
     }
 
     /// The template engine (validation uses the same one).
@@ -348,6 +366,16 @@ impl Interpreter {
         let next = |port: &str, target: &Option<String>| Some((port.to_owned(), target.clone()));
         match &step.block {
             Block::Http(http) => self.http(step, http, ctx, state, mode).await,
+            Block::Action(action) => {
+                let mut input = Map::new();
+                for (key, source) in &action.input {
+                    input.insert(
+                        key.clone(),
+                        Value::String(text(source, &format!("input.{key}"))?),
+                    );
+                }
+                self.action(action, Value::Object(input), ctx, state).await
+            }
             Block::SetField(set) => {
                 let value = text(&set.value, "value")?;
                 let inputs = json!({"field": set.field, "value": value});
@@ -491,6 +519,71 @@ impl Interpreter {
             Value::Array(inputs),
             json!({"rules": results, "result": result}),
         ))
+    }
+
+    /// Runs an `action` step: the tenant's component in a child of the run's context.
+    async fn action(
+        &self,
+        action: &ActionBlock,
+        input: Value,
+        ctx: &mut RunContext,
+        state: &mut RunState,
+    ) -> Result<Outcome, (Value, Failure)> {
+        let inputs = json!({"action": action.action, "input": input});
+        let Some(runner) = &self.actions else {
+            return Err((
+                inputs,
+                definition_error(
+                    "actions cannot run here: this host gives workflows no action runner",
+                ),
+            ));
+        };
+        let ran = runner
+            .run_action(&action.action, input, state.message.clone(), ctx)
+            .await;
+        let redactor = Redactor::new(ctx.secrets().values());
+        match ran {
+            Ok(outcome) => {
+                // A component's replies are the conversation's, as a workflow's are.
+                for reply in &outcome.replies {
+                    let draft = MessageDraft {
+                        kind: MessageKind::Reply,
+                        text: reply.clone(),
+                        to: None,
+                        service: None,
+                    };
+                    capability(ctx.send_message(draft), &inputs)?;
+                }
+                if let Some(var) = &action.save_as {
+                    state.vars.insert(var.clone(), outcome.output.clone());
+                }
+                let branch = outcome
+                    .branch
+                    .as_ref()
+                    .and_then(|name| action.branches.get(name).map(|target| (name, target)));
+                let port = match branch {
+                    Some((name, target)) => (format!("branches.{name}"), Some(target.clone())),
+                    None => ("next".to_owned(), action.next.clone()),
+                };
+                let mut outputs = json!({"output": outcome.output, "branch": outcome.branch, "replies": outcome.replies});
+                redactor.redact_json(&mut outputs);
+                Ok(Outcome {
+                    port: Some(port),
+                    inputs,
+                    outputs,
+                })
+            }
+            Err(error) if catchable(&error) && action.on_error.is_some() => {
+                let mut outputs = json!({"error": {"kind": error.kind, "message": error.message}});
+                redactor.redact_json(&mut outputs);
+                Ok(Outcome {
+                    port: Some(("on_error".to_owned(), action.on_error.clone())),
+                    inputs,
+                    outputs,
+                })
+            }
+            Err(error) => Err((inputs, Failure::Run(error))),
+        }
     }
 
     async fn http(
@@ -862,6 +955,21 @@ fn fixture_response(fixture: &FixtureResponse) -> EgressResponse {
             .collect(),
         body,
     }
+}
+
+/// Whether an action's failure may be taken to its step's `on_error` port: its own
+/// failures are; the run's shared limits, a disabled action, a backend outage (the run
+/// is retried) and a cancel are not.
+fn catchable(error: &RunError) -> bool {
+    !matches!(
+        error.kind,
+        ErrorKind::DeadlineExceeded
+            | ErrorKind::QuotaExceeded
+            | ErrorKind::ReportTooLarge
+            | ErrorKind::ActionDisabled
+            | ErrorKind::BackendUnavailable
+            | ErrorKind::Cancelled
+    )
 }
 
 /// Queues a platform message; the trace shows what was sent and its id.

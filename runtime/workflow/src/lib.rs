@@ -12,8 +12,11 @@
 //! a JSON body from bracket keys, a form or raw body, bearer / basic / API-key auth from
 //! tenant secrets, a timeout, response values saved to variables or fields by path,
 //! an `on_error` port), `set_field`, `tag`, `untag`, `set_variable`, `condition`,
-//! `split`, `send_email`. `docs/workflows.md` documents each block and template rule.
+//! `split`, `send_email`, `reply`, `notify`, `handoff`, and `action` (a tenant's
+//! component run as a step, through an [`ActionRunner`] the host gives).
+//! `docs/workflows.md` documents each block and template rule.
 
+pub mod actions;
 pub mod condition;
 pub mod definition;
 pub mod interpret;
@@ -22,6 +25,7 @@ mod problem;
 pub mod template;
 mod validate;
 
+pub use actions::ActionRunner;
 pub use definition::{Block, Budget, Fixtures, Step, Workflow};
 pub use interpret::{
     Change, FixtureResponse, HttpMode, Interpreter, Start, StepError, StepTrace, WorkflowRun,

@@ -29,7 +29,7 @@ impl Problem {
     }
 
     /// A problem with `step`'s `field`.
-    pub(crate) fn step(step: &str, field: &str, message: impl Into<String>) -> Self {
+    pub fn step(step: &str, field: &str, message: impl Into<String>) -> Self {
         Self {
             step: Some(step.to_owned()),
             field: field.to_owned(),

@@ -608,6 +608,31 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                 "a handoff names the service it goes to".to_owned(),
             );
         }
+        Block::Action(action) => {
+            if fluxo_core::ActionName::parse(&action.action).is_err() {
+                problem(
+                    "action",
+                    format!(
+                        "`{}` is not an action name: {}",
+                        action.action,
+                        fluxo_core::ids::NAME_RULE
+                    ),
+                );
+            }
+            if let Some(var) = &action.save_as
+                && let Err(why) = check_ident(var)
+            {
+                problem("save_as", why);
+            }
+            for key in action.input.keys() {
+                if key.is_empty() || key.len() > MAX_IDENT_BYTES {
+                    problem(
+                        "input",
+                        format!("key `{key}` must be 1 to {MAX_IDENT_BYTES} bytes"),
+                    );
+                }
+            }
+        }
         Block::Reply(_) | Block::Handoff(_) => {}
     }
 }

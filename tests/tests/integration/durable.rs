@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::server::{Api, api, config_for};
-use crate::support::{Upstream, guest, slow_server};
+use crate::support::{Upstream, guest, slow_server, unix_now, verify_signed, webhooks_on_loopback};
 
 /// Submits `body` with an `Idempotency-Key`.
 async fn submit_with_key(api: &Api, token: &str, body: &Value, key: &str) -> (StatusCode, Value) {
@@ -45,15 +45,7 @@ async fn scripted_crm(statuses: &'static [u16]) -> (Upstream, Arc<AtomicUsize>) 
 }
 
 async fn crm_lead_with_fast_retries(api: &Api, token: &str, max_attempts: u32) {
-    let secret = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/crm_token",
-            Some(token),
-            json!({ "value": "crm-secret-7f3a" }),
-        )
-        .await;
-    assert_eq!(secret.status, StatusCode::OK, "{}", secret.body);
+    api.put_secret(token, "crm_token", "crm-secret-7f3a").await;
     let uploaded = api.upload(token, "crm-lead", guest(guests::CRM_LEAD)).await;
     assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
     let policy = api
@@ -345,33 +337,14 @@ async fn completion_webhooks_are_signed_and_a_gone_endpoint_is_disabled() {
     let hook = Upstream::start_with_headers(|_| (204, String::new(), vec![])).await;
     let gone = Upstream::start_with_headers(|_| (410, String::new(), vec![])).await;
     let mut config = config_for(crm.addr.port());
-    // The receivers listen on loopback: opened for webhooks on purpose (guests' private
-    // ranges do not open it for webhooks).
-    config
-        .server
-        .webhook_private_cidrs
-        .push("127.0.0.1/32".parse().unwrap());
+    webhooks_on_loopback(&mut config);
     let api = api(config).await;
     let token = api.tenant("acme").await;
-    let endpoint = api
-        .json(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&token),
-            json!({ "url": format!("{}/hook", hook.url()) }),
-        )
+    let (_, secret) = api
+        .add_endpoint(&token, &format!("{}/hook", hook.url()))
         .await;
-    assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
-    let secret = endpoint.body["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
-    let gone_endpoint = api
-        .json(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&token),
-            json!({ "url": gone.url() }),
-        )
-        .await;
+    let (gone_id, _) = api.add_endpoint(&token, &gone.url()).await;
     crm_lead_with_fast_retries(&api, &token, 1).await;
     let run = api.submit(&token, lead(&crm)).await;
     let id = run.body["run_id"].as_str().unwrap().to_owned();
@@ -386,53 +359,14 @@ async fn completion_webhooks_are_signed_and_a_gone_endpoint_is_disabled() {
     let body: Value = serde_json::from_slice(&delivered.body).unwrap();
     assert_eq!(body["type"], "run.succeeded");
     assert_eq!(body["data"]["run_id"], id.as_str());
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
-    fluxo_orchestrator::signing::verify(
-        &secret,
-        delivered.header("webhook-id"),
-        delivered.header("webhook-timestamp"),
-        delivered.header("webhook-signature"),
-        &delivered.body,
-        now,
-        fluxo_orchestrator::signing::DEFAULT_TOLERANCE_SECONDS,
-    )
-    .unwrap();
+    let now = unix_now();
+    verify_signed(&secret, delivered, now).unwrap();
     // A replay an hour later is refused by the verifier.
+    assert!(verify_signed(&secret, delivered, now + 3_600).is_err());
     assert!(
-        fluxo_orchestrator::signing::verify(
-            &secret,
-            delivered.header("webhook-id"),
-            delivered.header("webhook-timestamp"),
-            delivered.header("webhook-signature"),
-            &delivered.body,
-            now + 3_600,
-            fluxo_orchestrator::signing::DEFAULT_TOLERANCE_SECONDS,
-        )
-        .is_err()
+        api.endpoint_disabled(&token, &gone_id).await,
+        "the endpoint that answered 410 was not disabled"
     );
-    let gone_id = gone_endpoint.body["endpoint"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for _ in 0..100 {
-        let listed = api.get("/v1/webhooks", &token).await;
-        let disabled = listed.body["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == gone_id.as_str() && e["enabled"] == false);
-        if disabled {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the endpoint that answered 410 was not disabled");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -157,6 +157,53 @@ impl Api {
         token.body["token"].as_str().unwrap().to_owned()
     }
 
+    /// Sets the tenant's secret `name` to `value`, which must succeed.
+    pub(crate) async fn put_secret(&self, token: &str, name: &str, value: &str) {
+        let set = self
+            .json(
+                Method::PUT,
+                &format!("/v1/secrets/{name}"),
+                Some(token),
+                json!({ "value": value }),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    }
+
+    /// Adds a webhook endpoint for `url`, which must succeed: its id and signing secret.
+    pub(crate) async fn add_endpoint(&self, token: &str, url: &str) -> (String, String) {
+        let made = self
+            .json(
+                Method::POST,
+                "/v1/webhooks",
+                Some(token),
+                json!({ "url": url }),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        (
+            made.body["endpoint"]["id"].as_str().unwrap().to_owned(),
+            made.body["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Whether endpoint `id` is disabled within five seconds.
+    pub(crate) async fn endpoint_disabled(&self, token: &str, id: &str) -> bool {
+        for _ in 0..200 {
+            let listed = self.get("/v1/webhooks", token).await;
+            let disabled = listed.body["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["id"] == id && e["enabled"] == false);
+            if disabled {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
     pub(crate) async fn upload(&self, token: &str, name: &str, bytes: Vec<u8>) -> Answer {
         self.call(
             Method::POST,
@@ -238,15 +285,7 @@ async fn a_tenant_uploads_tests_and_runs_an_action() {
     let crm = Upstream::start(|_| (200, json!({ "_id": "deal-7" }).to_string())).await;
     let api = api(config_for(crm.addr.port())).await;
     let token = api.tenant("acme").await;
-    let secret = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/crm_token",
-            Some(&token),
-            json!({ "value": "api-held-secret" }),
-        )
-        .await;
-    assert_eq!(secret.status, StatusCode::OK);
+    api.put_secret(&token, "crm_token", "api-held-secret").await;
 
     let uploaded = api
         .upload(&token, "crm-lead", guest(guests::CRM_LEAD))

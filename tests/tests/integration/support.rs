@@ -271,3 +271,43 @@ pub async fn slow_server(
     });
     addr
 }
+
+/// Opens loopback to webhooks: the receivers tests start listen there (guests' private
+/// ranges do not open it for webhooks).
+pub fn webhooks_on_loopback(config: &mut fluxo_server::Config) {
+    config
+        .server
+        .webhook_private_cidrs
+        .push("127.0.0.1/32".parse().unwrap());
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// Verifies `received`'s Standard Webhooks signature with `secret` as of `now`.
+///
+/// # Errors
+/// The verifier's refusal.
+pub fn verify_signed(
+    secret: &str,
+    received: &Received,
+    now: i64,
+) -> Result<(), fluxo_orchestrator::signing::VerifyError> {
+    fluxo_orchestrator::signing::verify(
+        secret,
+        received.header("webhook-id"),
+        received.header("webhook-timestamp"),
+        received.header("webhook-signature"),
+        &received.body,
+        now,
+        fluxo_orchestrator::signing::DEFAULT_TOLERANCE_SECONDS,
+    )
+}

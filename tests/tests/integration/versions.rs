@@ -77,15 +77,7 @@ async fn the_server_runs_both_versions_side_by_side_and_retries_keep_the_run_id(
     let crm = Upstream::start(|_| (200, json!({ "_id": "deal-9" }).to_string())).await;
     let api = api(config_for(crm.addr.port())).await;
     let token = api.tenant("acme").await;
-    let secret = api
-        .json(
-            http::Method::PUT,
-            "/v1/secrets/crm_token",
-            Some(&token),
-            json!({ "value": "crm-secret-7f3a" }),
-        )
-        .await;
-    assert_eq!(secret.status, StatusCode::OK);
+    api.put_secret(&token, "crm_token", "crm-secret-7f3a").await;
 
     let old = api
         .upload(&token, "crm-lead", guest(&prebuilt("crm-lead")))

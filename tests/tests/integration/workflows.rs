@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::server::{api, config_for};
-use crate::support::Upstream;
+use crate::support::{Upstream, unix_now, verify_signed, webhooks_on_loopback};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/workflows")
@@ -32,15 +32,7 @@ async fn crm_and_tenant(
     let crm = Upstream::start(move |_| (201, deal.clone())).await;
     let api = api(config_for(crm.addr.port())).await;
     let token = api.tenant("acme").await;
-    let set = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/CRM_TOKEN",
-            Some(&token),
-            json!({ "value": secret }),
-        )
-        .await;
-    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    api.put_secret(&token, "CRM_TOKEN", secret).await;
     (crm, api, token)
 }
 
@@ -222,15 +214,8 @@ async fn the_bank_slip_link_reaches_the_field_live_or_from_fixtures() {
     .await;
     let api = api(config_for(billing.addr.port())).await;
     let token = api.tenant("acme").await;
-    let set = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/BILLING_KEY",
-            Some(&token),
-            json!({"value": "billing-key-77"}),
-        )
+    api.put_secret(&token, "BILLING_KEY", "billing-key-77")
         .await;
-    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     let workflow = example("bank-slip.json", "https://billing.example", &billing.url());
     // A URL-breaking document number and a JSON-breaking name.
     let contact =
@@ -590,43 +575,17 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
     let platform = Upstream::start(|_| (204, String::new())).await;
     let retired = Upstream::start(|_| (410, String::new())).await;
     let mut config = config_for(billing.addr.port());
-    config
-        .server
-        .webhook_private_cidrs
-        .push("127.0.0.1/32".parse().unwrap());
+    webhooks_on_loopback(&mut config);
     let api = api(config).await;
     let token = api.tenant("acme").await;
-    let set = api
-        .json(
-            Method::PUT,
-            "/v1/secrets/BILLING_KEY",
-            Some(&token),
-            json!({"value": "billing-key-77"}),
-        )
+    api.put_secret(&token, "BILLING_KEY", "billing-key-77")
         .await;
-    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
-    let endpoint = api
-        .json(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&token),
-            json!({"url": format!("{}/fluxo", platform.url())}),
-        )
+    let (_, secret) = api
+        .add_endpoint(&token, &format!("{}/fluxo", platform.url()))
         .await;
-    assert_eq!(endpoint.status, StatusCode::CREATED, "{}", endpoint.body);
-    let secret = endpoint.body["secret"].as_str().unwrap().to_owned();
     // A second endpoint that is gone: disabled on its first 410, and the messages still
     // reach the one that accepts them.
-    let gone = api
-        .json(
-            Method::POST,
-            "/v1/webhooks",
-            Some(&token),
-            json!({"url": retired.url()}),
-        )
-        .await;
-    assert_eq!(gone.status, StatusCode::CREATED, "{}", gone.body);
-    let gone_id = gone.body["endpoint"]["id"].as_str().unwrap().to_owned();
+    let (gone_id, _) = api.add_endpoint(&token, &retired.url()).await;
 
     let definition = example("bank-slip.json", "https://billing.example", &billing.url());
     let uploaded = api
@@ -711,20 +670,10 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
             ),
         ]
     );
-    let mut disabled = false;
-    for _ in 0..200 {
-        let listed = api.get("/v1/webhooks", &token).await;
-        disabled = listed.body["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == gone_id.as_str() && e["enabled"] == false);
-        if disabled {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(disabled, "the endpoint that answered 410 is disabled");
+    assert!(
+        api.endpoint_disabled(&token, &gone_id).await,
+        "the endpoint that answered 410 is disabled"
+    );
     for (body, received) in conversation() {
         assert_eq!(body["data"]["tenant"], "acme");
         assert!(ids.contains(&body["data"]["run_id"].as_str().unwrap().to_owned()));
@@ -735,22 +684,113 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
                 .any(|id| message_id.starts_with(&format!("msg_{id}."))),
             "{message_id} names its run"
         );
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        )
-        .unwrap();
-        fluxo_orchestrator::signing::verify(
-            &secret,
-            received.header("webhook-id"),
-            received.header("webhook-timestamp"),
-            received.header("webhook-signature"),
-            &received.body,
-            now,
-            fluxo_orchestrator::signing::DEFAULT_TOLERANCE_SECONDS,
-        )
-        .unwrap();
+        verify_signed(&secret, &received, unix_now()).unwrap();
     }
+}
+
+/// Job 3: a custom action (a component) used as a workflow step. It runs inside the
+/// workflow's run and sees the step before's write; its writes commit with the
+/// workflow's; its output feeds the next step. Disabled, it stops the workflow with the
+/// reason; a definition naming a missing action is refused at upload.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disabled() {
+    let crm = Upstream::start(|_| (201, json!({"_id": "deal-42"}).to_string())).await;
+    let api = api(config_for(crm.addr.port())).await;
+    let token = api.tenant("acme").await;
+    api.put_secret(&token, "crm_token", "crm-secret-9").await;
+    let uploaded = api
+        .upload(
+            &token,
+            "crm-lead",
+            crate::support::guest(fluxo_tests::guests::CRM_LEAD),
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+
+    let workflow = |action: &str| {
+        json!({
+            "name": "onboard",
+            "steps": [
+                {"id": "full_name", "type": "set_field", "field": "name",
+                 "value": "{{contact.fields.name}} Souza", "next": "crm"},
+                {"id": "crm", "type": "action", "action": action,
+                 "input": {"crm_url": crm.url()}, "save_as": "deal", "next": "done"},
+                {"id": "done", "type": "tag", "tag": "deal-{{vars.deal.deal_id}}"}
+            ]
+        })
+    };
+    let missing = api
+        .json(
+            Method::POST,
+            "/v1/workflows/onboard/versions",
+            Some(&token),
+            workflow("no-such-action"),
+        )
+        .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        missing.body
+    );
+    assert!(
+        missing
+            .body
+            .to_string()
+            .contains("no action named `no-such-action`"),
+        "{}",
+        missing.body
+    );
+    let stored = api
+        .json(
+            Method::POST,
+            "/v1/workflows/onboard/versions",
+            Some(&token),
+            workflow("crm-lead"),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.body);
+
+    let event = json!({"action": "onboard", "contact": {"id": "c-5", "fields": {"name": "Ana"}}});
+    let accepted = api.submit(&token, event.clone()).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let run = api
+        .wait(&token, accepted.body["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["state"], json!("succeeded"), "{run:#}");
+    assert_eq!(
+        run["report"]["outcome"]["output"]["deal"]["deal_id"],
+        json!("deal-42")
+    );
+    let sent = crm.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].json()["deal"]["name"],
+        json!("Ana Souza"),
+        "the component sees the step before's write"
+    );
+    assert!(!run.to_string().contains("crm-secret-9"), "{run:#}");
+    let contact = api.get("/v1/contacts/c-5", &token).await;
+    assert_eq!(contact.body["fields"]["crm_deal_id"], json!("deal-42"));
+    assert_eq!(contact.body["fields"]["name"], json!("Ana Souza"));
+    assert_eq!(contact.body["tags"], json!(["crm-synced", "deal-deal-42"]));
+
+    // Disabled: every workflow using it stops, with the reason.
+    let disabled = api.post("/v1/actions/crm-lead/disable", &token).await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
+    let accepted = api.submit(&token, event).await;
+    let run = api
+        .wait(&token, accepted.body["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["state"], json!("failed"), "{run:#}");
+    let error = &run["report"]["error"];
+    assert_eq!(error["kind"], json!("action_disabled"), "{run:#}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("action `crm-lead` is disabled"),
+        "{run:#}"
+    );
+    assert_eq!(crm.received().len(), 1, "a disabled action sends nothing");
 }

@@ -292,6 +292,7 @@ impl Registry {
             )]));
         }
         self.same_kind(tenant, &name, VersionKind::Workflow).await?;
+        self.check_action_steps(tenant, &name, &workflow).await?;
         let hash = sha256_hex(&bytes);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         self.store.put_component(&hash, &bytes).await?;
@@ -356,6 +357,52 @@ impl Registry {
             .await?
             .ok_or_else(|| RegistryError::NoSuchVersion(name.to_string(), number))?;
         Ok((action, record))
+    }
+
+    /// Refuses a workflow whose `action` steps name an action that does not exist, is
+    /// disabled, is a workflow, or is the workflow itself, with every such step.
+    async fn check_action_steps(
+        &self,
+        tenant: &TenantId,
+        uploaded: &ActionName,
+        workflow: &Workflow,
+    ) -> Result<(), RegistryError> {
+        let mut problems = Vec::new();
+        for step in &workflow.steps {
+            let Block::Action(block) = &step.block else {
+                continue;
+            };
+            // A malformed name was reported by validation already.
+            let Ok(name) = ActionName::parse(&block.action) else {
+                continue;
+            };
+            let mut problem = |why: String| problems.push(Problem::step(&step.id, "action", why));
+            if name == *uploaded {
+                problem(format!("`{name}` is this workflow: a step cannot run it"));
+                continue;
+            }
+            let Some(action) = self.store.action(tenant, &name).await? else {
+                problem(format!("no action named `{name}`"));
+                continue;
+            };
+            if !action.enabled {
+                problem(format!("action `{name}` is disabled"));
+            }
+            let active = self
+                .store
+                .version(tenant, &name, action.active_version)
+                .await?;
+            if active.is_some_and(|version| version.kind == VersionKind::Workflow) {
+                problem(format!(
+                    "`{name}` is a workflow: an action step runs component actions"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistryError::Workflow(problems))
+        }
     }
 
     /// Refuses a version of the other kind than the action's active one.
@@ -648,6 +695,10 @@ async fn import_legacy_components(store: &dyn Store, dir: &Path) -> Result<(), R
 /// notifications, handoffs); components have no such interface yet.
 pub const CONVERSATION_CAPABILITY: &str = "fluxo:workflow/conversation";
 
+/// The permission of a workflow that runs the tenant's component actions as steps (each
+/// under its own imports).
+pub const ACTION_CAPABILITY: &str = "fluxo:workflow/action";
+
 /// A workflow version's imports: the `fluxo:action` interfaces its blocks use (its
 /// permissions, as a component's imports are), and [`CONVERSATION_CAPABILITY`] when it
 /// sends platform messages.
@@ -666,6 +717,9 @@ fn workflow_imports(workflow: &Workflow) -> Vec<String> {
             }
             Block::Reply(_) | Block::Notify(_) | Block::Handoff(_) => {
                 used.insert(CONVERSATION_CAPABILITY);
+            }
+            Block::Action(_) => {
+                used.insert(ACTION_CAPABILITY);
             }
             Block::SetVariable(_) | Block::Condition(_) | Block::Split(_) => {}
         }

@@ -45,6 +45,11 @@ impl LogBuffer {
         self.bytes.saturating_add(size) <= self.cap
     }
 
+    /// Bytes still allowed under the cap.
+    pub(crate) fn room(&self) -> u64 {
+        self.cap.saturating_sub(self.bytes)
+    }
+
     pub(crate) fn push(&mut self, level: LogLevel, source: LogSource, message: String) {
         if !self.fits(message.len()) {
             self.truncated = true;

@@ -251,6 +251,63 @@ impl RunContext {
         }
     }
 
+    /// A context for an action run inside this one (a workflow's `action` step): the same
+    /// run, limits, deadline, secrets and capabilities; the counters so far (quotas, ids
+    /// and idempotency keys continue); the contact as this run sees it now; an empty
+    /// journal, and a log holding what is left of this one's budget.
+    /// [`RunContext::absorb`] takes its results back.
+    #[must_use]
+    pub fn child(&self) -> Self {
+        let room = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .room();
+        Self {
+            meta: self.meta.clone(),
+            contact: self.contact(),
+            limits: self.limits.clone(),
+            counters: self.counters,
+            deadline: self.deadline,
+            secrets: self.secrets.clone(),
+            capabilities: self.capabilities.clone(),
+            journal: Journal::new(),
+            http: Vec::new(),
+            log: Arc::new(Mutex::new(LogBuffer::new(room))),
+            retry_after: None,
+        }
+    }
+
+    /// Takes back what a [`RunContext::child`]'s run produced: its HTTP exchanges, log
+    /// lines and counters always; its writes, after this context's, only when
+    /// `succeeded` (a failed run applies nothing, inside a workflow as alone).
+    pub fn absorb(
+        &mut self,
+        succeeded: bool,
+        journal: Journal,
+        http: Vec<HttpExchange>,
+        logs: Vec<LogLine>,
+        counters: Counters,
+    ) {
+        if succeeded {
+            for effect in journal.into_effects() {
+                self.journal.record(effect);
+            }
+        }
+        self.http.extend(http);
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in logs {
+            log.push(line.level, line.source, line.message);
+        }
+        self.counters = counters;
+    }
+
+    /// The tenant's secrets (to redact what a step shows).
+    #[must_use]
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     /// Takes the journal so far (a workflow committing a segment), leaving it empty.
     pub fn take_journal(&mut self) -> Journal {
         std::mem::take(&mut self.journal)

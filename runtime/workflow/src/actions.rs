@@ -1,0 +1,35 @@
+//! The seam through which a workflow's `action` step runs one of the tenant's component
+//! actions. The workflow crate knows no registry or sandbox; the host implements
+//! [`ActionRunner`] (`fluxo-orchestrator`'s runs the action's active version in the
+//! sandbox, inside the workflow's own run).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use fluxo_core::{Message, RunError, RunOutcome};
+use fluxo_sandbox::RunContext;
+use serde_json::Value;
+
+/// A boxed future (runners are trait objects).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs a tenant's component action as a step of a workflow's run.
+pub trait ActionRunner: Send + Sync {
+    /// Runs the active version of action `name` of `ctx`'s tenant with `input` (a JSON
+    /// object) and the run's triggering `message`, in a child of `ctx`
+    /// ([`RunContext::child`]): the same contact, limits, deadline, secrets and quotas.
+    /// Its HTTP exchanges, log lines and counters are taken back into `ctx` whatever
+    /// happens, its writes only when it succeeds ([`RunContext::absorb`]).
+    ///
+    /// # Errors
+    /// The action's own failure, as its run would end; `action_disabled` when it is
+    /// disabled; `action_error` when it does not exist or is a workflow;
+    /// `backend_unavailable` (retryable) when its component cannot be loaded now.
+    fn run_action<'a>(
+        &'a self,
+        name: &'a str,
+        input: Value,
+        message: Option<Message>,
+        ctx: &'a mut RunContext,
+    ) -> BoxFuture<'a, Result<RunOutcome, RunError>>;
+}
