@@ -806,6 +806,7 @@ fn meta(claimed: &Claimed) -> RunMeta {
         attempt: claimed.lease.attempt,
         tenant: claimed.tenant.clone(),
         action: claimed.target.name().clone(),
+        step: None,
     }
 }
 

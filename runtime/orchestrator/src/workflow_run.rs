@@ -109,6 +109,7 @@ impl RegistryActions {
     async fn run(
         &self,
         name: &str,
+        step: &str,
         input: Value,
         message: Option<Message>,
         ctx: &mut RunContext,
@@ -122,30 +123,37 @@ impl RegistryActions {
                 format!("`{name}` is not an action name"),
             );
         };
-        let (record, _, implementation) = match self
-            .registry
-            .resolve_implementation(&tenant, &action, None)
-            .await
-        {
+        // Loading may compile the component on a cold cache: bounded by the run's time.
+        let resolved = tokio::time::timeout(
+            ctx.remaining(),
+            self.registry.resolve_implementation(&tenant, &action, None),
+        )
+        .await;
+        let Ok(resolved) = resolved else {
+            return Err(RunError::new(
+                ErrorKind::BackendUnavailable,
+                format!("loading action `{name}` took longer than the run had left"),
+            )
+            .blamed_on(Blame::Platform));
+        };
+        let (record, _, implementation) = match resolved {
             Ok(found) => found,
+            // Deleted after the workflow was saved: stopped like a disabled one.
             Err(RegistryError::NotFound(_) | RegistryError::NoSuchVersion(..)) => {
                 return refused(
-                    ErrorKind::ActionError,
-                    format!("action `{name}` does not exist"),
+                    ErrorKind::ActionDisabled,
+                    format!(
+                        "action `{name}` no longer exists: the workflow stops until it is uploaded again"
+                    ),
                 );
             }
-            Err(error @ (RegistryError::Store(_) | RegistryError::Storage(_))) => {
+            // As the scheduler treats a component it cannot load: retried later.
+            Err(error) => {
                 return Err(RunError::new(
                     ErrorKind::BackendUnavailable,
                     format!("action `{name}` could not be loaded: {error}"),
                 )
                 .blamed_on(Blame::Platform));
-            }
-            Err(error) => {
-                return refused(
-                    ErrorKind::ActionError,
-                    format!("action `{name}` could not be loaded: {error}"),
-                );
             }
         };
         if !record.enabled {
@@ -160,7 +168,7 @@ impl RegistryActions {
                 format!("`{name}` is a workflow: an action step runs component actions"),
             );
         };
-        let child = ctx.child();
+        let child = ctx.child(step);
         let mut event = Event::new(tenant, action);
         event.trigger = Trigger::Workflow;
         event.contact = child.contact();
@@ -188,10 +196,11 @@ impl ActionRunner for RegistryActions {
     fn run_action<'a>(
         &'a self,
         name: &'a str,
+        step: &'a str,
         input: Value,
         message: Option<Message>,
         ctx: &'a mut RunContext,
     ) -> fluxo_workflow::actions::BoxFuture<'a, Result<RunOutcome, RunError>> {
-        Box::pin(self.run(name, input, message, ctx))
+        Box::pin(self.run(name, step, input, message, ctx))
     }
 }

@@ -328,7 +328,7 @@ conversions!(v0_1, |meta| {});
 conversions!(v0_2, |meta| {
     run_id: meta.run_id.to_string(),
     attempt: meta.attempt,
-    idempotency_key: meta.run_id.to_string(),
+    idempotency_key: meta.idempotency_key(),
 });
 
 fn deadline_error(limits: &fluxo_core::Limits) -> RunError {

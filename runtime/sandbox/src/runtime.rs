@@ -341,6 +341,7 @@ impl Runtime {
             attempt: options.attempt.unwrap_or(1),
             tenant: event.tenant.clone(),
             action: event.action.clone(),
+            step: None,
         };
         let limits = match &options.limits {
             Some(limits) => match check_limits(limits) {

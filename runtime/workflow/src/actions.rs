@@ -16,18 +16,21 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Runs a tenant's component action as a step of a workflow's run.
 pub trait ActionRunner: Send + Sync {
     /// Runs the active version of action `name` of `ctx`'s tenant with `input` (a JSON
-    /// object) and the run's triggering `message`, in a child of `ctx`
-    /// ([`RunContext::child`]): the same contact, limits, deadline, secrets and quotas.
+    /// object) and the run's triggering `message`, as step `step` (its id and visit,
+    /// `crm.2`: part of the action's idempotency key), in a child of `ctx`
+    /// ([`RunContext::child`]): the same contact, journal, limits, deadline, secrets and
+    /// quotas.
     /// Its HTTP exchanges, log lines and counters are taken back into `ctx` whatever
     /// happens, its writes only when it succeeds ([`RunContext::absorb`]).
     ///
     /// # Errors
     /// The action's own failure, as its run would end; `action_disabled` when it is
-    /// disabled; `action_error` when it does not exist or is a workflow;
+    /// disabled or no longer exists; `action_error` when it is a workflow;
     /// `backend_unavailable` (retryable) when its component cannot be loaded now.
     fn run_action<'a>(
         &'a self,
         name: &'a str,
+        step: &'a str,
         input: Value,
         message: Option<Message>,
         ctx: &'a mut RunContext,

@@ -217,6 +217,7 @@ impl Interpreter {
             message: start.message,
             responses: Map::new(),
             secrets_used: Vec::new(),
+            action_visits: BTreeMap::new(),
         };
         let mut trace = Vec::new();
         let mut visits: BTreeMap<&str, u32> = BTreeMap::new();
@@ -374,7 +375,16 @@ impl Interpreter {
                         Value::String(text(source, &format!("input.{key}"))?),
                     );
                 }
-                self.action(action, Value::Object(input), ctx, state).await
+                if matches!(mode, HttpMode::Fixtures(_)) {
+                    return Err((
+                        json!({"action": action.action, "input": input}),
+                        definition_error(
+                            "an action step runs its component live, which a test with fixtures does not do: test it without fixtures",
+                        ),
+                    ));
+                }
+                self.action(&step.id, action, Value::Object(input), ctx, state)
+                    .await
             }
             Block::SetField(set) => {
                 let value = text(&set.value, "value")?;
@@ -524,6 +534,7 @@ impl Interpreter {
     /// Runs an `action` step: the tenant's component in a child of the run's context.
     async fn action(
         &self,
+        step: &str,
         action: &ActionBlock,
         input: Value,
         ctx: &mut RunContext,
@@ -538,8 +549,11 @@ impl Interpreter {
                 ),
             ));
         };
+        let visit = state.action_visits.entry(step.to_owned()).or_insert(0);
+        *visit += 1;
+        let key = format!("{step}.{visit}");
         let ran = runner
-            .run_action(&action.action, input, state.message.clone(), ctx)
+            .run_action(&action.action, &key, input, state.message.clone(), ctx)
             .await;
         let redactor = Redactor::new(ctx.secrets().values());
         match ran {
@@ -966,6 +980,7 @@ fn catchable(error: &RunError) -> bool {
         ErrorKind::DeadlineExceeded
             | ErrorKind::QuotaExceeded
             | ErrorKind::ReportTooLarge
+            | ErrorKind::HostTimeout
             | ErrorKind::ActionDisabled
             | ErrorKind::BackendUnavailable
             | ErrorKind::Cancelled
@@ -1117,6 +1132,8 @@ struct RunState {
     message: Option<Message>,
     responses: Map<String, Value>,
     secrets_used: Vec<String>,
+    /// How often each action step ran (its idempotency key's visit number).
+    action_visits: BTreeMap<String, u32>,
 }
 
 impl RunState {
@@ -1190,6 +1207,15 @@ fn changes(before: &fluxo_core::Contact, after: &fluxo_core::Contact) -> Vec<Cha
         });
     }
     out
+}
+
+impl WorkflowRun {
+    /// Redacts `redactor`'s secrets from everything the run shows: the trace (inputs,
+    /// outputs, effects, changes, errors), the error and the variables. A test answer
+    /// uses every tenant secret: an action step's component may read any of them.
+    pub fn redact(&mut self, redactor: &Redactor) {
+        redact_run(redactor, self);
+    }
 }
 
 fn redact_run(redactor: &Redactor, run: &mut WorkflowRun) {

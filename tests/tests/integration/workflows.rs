@@ -694,7 +694,16 @@ async fn a_stored_workflow_replies_to_the_contact_through_a_signed_webhook() {
 /// reason; a definition naming a missing action is refused at upload.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disabled() {
-    let crm = Upstream::start(|_| (201, json!({"_id": "deal-42"}).to_string())).await;
+    // Under `/echo` the CRM answers with the token it was sent as the deal's id: what a
+    // careless upstream does, and what a test's answer must never show.
+    let crm = Upstream::start(|request| {
+        let id = match request.uri.strip_prefix("/echo") {
+            Some(rest) => format!("deal-{}", rest.split("token=").nth(1).unwrap_or_default()),
+            None => "deal-42".to_owned(),
+        };
+        (201, json!({ "_id": id }).to_string())
+    })
+    .await;
     let api = api(config_for(crm.addr.port())).await;
     let token = api.tenant("acme").await;
     api.put_secret(&token, "crm_token", "crm-secret-9").await;
@@ -707,18 +716,19 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
         .await;
     assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
 
-    let workflow = |action: &str| {
+    let workflow_at = |action: &str, crm_url: &str| {
         json!({
             "name": "onboard",
             "steps": [
                 {"id": "full_name", "type": "set_field", "field": "name",
                  "value": "{{contact.fields.name}} Souza", "next": "crm"},
                 {"id": "crm", "type": "action", "action": action,
-                 "input": {"crm_url": crm.url()}, "save_as": "deal", "next": "done"},
+                 "input": {"crm_url": crm_url}, "save_as": "deal", "next": "done"},
                 {"id": "done", "type": "tag", "tag": "deal-{{vars.deal.deal_id}}"}
             ]
         })
     };
+    let workflow = |action: &str| workflow_at(action, &crm.url());
     let missing = api
         .json(
             Method::POST,
@@ -793,4 +803,52 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
         "{run:#}"
     );
     assert_eq!(crm.received().len(), 1, "a disabled action sends nothing");
+
+    // A test runs the component live and answers with the trace, the variables and the
+    // effects: every tenant secret is redacted from them, though no template read it.
+    let enabled = api.post("/v1/actions/crm-lead/enable", &token).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    let echoing = workflow_at("crm-lead", &format!("{}/echo", crm.url()));
+    let contact = json!({"id": "c-6", "fields": {"name": "Eva"}});
+    let tested = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({"workflow": echoing, "contact": contact}),
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
+    assert_eq!(tested.body["succeeded"], json!(true), "{:#}", tested.body);
+    assert_eq!(crm.received().len(), 2, "the test called the CRM live");
+    let shown = tested.body.to_string();
+    assert!(
+        !shown.contains("crm-secret-9"),
+        "a secret in the answer: {shown}"
+    );
+    assert_eq!(
+        tested.body["vars"]["deal"]["deal_id"],
+        json!("deal-[REDACTED]")
+    );
+
+    // With fixtures nothing may leave the host, so an action step is refused, not run.
+    let offline = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({"workflow": echoing, "contact": contact, "fixtures": {}}),
+        )
+        .await;
+    assert_eq!(offline.status, StatusCode::OK, "{}", offline.body);
+    assert_eq!(offline.body["succeeded"], json!(false));
+    assert!(
+        offline.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fixtures"),
+        "{:#}",
+        offline.body
+    );
+    assert_eq!(crm.received().len(), 2, "fixtures sent nothing");
 }

@@ -54,6 +54,9 @@ pub struct RunMeta {
     pub tenant: TenantId,
     /// The action or workflow.
     pub action: ActionName,
+    /// For an action run as a workflow's step: the step and its visit (`crm.2`), so its
+    /// idempotency key differs from the run's and from the other steps'.
+    pub step: Option<String>,
 }
 
 impl RunMeta {
@@ -65,6 +68,17 @@ impl RunMeta {
             attempt: 1,
             tenant,
             action,
+            step: None,
+        }
+    }
+
+    /// The key an action hands upstream so a repeated attempt is recognised: the run's
+    /// id, with the workflow step and visit when it runs as one (`RUN-ID:crm.1`).
+    #[must_use]
+    pub fn idempotency_key(&self) -> String {
+        match &self.step {
+            Some(step) => format!("{}:{step}", self.run_id),
+            None => self.run_id.to_string(),
         }
     }
 }
@@ -251,27 +265,31 @@ impl RunContext {
         }
     }
 
-    /// A context for an action run inside this one (a workflow's `action` step): the same
-    /// run, limits, deadline, secrets and capabilities; the counters so far (quotas, ids
-    /// and idempotency keys continue); the contact as this run sees it now; an empty
-    /// journal, and a log holding what is left of this one's budget.
-    /// [`RunContext::absorb`] takes its results back.
+    /// A context for an action run inside this one as workflow step `step` (its id and
+    /// visit, `crm.2`): the same run, limits, deadline, secrets and capabilities; the
+    /// counters so far (quotas, e-mail and message ids and HTTP idempotency keys
+    /// continue); this run's journal, so its reads see every write so far (fields,
+    /// tags, state, and the state cap's projection); a log holding what is left of this
+    /// one's budget. [`RunContext::absorb`] takes its results back.
     #[must_use]
-    pub fn child(&self) -> Self {
+    pub fn child(&self, step: &str) -> Self {
         let room = self
             .log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .room();
         Self {
-            meta: self.meta.clone(),
-            contact: self.contact(),
+            meta: RunMeta {
+                step: Some(step.to_owned()),
+                ..self.meta.clone()
+            },
+            contact: self.contact.clone(),
             limits: self.limits.clone(),
             counters: self.counters,
             deadline: self.deadline,
             secrets: self.secrets.clone(),
             capabilities: self.capabilities.clone(),
-            journal: Journal::new(),
+            journal: self.journal.clone(),
             http: Vec::new(),
             log: Arc::new(Mutex::new(LogBuffer::new(room))),
             retry_after: None,
@@ -279,8 +297,8 @@ impl RunContext {
     }
 
     /// Takes back what a [`RunContext::child`]'s run produced: its HTTP exchanges, log
-    /// lines and counters always; its writes, after this context's, only when
-    /// `succeeded` (a failed run applies nothing, inside a workflow as alone).
+    /// lines and counters always; the writes it added to the journal it started with,
+    /// only when `succeeded` (a failed run applies nothing, inside a workflow as alone).
     pub fn absorb(
         &mut self,
         succeeded: bool,
@@ -290,7 +308,8 @@ impl RunContext {
         counters: Counters,
     ) {
         if succeeded {
-            for effect in journal.into_effects() {
+            let inherited = self.journal.effects().len();
+            for effect in journal.into_effects().into_iter().skip(inherited) {
                 self.journal.record(effect);
             }
         }

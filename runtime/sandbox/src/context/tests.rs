@@ -363,3 +363,74 @@ async fn platform_messages_are_charged_redacted_and_need_a_contact() {
     ));
     assert!(anonymous.journal().effects().is_empty());
 }
+
+/// A workflow's action step runs in a child context: it reads every write the run made
+/// so far (fields and state), continues the run's counters, and hands back only what it
+/// added, only when it succeeded.
+#[tokio::test]
+async fn a_child_context_sees_the_run_s_writes_and_gives_back_only_its_own() {
+    let mut parent = context(9, Limits::default(), Arc::new(MemoryState::new()));
+    parent
+        .set_field("stage".into(), "won".into())
+        .unwrap()
+        .unwrap();
+    parent
+        .state_set(StateScope::Contact, "step".into(), b"1".to_vec(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut child = parent.child("crm.2");
+    assert!(child.meta().idempotency_key().ends_with(":crm.2"));
+    assert_ne!(
+        child.meta().idempotency_key(),
+        parent.meta().idempotency_key()
+    );
+    assert_eq!(child.get_field("stage"), Some("won".into()));
+    assert_eq!(
+        child
+            .state_get(StateScope::Contact, "step")
+            .await
+            .unwrap()
+            .unwrap(),
+        Some(b"1".to_vec()),
+        "an earlier step's state write is seen"
+    );
+    child
+        .state_set(StateScope::Contact, "step".into(), b"2".to_vec(), None)
+        .await
+        .unwrap()
+        .unwrap();
+    child.add_tag("synced".into()).unwrap().unwrap();
+    let counters = *child.counters();
+    let parts = child.into_parts();
+    let (journal, http, logs) = (parts.journal, parts.http, parts.logs.0);
+
+    let mut failed = context(9, Limits::default(), Arc::new(MemoryState::new()));
+    failed
+        .set_field("stage".into(), "won".into())
+        .unwrap()
+        .unwrap();
+    let before = failed.journal().effects().len();
+    failed.absorb(false, journal.clone(), http.clone(), logs.clone(), counters);
+    assert_eq!(
+        failed.journal().effects().len(),
+        before,
+        "a failed child adds no write"
+    );
+    assert_eq!(failed.counters().state_writes, counters.state_writes);
+
+    parent.absorb(true, journal, http, logs, counters);
+    let effects = parent.journal().effects();
+    assert_eq!(effects.len(), 4, "{effects:?}");
+    assert!(matches!(&effects[2], Effect::SetState { value, .. } if value.0 == b"2"));
+    assert!(matches!(&effects[3], Effect::AddTag { tag } if tag == "synced"));
+    assert_eq!(
+        parent
+            .state_get(StateScope::Contact, "step")
+            .await
+            .unwrap()
+            .unwrap(),
+        Some(b"2".to_vec())
+    );
+    assert_eq!(parent.counters().state_writes, 2);
+}

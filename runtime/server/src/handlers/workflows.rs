@@ -280,12 +280,15 @@ pub(crate) async fn test(
 /// The answer of a test: the run, and what its context journaled (secrets redacted).
 fn answer(
     workflow: String,
-    run: WorkflowRun,
+    mut run: WorkflowRun,
     ctx: fluxo_sandbox::RunContext,
     contact: &Contact,
 ) -> WorkflowTestResult {
     let parts = ctx.into_parts();
     let redactor = Redactor::new(parts.secrets.values());
+    // Every tenant secret, not only those the templates read: an action step's
+    // component may read and echo any of them.
+    run.redact(&redactor);
     let mut effects = parts.journal.into_effects();
     for effect in &mut effects {
         redactor.redact_effect(effect);
