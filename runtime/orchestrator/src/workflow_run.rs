@@ -4,18 +4,17 @@
 //! retried by the action's policy when it failed retryably.
 //!
 //! The event's `input` (an object) gives the starting variables; the variables at the
-//! end are the outcome's `output`. Each step leaves a line in the run's log (source
+//! end are the outcome's `output`. Each step leaves a line in the run's log as it runs (source
 //! `host`), so `fluxo logs RUN_ID` shows the path the run took.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use fluxo_core::{
-    ActionName, Blame, ErrorKind, Event, LogLevel, LogSource, Message, RunError, RunOutcome,
-    Trigger, Usage,
+    ActionName, Blame, ErrorKind, Event, Message, RunError, RunOutcome, Trigger, Usage,
 };
 use fluxo_sandbox::{Execution, RunContext};
-use fluxo_workflow::{ActionRunner, HttpMode, Interpreter, Start, StepTrace, Workflow};
+use fluxo_workflow::{ActionRunner, HttpMode, Interpreter, Start, Workflow};
 use serde_json::{Map, Value};
 
 use crate::registry::{Implementation, Registry, RegistryError};
@@ -46,14 +45,6 @@ pub(crate) async fn execute(
             &mut rand::random::<f64>,
         )
         .await;
-    for step in &run.trace {
-        let level = if step.error.is_some() {
-            LogLevel::Error
-        } else {
-            LogLevel::Info
-        };
-        ctx.push_log(level, LogSource::Host, describe(step));
-    }
     let end = match run.error {
         Some(failure) => Err(failure.error),
         None => Ok(RunOutcome {
@@ -62,28 +53,14 @@ pub(crate) async fn execute(
             branch: None,
         }),
     };
+    // The components its action steps ran used fuel and memory; the run's wall time is
+    // its own (it includes theirs).
+    let children = ctx.children_usage();
     let usage = Usage {
         wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        ..Usage::default()
+        ..children
     };
     Execution::finish(ctx, end, usage)
-}
-
-/// One log line per step: `step create_deal (http): next → tag_onboarded, 201`.
-fn describe(step: &StepTrace) -> String {
-    let mut line = format!("step {} ({})", step.step, step.block);
-    if let Some(error) = &step.error {
-        line.push_str(&format!(": failed: {error}"));
-        return line;
-    }
-    match (&step.port, &step.next) {
-        (Some(port), Some(next)) => line.push_str(&format!(": {port} → {next}")),
-        _ => line.push_str(": end"),
-    }
-    if let Some(status) = step.outputs.pointer("/response/status") {
-        line.push_str(&format!(", HTTP {status}"));
-    }
-    line
 }
 
 /// Runs workflows' `action` steps: the active version of one of the tenant's component
@@ -143,7 +120,7 @@ impl RegistryActions {
                 return refused(
                     ErrorKind::ActionDisabled,
                     format!(
-                        "action `{name}` no longer exists: the workflow stops until it is uploaded again"
+                        "action `{name}` does not exist (deleted since the workflow was saved?): runs of this workflow fail until it is uploaded again"
                     ),
                 );
             }
@@ -159,7 +136,9 @@ impl RegistryActions {
         if !record.enabled {
             return refused(
                 ErrorKind::ActionDisabled,
-                format!("action `{name}` is disabled: the workflow stops until it is enabled"),
+                format!(
+                    "action `{name}` is disabled: runs of this workflow fail until it is enabled"
+                ),
             );
         }
         let Implementation::Component(component) = implementation else {
@@ -187,6 +166,7 @@ impl RegistryActions {
             execution.http,
             execution.logs,
             execution.counters,
+            execution.usage,
         );
         end
     }

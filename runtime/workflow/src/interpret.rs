@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
-use fluxo_core::{Blame, Effect, ErrorKind, FieldValue, LimitHit, Message, MessageKind, RunError};
+use fluxo_core::{
+    Blame, Effect, ErrorKind, FieldValue, LimitHit, LogLevel, LogSource, Message, MessageKind,
+    RunError,
+};
 use fluxo_egress::{EgressError, EgressRequest, EgressResponse};
 use fluxo_sandbox::RunContext;
 use fluxo_sandbox::context::{EmailMessage, MessageDraft};
@@ -118,6 +121,26 @@ pub struct WorkflowRun {
     pub trace: Vec<StepTrace>,
     /// The variables at the end.
     pub vars: Map<String, Value>,
+}
+
+impl StepTrace {
+    /// One log line: `step create_deal (http): next → tag_onboarded, HTTP 201`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut line = format!("step {} ({})", self.step, self.block);
+        if let Some(error) = &self.error {
+            line.push_str(&format!(": failed: {error}"));
+            return line;
+        }
+        match (&self.port, &self.next) {
+            (Some(port), Some(next)) => line.push_str(&format!(": {port} → {next}")),
+            _ => line.push_str(": end"),
+        }
+        if let Some(status) = self.outputs.pointer("/response/status") {
+            line.push_str(&format!(", HTTP {status}"));
+        }
+        line
+    }
 }
 
 impl WorkflowRun {
@@ -287,6 +310,14 @@ impl Interpreter {
                 }
             }
             record.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            // In the run's log as it happens, between the lines an action step's
+            // component writes: `fluxo logs` shows the path taken, in order.
+            let level = if record.error.is_some() {
+                LogLevel::Error
+            } else {
+                LogLevel::Info
+            };
+            ctx.push_log(level, LogSource::Host, record.describe());
             trace.push(record);
             if error.is_some() {
                 break;

@@ -551,9 +551,12 @@ fn message_blocks_are_checked_at_save_time() {
     let text = r#"{"name": "bad", "steps": [
         {"id": "a", "type": "reply", "text": " ", "next": "b"},
         {"id": "b", "type": "notify", "to": "", "text": "{{secrets.TOKEN}}", "next": "c"},
-        {"id": "c", "type": "handoff", "service": ""}
-    ]}"#;
-    let problems: Vec<String> = check(text, &Templates::new())
+        {"id": "c", "type": "handoff", "service": "", "next": "d"},
+        {"id": "d", "type": "handoff", "service": "bad\nname", "next": "e"},
+        {"id": "e", "type": "reply", "text": "TEXT"}
+    ]}"#
+    .replace("TEXT", &"x".repeat(4_097));
+    let problems: Vec<String> = check(&text, &Templates::new())
         .unwrap_err()
         .iter()
         .map(ToString::to_string)
@@ -564,6 +567,8 @@ fn message_blocks_are_checked_at_save_time() {
         "step `b`, to: a notification needs a recipient",
         "step `b`, text: `secrets.TOKEN`: secrets may be used only in an HTTP request",
         "step `c`, service: a handoff names the service",
+        "step `d`, service: must be at most 256 bytes without control characters",
+        "step `e`, text: 4097 characters, more than the 4096",
     ] {
         assert!(joined.contains(expected), "{expected:?} in {joined}");
     }

@@ -591,8 +591,11 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                 problem("subject", "is empty".to_owned());
             }
         }
-        Block::Reply(reply) if reply.text.trim().is_empty() => {
-            problem("text", "a reply needs a text".to_owned());
+        Block::Reply(reply) => {
+            if reply.text.trim().is_empty() {
+                problem("text", "a reply needs a text".to_owned());
+            }
+            check_literal_text(&reply.text, &mut problem);
         }
         Block::Notify(notify) => {
             if notify.to.trim().is_empty() {
@@ -601,12 +604,18 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
             if notify.text.trim().is_empty() {
                 problem("text", "a notification needs a text".to_owned());
             }
+            check_literal_target("to", &notify.to, &mut problem);
+            check_literal_text(&notify.text, &mut problem);
         }
-        Block::Handoff(handoff) if handoff.service.trim().is_empty() => {
-            problem(
-                "service",
-                "a handoff names the service it goes to".to_owned(),
-            );
+        Block::Handoff(handoff) => {
+            if handoff.service.trim().is_empty() {
+                problem(
+                    "service",
+                    "a handoff names the service it goes to".to_owned(),
+                );
+            }
+            check_literal_target("service", &handoff.service, &mut problem);
+            check_literal_text(&handoff.text, &mut problem);
         }
         Block::Action(action) => {
             if fluxo_core::ActionName::parse(&action.action).is_err() {
@@ -633,7 +642,33 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                 }
             }
         }
-        Block::Reply(_) | Block::Handoff(_) => {}
+    }
+}
+
+/// A message text written without templates that could never be sent (longer than the
+/// message capability allows) is refused now, not at every run.
+fn check_literal_text(text: &str, problem: &mut impl FnMut(&str, String)) {
+    let chars = text.chars().count();
+    if !text.contains("{{") && chars > fluxo_sandbox::context::MAX_TEXT_CHARS {
+        problem(
+            "text",
+            format!(
+                "{chars} characters, more than the {} a message may have",
+                fluxo_sandbox::context::MAX_TEXT_CHARS
+            ),
+        );
+    }
+}
+
+/// A recipient or service written without templates: the rule the message capability
+/// applies at run time.
+fn check_literal_target(field: &str, value: &str, problem: &mut impl FnMut(&str, String)) {
+    let max = fluxo_sandbox::context::MAX_TARGET_BYTES;
+    if !value.contains("{{") && (value.len() > max || value.chars().any(char::is_control)) {
+        problem(
+            field,
+            format!("must be at most {max} bytes without control characters"),
+        );
     }
 }
 

@@ -697,6 +697,9 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
     // Under `/echo` the CRM answers with the token it was sent as the deal's id: what a
     // careless upstream does, and what a test's answer must never show.
     let crm = Upstream::start(|request| {
+        if request.uri.starts_with("/refuse") {
+            return (400, json!({"error": "no such pipeline"}).to_string());
+        }
         let id = match request.uri.strip_prefix("/echo") {
             Some(rest) => format!("deal-{}", rest.split("token=").nth(1).unwrap_or_default()),
             None => "deal-42".to_owned(),
@@ -729,12 +732,16 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
         })
     };
     let workflow = |action: &str| workflow_at(action, &crm.url());
+    // A missing action is listed with the definition's own problems (here a template
+    // naming an unknown variable), by upload and by validation alike.
+    let mut broken = workflow("no-such-action");
+    broken["steps"][2]["tag"] = json!("{{vars.nope}}");
     let missing = api
         .json(
             Method::POST,
             "/v1/workflows/onboard/versions",
             Some(&token),
-            workflow("no-such-action"),
+            broken.clone(),
         )
         .await;
     assert_eq!(
@@ -743,13 +750,22 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
         "{}",
         missing.body
     );
+    let listed = missing.body["details"].to_string();
     assert!(
-        missing
-            .body
+        listed.contains("no action named `no-such-action`") && listed.contains("vars.nope"),
+        "{}",
+        missing.body
+    );
+    let validated = api
+        .json(Method::POST, "/v1/workflows/validate", Some(&token), broken)
+        .await;
+    assert_eq!(validated.body["valid"], json!(false), "{}", validated.body);
+    assert!(
+        validated.body["problems"]
             .to_string()
             .contains("no action named `no-such-action`"),
         "{}",
-        missing.body
+        validated.body
     );
     let stored = api
         .json(
@@ -771,6 +787,29 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
     assert_eq!(
         run["report"]["outcome"]["output"]["deal"]["deal_id"],
         json!("deal-42")
+    );
+    assert!(
+        run["report"]["usage"]["fuel"].as_u64().unwrap() > 0,
+        "the component's fuel counts in the run's usage: {run:#}"
+    );
+    // The log shows the path in order: the step before, the component's own line, its
+    // step.
+    let lines: Vec<String> = run["report"]["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["message"].as_str().unwrap().to_owned())
+        .collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in {lines:#?}"))
+    };
+    assert!(
+        at("step full_name") < at("deal deal-42 created")
+            && at("deal deal-42 created") < at("step crm"),
+        "{lines:#?}"
     );
     let sent = crm.received();
     assert_eq!(sent.len(), 1);
@@ -851,4 +890,40 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
         offline.body
     );
     assert_eq!(crm.received().len(), 2, "fixtures sent nothing");
+
+    // The action's own failure (the CRM refused it) takes `on_error`; nothing it
+    // would have written is applied.
+    let guarded = json!({
+        "name": "onboard-guarded",
+        "steps": [
+            {"id": "crm", "type": "action", "action": "crm-lead",
+             "input": {"crm_url": format!("{}/refuse", crm.url())},
+             "next": "done", "on_error": "note"},
+            {"id": "done", "type": "tag", "tag": "synced"},
+            {"id": "note", "type": "set_field", "field": "crm_status", "value": "failed"}
+        ]
+    });
+    let caught = api
+        .json(
+            Method::POST,
+            "/v1/workflows/test",
+            Some(&token),
+            json!({"workflow": guarded, "contact": contact}),
+        )
+        .await;
+    assert_eq!(caught.status, StatusCode::OK, "{}", caught.body);
+    assert_eq!(caught.body["succeeded"], json!(true), "{:#}", caught.body);
+    assert_eq!(caught.body["trace"][0]["port"], json!("on_error"));
+    assert!(
+        caught.body["trace"][0]["outputs"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("400"),
+        "{:#}",
+        caught.body
+    );
+    let after = &caught.body["contact"]["after"];
+    assert_eq!(after["fields"]["crm_status"], json!("failed"));
+    assert!(after["fields"].get("crm_deal_id").is_none(), "{after}");
+    assert_eq!(after["tags"], json!([]));
 }

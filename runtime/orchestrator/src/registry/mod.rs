@@ -280,8 +280,13 @@ impl Registry {
                 format!("the definition is not UTF-8: {error}"),
             )])
         })?;
-        let workflow =
-            fluxo_workflow::check(text, &self.templates).map_err(RegistryError::Workflow)?;
+        let workflow = Workflow::parse(text).map_err(RegistryError::Workflow)?;
+        // Every problem at once: the definition's own and its action steps'.
+        let mut problems = fluxo_workflow::validate(&workflow, &self.templates);
+        problems.extend(self.action_step_problems(tenant, &workflow).await?);
+        if !problems.is_empty() {
+            return Err(RegistryError::Workflow(problems));
+        }
         if workflow.name != name.as_str() {
             return Err(RegistryError::Workflow(vec![Problem::document(
                 "name",
@@ -292,7 +297,6 @@ impl Registry {
             )]));
         }
         self.same_kind(tenant, &name, VersionKind::Workflow).await?;
-        self.check_action_steps(tenant, &name, &workflow).await?;
         let hash = sha256_hex(&bytes);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         self.store.put_component(&hash, &bytes).await?;
@@ -359,14 +363,17 @@ impl Registry {
         Ok((action, record))
     }
 
-    /// Refuses a workflow whose `action` steps name an action that does not exist, is
-    /// disabled, is a workflow, or is the workflow itself, with every such step.
-    async fn check_action_steps(
+    /// The problems of `workflow`'s `action` steps for `tenant`, one per step naming an
+    /// action that does not exist, is disabled, is a workflow, or is the workflow
+    /// itself (what validation without the tenant's catalog cannot see).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn action_step_problems(
         &self,
         tenant: &TenantId,
-        uploaded: &ActionName,
         workflow: &Workflow,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Vec<Problem>, RegistryError> {
         let mut problems = Vec::new();
         for step in &workflow.steps {
             let Block::Action(block) = &step.block else {
@@ -377,7 +384,7 @@ impl Registry {
                 continue;
             };
             let mut problem = |why: String| problems.push(Problem::step(&step.id, "action", why));
-            if name == *uploaded {
+            if name.as_str() == workflow.name {
                 problem(format!("`{name}` is this workflow: a step cannot run it"));
                 continue;
             }
@@ -398,11 +405,7 @@ impl Registry {
                 ));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(RegistryError::Workflow(problems))
-        }
+        Ok(problems)
     }
 
     /// Refuses a version of the other kind than the action's active one.

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fluxo_core::{
     ActionName, Contact, Counters, HttpExchange, Journal, LimitHit, Limits, LogLine, Quota, RunId,
-    TenantId,
+    TenantId, Usage,
 };
 use fluxo_egress::Egress;
 
@@ -111,6 +111,8 @@ pub struct RunContext {
     http: Vec<HttpExchange>,
     log: Arc<Mutex<LogBuffer>>,
     retry_after: Option<Duration>,
+    /// What the actions run inside this one used (fuel, memory, their wall time).
+    children: Usage,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -161,6 +163,7 @@ impl RunContext {
             http: Vec::new(),
             log,
             retry_after: None,
+            children: Usage::default(),
         }
     }
 
@@ -293,12 +296,14 @@ impl RunContext {
             http: Vec::new(),
             log: Arc::new(Mutex::new(LogBuffer::new(room))),
             retry_after: None,
+            children: Usage::default(),
         }
     }
 
     /// Takes back what a [`RunContext::child`]'s run produced: its HTTP exchanges, log
-    /// lines and counters always; the writes it added to the journal it started with,
-    /// only when `succeeded` (a failed run applies nothing, inside a workflow as alone).
+    /// lines, counters and usage always; the writes it added to the journal it started
+    /// with, only when `succeeded` (a failed run applies nothing, inside a workflow as
+    /// alone).
     pub fn absorb(
         &mut self,
         succeeded: bool,
@@ -306,7 +311,9 @@ impl RunContext {
         http: Vec<HttpExchange>,
         logs: Vec<LogLine>,
         counters: Counters,
+        usage: Usage,
     ) {
+        self.children = self.children.plus(usage);
         if succeeded {
             let inherited = self.journal.effects().len();
             for effect in journal.into_effects().into_iter().skip(inherited) {
@@ -319,6 +326,13 @@ impl RunContext {
             log.push(line.level, line.source, line.message);
         }
         self.counters = counters;
+    }
+
+    /// What the actions run inside this one used, together (fuel and wall time add up,
+    /// the peak memory is the largest).
+    #[must_use]
+    pub fn children_usage(&self) -> Usage {
+        self.children
     }
 
     /// The tenant's secrets (to redact what a step shows).

@@ -411,7 +411,36 @@ async fn a_child_context_sees_the_run_s_writes_and_gives_back_only_its_own() {
         .unwrap()
         .unwrap();
     let before = failed.journal().effects().len();
-    failed.absorb(false, journal.clone(), http.clone(), logs.clone(), counters);
+    let used = fluxo_core::Usage {
+        fuel: 1_000,
+        wall_ms: 3,
+        peak_memory_bytes: 65_536,
+    };
+    failed.absorb(
+        false,
+        journal.clone(),
+        http.clone(),
+        logs.clone(),
+        counters,
+        used,
+    );
+    failed.absorb(
+        false,
+        Journal::new(),
+        Vec::new(),
+        Vec::new(),
+        counters,
+        used,
+    );
+    assert_eq!(
+        failed.children_usage(),
+        fluxo_core::Usage {
+            fuel: 2_000,
+            wall_ms: 6,
+            peak_memory_bytes: 65_536
+        },
+        "the actions' usage adds up"
+    );
     assert_eq!(
         failed.journal().effects().len(),
         before,
@@ -419,7 +448,7 @@ async fn a_child_context_sees_the_run_s_writes_and_gives_back_only_its_own() {
     );
     assert_eq!(failed.counters().state_writes, counters.state_writes);
 
-    parent.absorb(true, journal, http, logs, counters);
+    parent.absorb(true, journal, http, logs, counters, used);
     let effects = parent.journal().effects();
     assert_eq!(effects.len(), 4, "{effects:?}");
     assert!(matches!(&effects[2], Effect::SetState { value, .. } if value.0 == b"2"));

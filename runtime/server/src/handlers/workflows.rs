@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use fluxo_core::{
     ActionName, Blame, Contact, Effect, ErrorKind, Message, OutgoingEmail, PlatformMessage,
+    TenantId,
 };
 use fluxo_sandbox::Redactor;
 use fluxo_workflow::{
@@ -217,15 +218,32 @@ pub(crate) async fn show(
     )
 }
 
+/// Every problem of `workflow` for `tenant`: its own, and its action steps' against the
+/// tenant's actions (as an upload would find them).
+async fn problems_of(
+    state: &AppState,
+    tenant: &TenantId,
+    workflow: &Workflow,
+) -> Result<Vec<Problem>, ApiError> {
+    let mut problems = validate(workflow, state.workflows.templates());
+    problems.extend(
+        state
+            .registry
+            .action_step_problems(tenant, workflow)
+            .await?,
+    );
+    Ok(problems)
+}
+
 /// `POST /v1/workflows/validate`
 pub(crate) async fn validate_definition(
-    Tenant(_tenant): Tenant,
+    Tenant(tenant): Tenant,
     State(state): State<AppState>,
     JsonBody(WorkflowDocument(document)): JsonBody<WorkflowDocument>,
 ) -> ApiResult {
     let problems = match Workflow::from_value(Value::Object(document)) {
         Err(problems) => problems,
-        Ok(workflow) => validate(&workflow, state.workflows.templates()),
+        Ok(workflow) => problems_of(&state, &tenant, &workflow).await?,
     };
     ok(
         StatusCode::OK,
@@ -245,7 +263,7 @@ pub(crate) async fn test(
     let interpreter: &Interpreter = &state.workflows;
     let workflow = Workflow::from_value(Value::Object(body.workflow))
         .map_err(|problems| unprocessable(&problems))?;
-    let problems = validate(&workflow, interpreter.templates());
+    let problems = problems_of(&state, &tenant, &workflow).await?;
     if !problems.is_empty() {
         return Err(unprocessable(&problems));
     }
