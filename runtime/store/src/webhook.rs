@@ -34,25 +34,34 @@ pub fn completion_message(
     at_ms: i64,
 ) -> Option<(String, String, i64)> {
     let kind = event_type(state)?;
-    let time =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
-    let body = serde_json::json!({
-        "type": kind,
-        "timestamp": humantime::format_rfc3339_millis(time).to_string(),
-        "data": {
-            "run_id": run,
-            "action": target.name(),
-            "version": target.version(),
-            "state": state,
-            "attempt": attempt,
-            "error": error,
-        },
+    let data = serde_json::json!({
+        "run_id": run,
+        "action": target.name(),
+        "version": target.version(),
+        "state": state,
+        "attempt": attempt,
+        "error": error,
     });
     Some((
         format!("msg_{run}_{fence}"),
-        body.to_string(),
+        event_body(kind, &data, at_ms),
         at_ms.div_euclid(1000),
     ))
+}
+
+/// The Standard Webhooks envelope `{"type", "timestamp", "data"}` as JSON text, the
+/// timestamp being `at_ms` (Unix milliseconds) in RFC 3339 with milliseconds. Every event
+/// Fluxo sends (completions, conversation messages) is built here, so they share one shape.
+#[must_use]
+pub fn event_body(kind: &str, data: &serde_json::Value, at_ms: i64) -> String {
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
+    serde_json::json!({
+        "type": kind,
+        "timestamp": humantime::format_rfc3339_millis(time).to_string(),
+        "data": data,
+    })
+    .to_string()
 }
 
 #[cfg(test)]

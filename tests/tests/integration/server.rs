@@ -125,6 +125,12 @@ impl Api {
         self.json(Method::POST, "/v1/runs", Some(token), body).await
     }
 
+    /// A dry run of a workflow: `body` is `POST /v1/workflows/test`'s request.
+    pub(crate) async fn test_workflow(&self, token: &str, body: Value) -> Answer {
+        self.json(Method::POST, "/v1/workflows/test", Some(token), body)
+            .await
+    }
+
     pub(crate) async fn post(&self, path: &str, token: &str) -> Answer {
         self.call(Method::POST, path, Some(token), Bytes::new())
             .await

@@ -127,10 +127,8 @@ async fn the_lead_sync_calls_the_crm_once_and_would_tag_set_and_mail() {
         &format!("{}/api", crm.url()),
     );
     let answer = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
+        .test_workflow(
+            &token,
             json!({
                 "workflow": workflow,
                 "contact": {"id": "c-1", "fields": {
@@ -221,12 +219,7 @@ async fn the_bank_slip_link_reaches_the_field_live_or_from_fixtures() {
     let contact =
         json!({"id": "c-2", "fields": {"document": "123&x=1#frag", "name": "Bia \"B\" \\ Souza"}});
     let live = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
-            json!({"workflow": workflow, "contact": contact}),
-        )
+        .test_workflow(&token, json!({"workflow": workflow, "contact": contact}))
         .await;
     assert_eq!(live.status, StatusCode::OK, "{}", live.body);
     assert_eq!(live.body["succeeded"], json!(true), "{:#}", live.body);
@@ -256,10 +249,8 @@ async fn the_bank_slip_link_reaches_the_field_live_or_from_fixtures() {
     // The same test answered from fixtures sends nothing.
     let fixtures = json!({"second_copy": {"status": 404, "body": {"error": "no open slip"}}});
     let offline = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
+        .test_workflow(
+            &token,
             json!({"workflow": workflow, "contact": contact, "fixtures": fixtures}),
         )
         .await;
@@ -313,14 +304,7 @@ async fn a_workflow_with_problems_is_refused_with_every_problem() {
         {"id": "a", "type": "tag", "tag": "x", "next": "b"},
         {"id": "b", "type": "untag", "tag": "{{vars.nope}}", "next": "a"}
     ]});
-    let tested = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
-            json!({"workflow": fixed}),
-        )
-        .await;
+    let tested = api.test_workflow(&token, json!({"workflow": fixed})).await;
     assert_eq!(
         tested.status,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -850,12 +834,7 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
     let echoing = workflow_at("crm-lead", &format!("{}/echo", crm.url()));
     let contact = json!({"id": "c-6", "fields": {"name": "Eva"}});
     let tested = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
-            json!({"workflow": echoing, "contact": contact}),
-        )
+        .test_workflow(&token, json!({"workflow": echoing, "contact": contact}))
         .await;
     assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
     assert_eq!(tested.body["succeeded"], json!(true), "{:#}", tested.body);
@@ -872,10 +851,8 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
 
     // With fixtures nothing may leave the host, so an action step is refused, not run.
     let offline = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
+        .test_workflow(
+            &token,
             json!({"workflow": echoing, "contact": contact, "fixtures": {}}),
         )
         .await;
@@ -904,12 +881,7 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
         ]
     });
     let caught = api
-        .json(
-            Method::POST,
-            "/v1/workflows/test",
-            Some(&token),
-            json!({"workflow": guarded, "contact": contact}),
-        )
+        .test_workflow(&token, json!({"workflow": guarded, "contact": contact}))
         .await;
     assert_eq!(caught.status, StatusCode::OK, "{}", caught.body);
     assert_eq!(caught.body["succeeded"], json!(true), "{:#}", caught.body);

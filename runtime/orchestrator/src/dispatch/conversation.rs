@@ -45,20 +45,13 @@ pub fn webhook_message(
     message: &PlatformMessage,
     queued_ms: i64,
 ) -> (String, String, i64) {
-    let time = std::time::UNIX_EPOCH
-        + std::time::Duration::from_millis(u64::try_from(queued_ms).unwrap_or(0));
     let mut data = serde_json::to_value(message).unwrap_or_default();
     if let Some(fields) = data.as_object_mut() {
         fields.insert("tenant".to_owned(), serde_json::json!(tenant));
     }
-    let body = serde_json::json!({
-        "type": event_type(message),
-        "timestamp": humantime::format_rfc3339_millis(time).to_string(),
-        "data": data,
-    });
     (
         message.message_id.clone(),
-        body.to_string(),
+        fluxo_store::webhook::event_body(&event_type(message), &data, queued_ms),
         queued_ms.div_euclid(1000),
     )
 }
