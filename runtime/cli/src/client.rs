@@ -208,9 +208,10 @@ impl Client {
         loop {
             let (status, run) = self.run_record(&id).await?;
             let state = run.get("state").and_then(Value::as_str).unwrap_or_default();
-            let done = FINAL_STATES.contains(&state);
+            // A workflow waiting for its contact's reply may wait for days: shown then.
+            let done = FINAL_STATES.contains(&state) || state == "waiting";
             if status != 200 || done {
-                let failed = state != "succeeded";
+                let failed = state != "succeeded" && state != "waiting";
                 let code = self.show(status, &run);
                 return Ok(if failed { ExitCode::from(1) } else { code });
             }

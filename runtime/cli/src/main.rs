@@ -205,7 +205,7 @@ enum WorkflowCommand {
     Test {
         /// The JSON definition.
         file: PathBuf,
-        /// The sample (JSON: `contact`, `message`, `vars`, `fixtures`).
+        /// The sample (JSON: `contact`, `message`, `vars`, `fixtures`, `replies`).
         #[arg(long)]
         sample: Option<PathBuf>,
     },

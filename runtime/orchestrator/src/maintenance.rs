@@ -68,10 +68,11 @@ pub async fn prune(store: &dyn Store, retention: &Retention, now_ms: i64) -> Pru
     for scope in retention.scopes(now_ms) {
         loop {
             match store.prune(&scope).await {
-                Ok(pruned) if pruned.runs + pruned.outbox > 0 => {
-                    tracing::debug!(runs = pruned.runs, outbox = pruned.outbox, tenant = ?scope.tenant, "pruned");
+                Ok(pruned) if pruned.runs + pruned.outbox + pruned.inbox > 0 => {
+                    tracing::debug!(runs = pruned.runs, outbox = pruned.outbox, inbox = pruned.inbox, tenant = ?scope.tenant, "pruned");
                     total.runs += pruned.runs;
                     total.outbox += pruned.outbox;
+                    total.inbox += pruned.inbox;
                 }
                 Ok(_) => break,
                 Err(error) => {

@@ -39,6 +39,7 @@ use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
 use crate::registry::{Implementation, Registry, RegistryError};
+use crate::workflow_run::Attempted;
 
 /// Settings of a node's scheduler.
 #[derive(Debug, Clone)]
@@ -337,8 +338,8 @@ impl Scheduler {
         Ok((record, version))
     }
 
-    /// Waits (at most `timeout`) until the run is final; returns its record as last seen
-    /// (`None` when the tenant has no such run).
+    /// Waits (at most `timeout`) until the run is final or waits for a reply; returns its
+    /// record as last seen (`None` when the tenant has no such run).
     ///
     /// # Errors
     /// When the store fails.
@@ -353,7 +354,10 @@ impl Scheduler {
         loop {
             let record = self.store.run(tenant, id).await?;
             match record {
-                Some(record) if !record.state.is_final() && Instant::now() < until => {}
+                Some(record)
+                    if !record.state.is_final()
+                        && record.state != RunPhase::Waiting
+                        && Instant::now() < until => {}
                 other => return Ok(other),
             }
             // A finish on this node wakes the wait at once; one elsewhere is seen by the
@@ -364,6 +368,25 @@ impl Scheduler {
                 _ = finished.recv() => {}
             }
         }
+    }
+
+    /// Reports a message from `contact`: every run of the tenant waiting for that
+    /// contact's reply goes on with it (at once, on this node or another); a run still
+    /// running when it arrived gets it when it reaches its wait. Returns the runs resumed.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn deliver_reply(
+        &self,
+        tenant: &TenantId,
+        contact: &fluxo_core::ContactId,
+        message: &fluxo_core::Message,
+    ) -> Result<Vec<RunId>, StoreError> {
+        let resumed = self.store.deliver_reply(tenant, contact, message).await?;
+        if !resumed.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(resumed)
     }
 
     /// Cancels a run: a queued one never runs; a running one is stopped (at once on this
@@ -520,8 +543,8 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
-        let execution = match outcome {
-            Ok(execution) => execution,
+        let attempted = match outcome {
+            Ok(attempted) => attempted,
             Err(Interrupted::LeaseLost) => {
                 self.metrics.record_lease_lost();
                 tracing::warn!("the lease was taken over: this attempt commits nothing");
@@ -539,9 +562,10 @@ impl Scheduler {
                     ErrorKind::Cancelled,
                     "cancelled while it ran; nothing was applied",
                 ),
-            ),
+            )
+            .into(),
         };
-        self.commit(&claimed, execution).await;
+        self.commit(&claimed, attempted).await;
         let _ = self.finished.send(id);
         // A slot of this node and of the tenant is free: claim again now, not at the
         // next poll (found by the API benchmark: runs of one tenant went 4 per 200 ms).
@@ -554,21 +578,27 @@ impl Scheduler {
         &self,
         claimed: &Claimed,
         cancel: &CancellationToken,
-    ) -> Result<Execution, Interrupted> {
+    ) -> Result<Attempted, Interrupted> {
         let prepare = self.prepare(claimed);
         let execute = async {
             match prepare.await {
-                Ok((Implementation::Component(component), ctx)) => {
-                    self.registry
-                        .sandbox()
-                        .execute(&component, ctx, &claimed.event)
-                        .await
-                }
+                Ok((Implementation::Component(component), ctx)) => self
+                    .registry
+                    .sandbox()
+                    .execute(&component, ctx, &claimed.event)
+                    .await
+                    .into(),
                 Ok((Implementation::Workflow(workflow), ctx)) => {
-                    crate::workflow_run::execute(&self.workflows, &workflow, ctx, &claimed.event)
-                        .await
+                    crate::workflow_run::execute(
+                        &self.workflows,
+                        &workflow,
+                        ctx,
+                        &claimed.event,
+                        claimed.resume.as_ref(),
+                    )
+                    .await
                 }
-                Err(error) => Execution::not_started(meta(claimed), error),
+                Err(error) => Execution::not_started(meta(claimed), error).into(),
             }
         };
         let lease_ms = u64::try_from(self.options.lease.as_millis()).unwrap_or(u64::MAX);
@@ -688,11 +718,34 @@ impl Scheduler {
 
     /// Decides the run's fate and commits the attempt, retrying transient store errors;
     /// when the commit cannot land, commits the attempt as failed without its effects
-    /// (so the run is retried by its policy, not mistaken for a host crash).
-    async fn commit(&self, claimed: &Claimed, execution: Execution) {
-        let decision = decide(claimed, &execution);
+    /// (so the run is retried by its policy, not mistaken for a host crash). A workflow
+    /// stopped at a wait commits its segment and waits (a test run just ends there).
+    async fn commit(&self, claimed: &Claimed, attempted: Attempted) {
+        let Attempted {
+            execution,
+            suspended,
+        } = attempted;
+        let mut decision = decide(claimed, &execution);
+        if decision == Decision::Succeeded
+            && claimed.mode == RunMode::Run
+            && let Some((parked, timeout)) = suspended
+        {
+            match serde_json::to_string(&parked) {
+                Ok(checkpoint) => {
+                    decision = Decision::Wait {
+                        until_ms: fluxo_store::now_ms()
+                            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                        checkpoint,
+                    };
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the run's checkpoint does not serialize");
+                    decision = Decision::Failed;
+                }
+            }
+        }
         let report = execution.report(false);
-        let effects = if execution.succeeded() {
+        let effects = if execution.succeeded() && decision != Decision::Failed {
             execution.journal.into_effects()
         } else {
             Vec::new()
@@ -774,6 +827,11 @@ impl Scheduler {
         }
         if let Some(refusal) = &committed.refused {
             tracing::info!(reason = %refusal, "the commit refused the run's effects");
+        }
+        // A segment committed at a wait: the run is counted once, when it ends.
+        if committed.state == RunPhase::Waiting {
+            tracing::debug!("the run waits for its contact's reply");
+            return;
         }
         let mode = match claimed.mode {
             RunMode::Run => "run",

@@ -6,36 +6,104 @@
 //! The event's `input` (an object) gives the starting variables; the variables at the
 //! end are the outcome's `output`. Each step leaves a line in the run's log as it runs (source
 //! `host`), so `fluxo logs RUN_ID` shows the path the run took.
+//!
+//! A run that reaches a `wait_for_reply` step stops there (`Attempted::suspended`): the
+//! scheduler commits what it journaled so far and stores a [`Parked`] run — the
+//! interpreter's checkpoint with the contact as the run left it and its quota counters.
+//! The claim that resumes it ([`fluxo_store::Resume`]) brings it back with the reply or
+//! the timeout.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use fluxo_core::{
-    ActionName, Blame, ErrorKind, Event, Message, RunError, RunOutcome, Trigger, Usage,
+    ActionName, Blame, Contact, Counters, ErrorKind, Event, Message, RunError, RunOutcome, Trigger,
+    Usage,
 };
 use fluxo_sandbox::{Execution, RunContext};
-use fluxo_workflow::{ActionRunner, HttpMode, Interpreter, Start, Workflow};
+use fluxo_store::Resume;
+use fluxo_workflow::{
+    ActionRunner, Checkpoint, HttpMode, Interpreter, Resolution, Start, Waits, Workflow,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::registry::{Implementation, Registry, RegistryError};
 
-/// Runs `workflow` for `event` in `ctx` with live HTTP.
+/// A workflow run stopped at a wait, as stored with it (JSON): the interpreter's
+/// checkpoint, the contact with the run's writes so far, and the quota counters so far
+/// (quotas, e-mail and message ids, HTTP idempotency keys continue after the wait).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    /// Where the interpreter stopped.
+    pub checkpoint: Checkpoint,
+    /// The contact as the run left it.
+    pub contact: Contact,
+    /// What the run used so far.
+    pub counters: Counters,
+}
+
+/// An attempt's execution, and where it waits when it stopped at a wait.
+pub(crate) struct Attempted {
+    /// What it did.
+    pub execution: Execution,
+    /// The run to store and how long it waits, when it stopped at a wait.
+    pub suspended: Option<(Parked, std::time::Duration)>,
+}
+
+impl From<Execution> for Attempted {
+    fn from(execution: Execution) -> Self {
+        Self {
+            execution,
+            suspended: None,
+        }
+    }
+}
+
+/// Runs `workflow` for `event` in `ctx` with live HTTP: from its start, or from the wait
+/// `resume` names.
 pub(crate) async fn execute(
     interpreter: &Interpreter,
     workflow: &Workflow,
     mut ctx: RunContext,
     event: &Event,
-) -> Execution {
+    resume: Option<&Resume>,
+) -> Attempted {
     let started = Instant::now();
     let vars = match event.input.value() {
         Value::Object(map) => map.clone(),
         Value::Null => Map::new(),
         other => Map::from_iter([("input".to_owned(), other.clone())]),
     };
-    let start = Start {
+    let mut start = Start {
         message: event.message.clone(),
         vars,
+        waits: Waits::Suspend,
+        resume: None,
     };
+    if let Some(resume) = resume {
+        let parked: Parked = match serde_json::from_str(&resume.checkpoint) {
+            Ok(parked) => parked,
+            Err(error) => {
+                // Written by another build that this one cannot read: running it again
+                // would fail the same way.
+                let error = RunError::new(
+                    ErrorKind::InvalidComponent,
+                    format!("the run's stored checkpoint does not read: {error}"),
+                )
+                .blamed_on(Blame::Host);
+                return Execution::finish(ctx, Err(error), Usage::default()).into();
+            }
+        };
+        ctx = ctx
+            .with_contact(parked.contact)
+            .with_counters(parked.counters);
+        let resolution = resume
+            .reply
+            .clone()
+            .map_or(Resolution::Timeout, Resolution::Reply);
+        start.resume = Some((parked.checkpoint, resolution));
+    }
     let run = interpreter
         .run(
             workflow,
@@ -45,6 +113,18 @@ pub(crate) async fn execute(
             &mut rand::random::<f64>,
         )
         .await;
+    let suspended = match (&run.error, run.waiting) {
+        (None, Some(checkpoint)) => {
+            let timeout = std::time::Duration::from_secs(checkpoint.timeout_seconds);
+            let parked = Parked {
+                checkpoint,
+                contact: ctx.contact(),
+                counters: *ctx.counters(),
+            };
+            Some((parked, timeout))
+        }
+        _ => None,
+    };
     let end = match run.error {
         Some(failure) => Err(failure.error),
         None => Ok(RunOutcome {
@@ -60,7 +140,10 @@ pub(crate) async fn execute(
         wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         ..children
     };
-    Execution::finish(ctx, end, usage)
+    Attempted {
+        execution: Execution::finish(ctx, end, usage),
+        suspended,
+    }
 }
 
 /// Runs workflows' `action` steps: the active version of one of the tenant's component

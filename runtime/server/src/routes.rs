@@ -402,6 +402,16 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
             get(data::show_contact),
         ),
         (
+            doc(
+                "POST",
+                "/v1/contacts/{id}/messages",
+                "Report a message from the contact: {\"text\", \"channel\"?}; runs waiting for its reply go on",
+                Tenant,
+                202,
+            ).body::<fluxo_core::Message>().returns::<data::MessageDelivered>(),
+            post(data::deliver_message),
+        ),
+        (
             doc("GET", "/v1/secrets", "List secret names", Tenant, 200).returns::<data::SecretNames>(),
             get(data::list_secrets),
         ),
@@ -800,6 +810,8 @@ mod tests {
             finished_ms: Some(3),
             next_attempt_ms: None,
             node: Some("node-a".into()),
+            segments: 1,
+            waiting_until_ms: Some(4),
         };
         let answered = serde_json::to_value(&run).unwrap();
         check_against_document("RunRecord", &answered).unwrap();

@@ -122,7 +122,8 @@ async fn commit(
     };
     let now = now_ms();
     let mut refused = None;
-    if decision == Decision::Succeeded && mode == RunMode::Run {
+    let applies = matches!(decision, Decision::Succeeded | Decision::Wait { .. });
+    if applies && mode == RunMode::Run {
         if !commit.effects.is_empty()
             && let Some(refusal) = apply_in_savepoint(
                 tx,
@@ -142,12 +143,20 @@ async fn commit(
             report.applied = true;
         }
     }
+    let wait = match &decision {
+        Decision::Wait {
+            until_ms,
+            checkpoint,
+        } => Some((*until_ms, checkpoint.clone())),
+        _ => None,
+    };
     let (state, finished, available) = match decision {
         Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
         Decision::Failed => (RunPhase::Failed, Some(now), None),
         Decision::Dead => (RunPhase::Dead, Some(now), None),
         Decision::Cancelled => (RunPhase::Cancelled, Some(now), None),
         Decision::Retry { at_ms } => (RunPhase::Retrying, None, Some(at_ms)),
+        Decision::Wait { .. } => (RunPhase::Waiting, None, None),
     };
     let committed = Committed {
         state,
@@ -161,9 +170,7 @@ async fn commit(
         AttemptSummary {
             attempt: lease.attempt,
             node: Some(commit.node.clone()),
-            outcome: error
-                .as_ref()
-                .map_or_else(|| "succeeded".to_owned(), |e| e.kind.as_str().to_owned()),
+            outcome: fluxo_store::attempt_outcome(state, error.as_ref()),
             message: error.as_ref().map(|e| e.message.clone()),
             finished_ms: now,
             usage: report.usage,
@@ -174,7 +181,11 @@ async fn commit(
         "UPDATE runs SET state = $2, report = $3, error_kind = $4, attempts = $5,
              lease_owner = NULL, lease_expires_ms = NULL, finished_ms = $6,
              available_ms = COALESCE($7, available_ms), committed_fence = $8,
-             committed_result = $9, cancel_requested = FALSE, charged_cost = 0
+             committed_result = $9, cancel_requested = FALSE, charged_cost = 0,
+             checkpoint = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN NULL
+                               ELSE checkpoint END,
+             reply = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN NULL
+                          ELSE reply END
          WHERE seq = $1",
         &[
             &seq,
@@ -203,6 +214,23 @@ async fn commit(
     .map_err(pg)?;
     if state == RunPhase::Retrying {
         add_runnable(tx, &row_tenant, options.quantum).await?;
+    }
+    if let Some((until_ms, checkpoint)) = wait {
+        // The next segment's attempts count from one again: a retry policy bounds the
+        // failures of one segment, not of a conversation.
+        let contact = commit.contact.as_ref().map(ToString::to_string);
+        tx.execute(
+            "UPDATE runs SET checkpoint = $2, wake_ms = $3, wait_contact = $4, reply = NULL,
+                 attempt = 0, crash_redeliveries = 0, segments = segments + 1
+             WHERE seq = $1",
+            &[&seq, &checkpoint, &until_ms, &contact],
+        )
+        .await
+        .map_err(pg)?;
+        if let Some(contact) = &contact {
+            crate::queue::lock_conversation(tx, &row_tenant, contact).await?;
+            crate::queue::answer_from_inbox(tx, seq, &row_tenant, contact, options.quantum).await?;
+        }
     }
     if mode == RunMode::Run {
         let target = target_of(

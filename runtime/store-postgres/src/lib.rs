@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_messages_and_version_kinds",
         include_str!("../migrations/0002_messages_and_version_kinds.sql"),
     ),
+    (
+        "0003_waiting_runs",
+        include_str!("../migrations/0003_waiting_runs.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations (any constant; "fluxomig" in ASCII).

@@ -6,11 +6,12 @@
 
 use fluxo_core::codec::{decode, encode};
 use fluxo_core::{
-    Blame, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, RunReport, TenantId,
+    Blame, ContactId, ErrorKind, Event, Limits, Message, RetryPolicy, RunError, RunId, RunReport,
+    TenantId,
 };
 use fluxo_store::{
     AttemptSummary, CancelOutcome, ClaimRequest, Claimed, Enqueued, Heartbeat, Lease, NewRun,
-    PruneScope, Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError,
+    PruneScope, Pruned, Resume, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError,
     StoreFuture,
 };
 use tokio_postgres::Row;
@@ -230,7 +231,7 @@ async fn pick(
 }
 
 const CLAIMED_COLUMNS: &str = "id, tenant, target_kind, target_name, target_version, mode, event,
-     limits, retry, attempt, fence, crash_redeliveries";
+     limits, retry, attempt, fence, crash_redeliveries, checkpoint, reply, segments";
 
 fn into_claimed(row: &Row, expires_ms: i64, taken_over: bool) -> Result<Claimed, StoreError> {
     let event: Vec<u8> = row.get(6);
@@ -258,6 +259,17 @@ fn into_claimed(row: &Row, expires_ms: i64, taken_over: bool) -> Result<Claimed,
         mode: parse_mode(&row.get::<_, String>(5))?,
         crash_redeliveries: u32::try_from(row.get::<_, i64>(11)).unwrap_or(u32::MAX),
         taken_over,
+        resume: match row.get::<_, Option<String>>(12) {
+            Some(checkpoint) => Some(Resume {
+                checkpoint,
+                reply: row
+                    .get::<_, Option<Vec<u8>>>(13)
+                    .map(|bytes| decode::<Message>("reply", &bytes))
+                    .transpose()?,
+                segments: u32::try_from(row.get::<_, i64>(14)).unwrap_or(u32::MAX),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -436,6 +448,7 @@ async fn claim(
         .await
         .map_err(pg)?;
     let now = now_ms();
+    fire_timers(tx, now, quantum).await?;
     let max = i64::from(request.max);
     let per_tenant = i64::from(request.per_tenant);
     let mut claimed = Vec::new();
@@ -469,6 +482,118 @@ async fn claim(
         }
     }
     Ok(claimed)
+}
+
+/// Timers: waiting runs whose timeout passed are queued (to go on at their
+/// `on_timeout` port), each counted runnable for its tenant. At most 10 000 a claim.
+async fn fire_timers(tx: &Tx<'_>, now: i64, quantum: i64) -> Result<(), StoreError> {
+    let rows = tx
+        .query(
+            "UPDATE runs SET state = 'queued', available_ms = $1, wake_ms = NULL, reply = NULL
+             WHERE seq IN (SELECT seq FROM runs WHERE state = 'waiting' AND wake_ms <= $1
+                           ORDER BY wake_ms LIMIT 10000 FOR UPDATE SKIP LOCKED)
+             RETURNING tenant",
+            &[&now],
+        )
+        .await
+        .map_err(pg)?;
+    for row in rows {
+        add_runnable(tx, &row.get::<_, String>(0), quantum).await?;
+    }
+    Ok(())
+}
+
+/// Serializes, per contact, a message's delivery with a run starting to wait for that
+/// contact (until the transaction ends). Without it, under READ COMMITTED, a delivery
+/// could miss a wait committed at the same moment (the run not yet `waiting` to it) while
+/// that commit missed the message (not yet in the inbox to it), and the message would
+/// be lost to the run. SQLite needs none: its one writer serializes every write.
+pub(crate) async fn lock_conversation(
+    tx: &Tx<'_>,
+    tenant: &str,
+    contact: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 7))",
+        &[&tenant, &contact],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// Records a contact's message and ends the waits of the runs waiting for it.
+async fn deliver_reply(
+    tx: &Tx<'_>,
+    tenant: &str,
+    contact: &str,
+    message: &Message,
+    quantum: i64,
+) -> Result<Vec<RunId>, StoreError> {
+    lock_conversation(tx, tenant, contact).await?;
+    let now = now_ms();
+    let bytes = encode("reply", message)?;
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO inbox (tenant, contact, message, received_ms) VALUES ($1, $2, $3, $4)
+             RETURNING seq",
+            &[&tenant, &contact, &bytes, &now],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let resumed = tx
+        .query(
+            "UPDATE runs SET state = 'queued', available_ms = $4, wake_ms = NULL,
+                 reply = $3, reply_seq = $5
+             WHERE tenant = $1 AND wait_contact = $2 AND state = 'waiting'
+             RETURNING id",
+            &[&tenant, &contact, &bytes, &now, &seq],
+        )
+        .await
+        .map_err(pg)?;
+    let mut ids = Vec::with_capacity(resumed.len());
+    for row in resumed {
+        add_runnable(tx, tenant, quantum).await?;
+        ids.push(parse_id(&row.get::<_, String>(0))?);
+    }
+    Ok(ids)
+}
+
+/// A run stopping at a wait: a message from its contact recorded since the run was
+/// accepted and after the last one it was given ends the wait at once (the caller holds
+/// [`lock_conversation`]). Whether it did.
+pub(crate) async fn answer_from_inbox(
+    tx: &Tx<'_>,
+    seq: i64,
+    tenant: &str,
+    contact: &str,
+    quantum: i64,
+) -> Result<bool, StoreError> {
+    let waiting = tx
+        .query_opt(
+            "SELECT i.seq, i.message FROM inbox i JOIN runs r ON r.seq = $1
+             WHERE i.tenant = $2 AND i.contact = $3 AND i.received_ms >= r.created_ms
+               AND i.seq > r.reply_seq
+             ORDER BY i.seq LIMIT 1",
+            &[&seq, &tenant, &contact],
+        )
+        .await
+        .map_err(pg)?;
+    let Some(row) = waiting else {
+        return Ok(false);
+    };
+    let (inbox_seq, message): (i64, Vec<u8>) = (row.get(0), row.get(1));
+    tx.execute(
+        "UPDATE runs SET state = 'queued', available_ms = $2, wake_ms = NULL, reply = $3,
+             reply_seq = $4
+         WHERE seq = $1",
+        &[&seq, &now_ms(), &message, &inbox_seq],
+    )
+    .await
+    .map_err(pg)?;
+    add_runnable(tx, tenant, quantum).await?;
+    Ok(true)
 }
 
 /// Ends a run whose stored record does not decode: failed with the reason, so one bad
@@ -573,25 +698,35 @@ async fn cancel(tx: &Tx<'_>, tenant: &str, id: RunId) -> Result<CancelOutcome, S
     let state = RunPhase::parse(&row.get::<_, String>(1))
         .map_err(|error| StoreError::corrupt("run state", error))?;
     match state {
-        RunPhase::Queued | RunPhase::Retrying => {
+        RunPhase::Queued | RunPhase::Retrying | RunPhase::Waiting => {
             let now = now_ms();
             let attempt = u32::try_from(row.get::<_, i64>(2)).unwrap_or(0);
-            let error = RunError::new(ErrorKind::Cancelled, "cancelled before it ran");
+            let error = RunError::new(
+                ErrorKind::Cancelled,
+                if state == RunPhase::Waiting {
+                    "cancelled while it waited; what it committed before the wait stays"
+                } else {
+                    "cancelled before it ran"
+                },
+            );
             let report = RunReport::not_started(id, attempt, error.clone());
             tx.execute(
                 "UPDATE runs SET state = 'cancelled', error_kind = 'cancelled', report = $2,
-                     finished_ms = $3
+                     finished_ms = $3, checkpoint = NULL, reply = NULL
                  WHERE seq = $1",
                 &[&seq, &encode("report", &report)?, &now],
             )
             .await
             .map_err(pg)?;
-            tx.execute(
-                "UPDATE tenant_queue SET runnable = runnable - 1 WHERE tenant = $1",
-                &[&tenant],
-            )
-            .await
-            .map_err(pg)?;
+            // A waiting run is not counted runnable.
+            if state != RunPhase::Waiting {
+                tx.execute(
+                    "UPDATE tenant_queue SET runnable = runnable - 1 WHERE tenant = $1",
+                    &[&tenant],
+                )
+                .await
+                .map_err(pg)?;
+            }
             if row.get::<_, String>(7) == "run" {
                 let target = target_of(
                     &row.get::<_, String>(3),
@@ -650,7 +785,7 @@ async fn retry_dead(
 
 const RECORD_COLUMNS: &str = "id, target_kind, target_name, target_version, mode, state, attempt,
      error_kind, event, report, attempts, idempotency_key, created_ms, started_ms, finished_ms,
-     available_ms, node";
+     available_ms, node, segments, wake_ms";
 
 fn into_record(row: &Row) -> Result<RunRecord, StoreError> {
     let state = RunPhase::parse(&row.get::<_, String>(5))
@@ -690,6 +825,10 @@ fn into_record(row: &Row) -> Result<RunRecord, StoreError> {
         finished_ms: row.get(14),
         next_attempt_ms: (state == RunPhase::Retrying).then(|| row.get(15)),
         node: row.get(16),
+        segments: u32::try_from(row.get::<_, i64>(17)).unwrap_or(0),
+        waiting_until_ms: row
+            .get::<_, Option<i64>>(18)
+            .filter(|_| state == RunPhase::Waiting),
     })
 }
 
@@ -737,6 +876,31 @@ impl RunQueue for PostgresStore {
                 self.hints.note_work();
             }
             result
+        })
+    }
+
+    fn deliver_reply<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        contact: &'a ContactId,
+        message: &'a Message,
+    ) -> StoreFuture<'a, Vec<RunId>> {
+        let quantum = self.options.quantum;
+        let (tenant, contact) = (tenant.to_string(), contact.to_string());
+        Box::pin(async move {
+            let resumed = self
+                .tx(move |tx| {
+                    let (tenant, contact, message) =
+                        (tenant.clone(), contact.clone(), message.clone());
+                    Box::pin(async move {
+                        deliver_reply(tx, &tenant, &contact, &message, quantum).await
+                    })
+                })
+                .await;
+            if resumed.as_ref().is_ok_and(|ids| !ids.is_empty()) {
+                self.hints.note_work();
+            }
+            resumed
         })
     }
 
@@ -950,6 +1114,15 @@ impl RunQueue for PostgresStore {
             let (tenant, except) = (tenant.clone(), except.clone());
             Box::pin(async move {
                 crate::state::sweep_some(tx, 100).await?;
+                // Contacts' messages outlive no wait that could still take them.
+                let inbox = tx
+                    .execute(
+                        "DELETE FROM inbox WHERE seq IN (
+                             SELECT seq FROM inbox WHERE received_ms < $1 LIMIT 10000)",
+                        &[&(now_ms() - fluxo_store::INBOX_RETENTION_MS)],
+                    )
+                    .await
+                    .map_err(pg)?;
                 // In batches: a long retention's backlog never makes one huge transaction.
                 let runs = tx
                     .execute(
@@ -975,7 +1148,11 @@ impl RunQueue for PostgresStore {
                     )
                     .await
                     .map_err(pg)?;
-                Ok(Pruned { runs, outbox })
+                Ok(Pruned {
+                    runs,
+                    outbox,
+                    inbox,
+                })
             })
         }))
     }

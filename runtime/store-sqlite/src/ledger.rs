@@ -104,7 +104,8 @@ pub(crate) fn commit(
     };
     let now = now_ms();
     let mut refused = None;
-    if decision == Decision::Succeeded && mode == RunMode::Run && !commit.effects.is_empty() {
+    let applies = matches!(decision, Decision::Succeeded | Decision::Wait { .. });
+    if applies && mode == RunMode::Run && !commit.effects.is_empty() {
         connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
         let applied = apply_effects(
             connection,
@@ -133,15 +134,23 @@ pub(crate) fn commit(
                 return Err(error);
             }
         }
-    } else if decision == Decision::Succeeded && mode == RunMode::Run {
+    } else if applies && mode == RunMode::Run {
         report.applied = true;
     }
+    let wait = match &decision {
+        Decision::Wait {
+            until_ms,
+            checkpoint,
+        } => Some((*until_ms, checkpoint.clone())),
+        _ => None,
+    };
     let (state, finished, available) = match decision {
         Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
         Decision::Failed => (RunPhase::Failed, Some(now), None),
         Decision::Dead => (RunPhase::Dead, Some(now), None),
         Decision::Cancelled => (RunPhase::Cancelled, Some(now), None),
         Decision::Retry { at_ms } => (RunPhase::Retrying, None, Some(at_ms)),
+        Decision::Wait { .. } => (RunPhase::Waiting, None, None),
     };
     let committed = Committed {
         state,
@@ -155,9 +164,7 @@ pub(crate) fn commit(
         AttemptSummary {
             attempt: lease.attempt,
             node: Some(commit.node.clone()),
-            outcome: error
-                .as_ref()
-                .map_or_else(|| "succeeded".to_owned(), |e| e.kind.as_str().to_owned()),
+            outcome: fluxo_store::attempt_outcome(state, error.as_ref()),
             message: error.as_ref().map(|e| e.message.clone()),
             finished_ms: now,
             usage: report.usage,
@@ -169,7 +176,11 @@ pub(crate) fn commit(
                  lease_owner = NULL, lease_expires_ms = NULL, finished_ms = ?6,
                  available_ms = COALESCE(?7, available_ms), committed_attempt = ?8,
                  committed_result = ?9, cancel_requested = 0, committed_fence = ?10,
-                 charged_cost = 0
+                 charged_cost = 0,
+                 checkpoint = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN NULL
+                                   ELSE checkpoint END,
+                 reply = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN NULL
+                              ELSE reply END
              WHERE seq = ?1",
             params![
                 row.seq,
@@ -197,6 +208,32 @@ pub(crate) fn commit(
         .map_err(sql)?;
     if state == RunPhase::Retrying {
         add_runnable(connection, &row.tenant, options.quantum)?;
+    }
+    if let Some((until_ms, checkpoint)) = wait {
+        // The next segment's attempts count from one again: a retry policy bounds the
+        // failures of one segment, not of a conversation.
+        connection
+            .execute(
+                "UPDATE runs SET checkpoint = ?2, wake_ms = ?3, wait_contact = ?4, reply = NULL,
+                     attempt = 0, crash_redeliveries = 0, segments = segments + 1
+                 WHERE seq = ?1",
+                params![
+                    row.seq,
+                    checkpoint,
+                    until_ms,
+                    commit.contact.as_ref().map(ToString::to_string)
+                ],
+            )
+            .map_err(sql)?;
+        if let Some(contact) = &commit.contact {
+            crate::queue::answer_from_inbox(
+                connection,
+                row.seq,
+                &row.tenant,
+                contact.as_str(),
+                options.quantum,
+            )?;
+        }
     }
     if mode == RunMode::Run {
         let target = target_of(&row.kind, &row.name, row.version)?;

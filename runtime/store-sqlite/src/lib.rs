@@ -61,6 +61,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_messages_and_version_kinds",
         include_str!("../migrations/0007_messages_and_version_kinds.sql"),
     ),
+    (
+        "0008_waiting_runs",
+        include_str!("../migrations/0008_waiting_runs.sql"),
+    ),
 ];
 
 /// The default cap on a tenant's state: 1 MiB of keys and values.

@@ -12,10 +12,12 @@
 //! cost, so a tenant whose runs are expensive gets fewer of them per round.
 
 use fluxo_core::codec::{decode, encode};
-use fluxo_core::{ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, RunReport, TenantId};
+use fluxo_core::{
+    ContactId, ErrorKind, Event, Limits, Message, RetryPolicy, RunError, RunId, RunReport, TenantId,
+};
 use fluxo_store::{
     AttemptSummary, CancelOutcome, ClaimRequest, Claimed, Enqueued, Heartbeat, Lease, NewRun,
-    PruneScope, Pruned, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError,
+    PruneScope, Pruned, Resume, RunCounts, RunFilter, RunPhase, RunQueue, RunRecord, StoreError,
     StoreFuture,
 };
 use rusqlite::{Connection, Row, params};
@@ -240,6 +242,9 @@ struct ClaimedRow {
     attempt: i64,
     fence: i64,
     crash_redeliveries: i64,
+    checkpoint: Option<String>,
+    reply: Option<Vec<u8>>,
+    segments: i64,
 }
 
 fn claimed_row(row: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
@@ -256,11 +261,14 @@ fn claimed_row(row: &Row<'_>) -> rusqlite::Result<ClaimedRow> {
         attempt: row.get(9)?,
         fence: row.get(10)?,
         crash_redeliveries: row.get(11)?,
+        checkpoint: row.get(12)?,
+        reply: row.get(13)?,
+        segments: row.get(14)?,
     })
 }
 
 const CLAIMED_COLUMNS: &str = "id, tenant, target_kind, target_name, target_version, mode, event,
-     limits, retry, attempt, fence, crash_redeliveries";
+     limits, retry, attempt, fence, crash_redeliveries, checkpoint, reply, segments";
 
 fn into_claimed(
     row: &ClaimedRow,
@@ -285,6 +293,18 @@ fn into_claimed(
         mode: parse_mode(&row.mode)?,
         crash_redeliveries: u32::try_from(row.crash_redeliveries).unwrap_or(u32::MAX),
         taken_over,
+        resume: match &row.checkpoint {
+            Some(checkpoint) => Some(Resume {
+                checkpoint: checkpoint.clone(),
+                reply: row
+                    .reply
+                    .as_deref()
+                    .map(|bytes| decode::<Message>("reply", bytes))
+                    .transpose()?,
+                segments: u32::try_from(row.segments).unwrap_or(u32::MAX),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -486,6 +506,7 @@ fn claim(
     quantum: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let now = now_ms();
+    fire_timers(connection, now, quantum)?;
     let mut claimed = Vec::new();
     let expired: Vec<i64> = {
         let mut statement = connection
@@ -518,6 +539,99 @@ fn claim(
         }
     }
     Ok(claimed)
+}
+
+/// Timers: waiting runs whose timeout passed are queued (to go on at their
+/// `on_timeout` port), each counted runnable for its tenant. At most 10 000 a claim.
+fn fire_timers(connection: &Connection, now: i64, quantum: i64) -> Result<(), StoreError> {
+    let tenants: Vec<String> = {
+        let mut statement = connection
+            .prepare_cached(
+                "UPDATE runs SET state = 'queued', available_ms = ?1, wake_ms = NULL, reply = NULL
+                 WHERE seq IN (SELECT seq FROM runs WHERE state = 'waiting' AND wake_ms <= ?1
+                               ORDER BY wake_ms LIMIT 10000)
+                 RETURNING tenant",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![now], |row| row.get(0))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    for tenant in tenants {
+        add_runnable(connection, &tenant, quantum)?;
+    }
+    Ok(())
+}
+
+/// Records a contact's message and ends the waits of the runs waiting for it.
+pub(crate) fn deliver_reply(
+    connection: &Connection,
+    tenant: &str,
+    contact: &str,
+    message: &Message,
+    quantum: i64,
+) -> Result<Vec<RunId>, StoreError> {
+    let now = now_ms();
+    let bytes = encode("reply", message)?;
+    let seq: i64 = connection
+        .query_row(
+            "INSERT INTO inbox (tenant, contact, message, received_ms) VALUES (?1, ?2, ?3, ?4)
+             RETURNING seq",
+            params![tenant, contact, bytes, now],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    let resumed: Vec<String> = {
+        let mut statement = connection
+            .prepare_cached(
+                "UPDATE runs SET state = 'queued', available_ms = ?4, wake_ms = NULL,
+                     reply = ?3, reply_seq = ?5
+                 WHERE tenant = ?1 AND wait_contact = ?2 AND state = 'waiting'
+                 RETURNING id",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![tenant, contact, bytes, now, seq], |row| row.get(0))
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    for _ in &resumed {
+        add_runnable(connection, tenant, quantum)?;
+    }
+    resumed.iter().map(|id| parse_id(id)).collect()
+}
+
+/// A run stopping at a wait: a message from its contact recorded since the run was
+/// accepted and after the last one it was given ends the wait at once. Whether it did.
+pub(crate) fn answer_from_inbox(
+    connection: &Connection,
+    seq: i64,
+    tenant: &str,
+    contact: &str,
+    quantum: i64,
+) -> Result<bool, StoreError> {
+    let waiting = optional(connection.query_row(
+        "SELECT i.seq, i.message FROM inbox i JOIN runs r ON r.seq = ?1
+         WHERE i.tenant = ?2 AND i.contact = ?3 AND i.received_ms >= r.created_ms
+           AND i.seq > r.reply_seq
+         ORDER BY i.seq LIMIT 1",
+        params![seq, tenant, contact],
+        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+    ))?;
+    let Some((inbox_seq, message)) = waiting else {
+        return Ok(false);
+    };
+    connection
+        .execute(
+            "UPDATE runs SET state = 'queued', available_ms = ?2, wake_ms = NULL, reply = ?3,
+                 reply_seq = ?4
+             WHERE seq = ?1",
+            params![seq, now_ms(), message, inbox_seq],
+        )
+        .map_err(sql)?;
+    add_runnable(connection, tenant, quantum)?;
+    Ok(true)
 }
 
 /// Ends a run whose stored record does not decode (a downgrade, a bug, a damaged disk):
@@ -652,25 +766,35 @@ fn cancel(connection: &Connection, tenant: &str, id: RunId) -> Result<CancelOutc
     };
     let state = RunPhase::parse(&state).map_err(|error| StoreError::corrupt("run state", error))?;
     match state {
-        RunPhase::Queued | RunPhase::Retrying => {
+        RunPhase::Queued | RunPhase::Retrying | RunPhase::Waiting => {
             let now = now_ms();
             let attempt = u32::try_from(attempt).unwrap_or(0);
-            let error = RunError::new(ErrorKind::Cancelled, "cancelled before it ran");
+            let error = RunError::new(
+                ErrorKind::Cancelled,
+                if state == RunPhase::Waiting {
+                    "cancelled while it waited; what it committed before the wait stays"
+                } else {
+                    "cancelled before it ran"
+                },
+            );
             let report = RunReport::not_started(id, attempt, error.clone());
             connection
                 .execute(
                     "UPDATE runs SET state = 'cancelled', error_kind = 'cancelled', report = ?2,
-                         finished_ms = ?3
+                         finished_ms = ?3, checkpoint = NULL, reply = NULL
                      WHERE seq = ?1",
                     params![seq, encode("report", &report)?, now],
                 )
                 .map_err(sql)?;
-            connection
-                .execute(
-                    "UPDATE tenant_queue SET runnable = runnable - 1 WHERE tenant = ?1",
-                    params![tenant],
-                )
-                .map_err(sql)?;
+            // A waiting run is not counted runnable.
+            if state != RunPhase::Waiting {
+                connection
+                    .execute(
+                        "UPDATE tenant_queue SET runnable = runnable - 1 WHERE tenant = ?1",
+                        params![tenant],
+                    )
+                    .map_err(sql)?;
+            }
             if mode == "run" {
                 let target = target_of(&kind, &name, version)?;
                 crate::outbox::completion_webhooks(
@@ -723,7 +847,7 @@ fn retry_dead(
 
 const RECORD_COLUMNS: &str = "id, target_kind, target_name, target_version, mode, state, attempt,
      error_kind, event, report, attempts, idempotency_key, created_ms, started_ms, finished_ms,
-     available_ms, node";
+     available_ms, node, segments, wake_ms";
 
 struct RecordRow {
     id: String,
@@ -743,6 +867,8 @@ struct RecordRow {
     finished_ms: Option<i64>,
     available_ms: i64,
     node: Option<String>,
+    segments: i64,
+    wake_ms: Option<i64>,
 }
 
 fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
@@ -764,6 +890,8 @@ fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
         finished_ms: row.get(14)?,
         available_ms: row.get(15)?,
         node: row.get(16)?,
+        segments: row.get(17)?,
+        wake_ms: row.get(18)?,
     })
 }
 
@@ -801,6 +929,8 @@ fn into_record(row: RecordRow) -> Result<RunRecord, StoreError> {
         finished_ms: row.finished_ms,
         next_attempt_ms: (state == RunPhase::Retrying).then_some(row.available_ms),
         node: row.node,
+        segments: u32::try_from(row.segments).unwrap_or(0),
+        waiting_until_ms: row.wake_ms.filter(|_| state == RunPhase::Waiting),
     })
 }
 
@@ -907,6 +1037,19 @@ impl RunQueue for SqliteStore {
         }))
     }
 
+    fn deliver_reply<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        contact: &'a ContactId,
+        message: &'a Message,
+    ) -> StoreFuture<'a, Vec<RunId>> {
+        let quantum = self.inner.options.quantum;
+        let (tenant, contact, message) = (tenant.to_string(), contact.to_string(), message.clone());
+        Box::pin(self.write(move |connection| {
+            deliver_reply(connection, &tenant, &contact, &message, quantum)
+        }))
+    }
+
     fn run<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, Option<RunRecord>> {
         let tenant = tenant.to_string();
         Box::pin(self.read(move |connection| {
@@ -961,6 +1104,14 @@ impl RunQueue for SqliteStore {
             serde_json::to_string(&scope.except_texts()).unwrap_or_else(|_| "[]".to_owned());
         Box::pin(self.write(move |connection| {
             crate::state::sweep_some(connection, 100)?;
+            // Contacts' messages outlive no wait that could still take them.
+            let inbox = connection
+                .execute(
+                    "DELETE FROM inbox WHERE seq IN (
+                         SELECT seq FROM inbox WHERE received_ms < ?1 LIMIT 10000)",
+                    params![now_ms() - fluxo_store::INBOX_RETENTION_MS],
+                )
+                .map_err(sql)?;
             let runs = connection
                 .execute(
                     "DELETE FROM runs WHERE seq IN (
@@ -985,6 +1136,7 @@ impl RunQueue for SqliteStore {
             Ok(Pruned {
                 runs: u64::try_from(runs).unwrap_or(0),
                 outbox: u64::try_from(outbox).unwrap_or(0),
+                inbox: u64::try_from(inbox).unwrap_or(0),
             })
         }))
     }

@@ -37,7 +37,7 @@ macro_rules! conformance_tests {
             interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
             cancel_and_release, tests_are_not_listed, work_conserving,
             version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
-            retention_per_tenant);
+            retention_per_tenant, waits_resume_on_a_reply_a_timer_or_an_early_message);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -115,7 +115,7 @@ fn report_for(claimed: &Claimed, error: Option<RunError>) -> RunReport {
 
 fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Commit {
     let error = match decision {
-        Decision::Succeeded => None,
+        Decision::Succeeded | Decision::Wait { .. } => None,
         _ => Some(RunError::new(ErrorKind::Trap, "it failed")),
     };
     Commit {
@@ -798,4 +798,184 @@ pub async fn retention_per_tenant(store: Arc<dyn Store>) {
         store.run(&tenant("acme"), waiting).await.unwrap().is_some(),
         "a run not finished is never pruned"
     );
+}
+
+fn wait(until_ms: i64, checkpoint: &str) -> Decision {
+    Decision::Wait {
+        until_ms,
+        checkpoint: checkpoint.to_owned(),
+    }
+}
+
+fn said(text: &str) -> fluxo_core::Message {
+    fluxo_core::Message {
+        text: text.to_owned(),
+        channel: Some("whatsapp".to_owned()),
+    }
+}
+
+/// A waiting run commits its segment, holds no claim, and goes on (attempts counted
+/// afresh) with its contact's next message, with its timer, or at once with a message
+/// that arrived while it still ran; a cancel ends a wait; the tenant's queue counts stay
+/// right throughout.
+pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let id = enqueue(&store, new_run("acme")).await;
+    let first = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(first.resume.is_none());
+    let hour_from_now = crate::now_ms() + 3_600_000;
+    let committed = store
+        .commit(commit(&first, effects(id, 4), wait(hour_from_now, "cp-1")))
+        .await
+        .unwrap();
+    assert_eq!(committed.state, RunPhase::Waiting);
+    // The segment's effects are committed before the wait.
+    let stored = store.contact(&acme, &contact()).await.unwrap().unwrap();
+    assert_eq!(stored.tags, ["vip"]);
+    assert_eq!(
+        store.outbox().await.unwrap().len(),
+        2,
+        "e-mail and reply queued"
+    );
+    let record = store.run(&acme, id).await.unwrap().unwrap();
+    assert_eq!(record.state, RunPhase::Waiting);
+    assert_eq!(record.segments, 1);
+    assert_eq!(record.waiting_until_ms, Some(hour_from_now));
+    assert_eq!(record.attempts[0].outcome, "waiting");
+    assert!(
+        store
+            .claim(&request(5, 30_000, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another contact's message resumes nothing; the contact's resumes the run.
+    let stranger = ContactId::parse("c2").unwrap();
+    assert!(
+        store
+            .deliver_reply(&acme, &stranger, &said("hi"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .deliver_reply(&acme, &contact(), &said("2"))
+            .await
+            .unwrap(),
+        [id]
+    );
+    let second = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.lease.run, id);
+    assert_eq!(
+        second.lease.attempt, 1,
+        "a segment's attempts count from one"
+    );
+    let resume = second.resume.clone().unwrap();
+    assert_eq!(resume.checkpoint, "cp-1");
+    assert_eq!(resume.reply, Some(said("2")));
+    assert_eq!(resume.segments, 1);
+
+    // A wait already due: the next claim fires its timer (no reply), and the message
+    // that ended the last wait does not end this one.
+    store
+        .commit(commit(&second, vec![], wait(crate::now_ms() - 1, "cp-2")))
+        .await
+        .unwrap();
+    let third = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    let resume = third.resume.clone().unwrap();
+    assert_eq!((resume.checkpoint.as_str(), resume.reply), ("cp-2", None));
+
+    // A message that arrives while the run still runs ends its next wait at once.
+    assert!(
+        store
+            .deliver_reply(&acme, &contact(), &said("3"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .commit(commit(&third, vec![], wait(hour_from_now, "cp-3")))
+        .await
+        .unwrap();
+    let fourth = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(fourth.resume.clone().unwrap().reply, Some(said("3")));
+    let done = store
+        .commit(commit(&fourth, vec![], Decision::Succeeded))
+        .await
+        .unwrap();
+    assert_eq!(done.state, RunPhase::Succeeded);
+    let record = store.run(&acme, id).await.unwrap().unwrap();
+    assert_eq!(record.segments, 3);
+    assert_eq!(record.waiting_until_ms, None);
+
+    // A message that arrives while a run is still queued ends its first wait; a
+    // waiting run is cancelled where it waits; the queue still hands out new runs.
+    // (Messages received before a run was accepted are not its answers.)
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let waiting = enqueue(&store, new_run("acme")).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        store
+            .deliver_reply(&acme, &contact(), &said("early"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .commit(commit(&claimed, vec![], wait(hour_from_now, "cp-0")))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(claimed.lease.run, waiting);
+    assert_eq!(claimed.resume.clone().unwrap().reply, Some(said("early")));
+    store
+        .commit(commit(&claimed, vec![], wait(hour_from_now, "cp")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel(&acme, waiting).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(
+        store.run(&acme, waiting).await.unwrap().unwrap().state,
+        RunPhase::Cancelled
+    );
+    assert!(
+        store
+            .deliver_reply(&acme, &contact(), &said("1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let next = enqueue(&store, new_run("acme")).await;
+    let claimed = store.claim(&request(5, 30_000, 1)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].lease.run, next);
 }

@@ -201,6 +201,17 @@ pub trait RunQueue: Send + Sync + 'static {
     fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()>;
     /// Cancels a run.
     fn cancel<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, CancelOutcome>;
+    /// Records `message` from `contact` and ends the wait of every run of the tenant
+    /// waiting for that contact's reply (each is queued with it, now). The message is
+    /// kept for [`INBOX_RETENTION_MS`] so that a run that was queued or running when it
+    /// arrived, and which then waits, gets it too ([`Decision::Wait`]). Returns the runs
+    /// resumed.
+    fn deliver_reply<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        contact: &'a ContactId,
+        message: &'a fluxo_core::Message,
+    ) -> StoreFuture<'a, Vec<RunId>>;
     /// Queues a dead run again (its attempts start over); `false` when it is not dead.
     fn retry_dead<'a>(&'a self, tenant: &'a TenantId, id: RunId) -> StoreFuture<'a, bool>;
     /// One of the tenant's runs.
@@ -294,6 +305,11 @@ impl<T> Store for T where
     T: Catalog + ComponentStore + RunQueue + Ledger + StateStore + Contacts + Outbox
 {
 }
+
+/// How long a contact's message is kept for runs that start waiting after it arrived,
+/// in milliseconds: 25 hours, the longest deadline a segment may have
+/// (`fluxo_core::limits::MAX_DEADLINE_MS`, 24 h) and an hour for it to be claimed.
+pub const INBOX_RETENTION_MS: i64 = 25 * 3600 * 1000;
 
 /// Milliseconds since the Unix epoch, now.
 #[must_use]

@@ -188,6 +188,9 @@ pub enum RunPhase {
     Running,
     /// An attempt failed retryably; the next one waits for its time.
     Retrying,
+    /// A workflow run committed what it did so far and waits for the contact's reply or
+    /// its timeout; it holds no lease, memory or task.
+    Waiting,
     /// It succeeded and its effects were committed.
     Succeeded,
     /// It failed for good (the failure was not retryable); nothing was applied.
@@ -200,10 +203,11 @@ pub enum RunPhase {
 
 impl RunPhase {
     /// Every phase.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Queued,
         Self::Running,
         Self::Retrying,
+        Self::Waiting,
         Self::Succeeded,
         Self::Failed,
         Self::Dead,
@@ -217,6 +221,7 @@ impl RunPhase {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Retrying => "retrying",
+            Self::Waiting => "waiting",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Dead => "dead",
@@ -336,6 +341,20 @@ pub struct Claimed {
     /// Whether this claim took the run over from a lease that expired (a crash
     /// redelivery), rather than from the queue.
     pub taken_over: bool,
+    /// A workflow run going on after a wait: where it stopped and how the wait ended.
+    pub resume: Option<Resume>,
+}
+
+/// A waiting run going on: the checkpoint its host stored and the reply that ended the
+/// wait (`None`: the wait timed out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The host's checkpoint, as it was committed (opaque to the store).
+    pub checkpoint: String,
+    /// The contact's message that ended the wait; `None` when its timeout did.
+    pub reply: Option<fluxo_core::Message>,
+    /// Segments committed so far (one per wait).
+    pub segments: u32,
 }
 
 /// What an attempt amounted to.
@@ -347,7 +366,8 @@ pub struct AttemptSummary {
     /// The node that ran it.
     #[serde(default)]
     pub node: Option<String>,
-    /// `succeeded`, or the error kind.
+    /// `succeeded`, `waiting` (a workflow's segment committed at a wait), or the error
+    /// kind.
     pub outcome: String,
     /// The error message, when it failed.
     #[serde(default)]
@@ -357,6 +377,17 @@ pub struct AttemptSummary {
     /// What it used.
     #[serde(default)]
     pub usage: Usage,
+}
+
+/// An attempt's outcome as its summary gives it: `succeeded`, `waiting` (a segment
+/// committed at a wait), or the error's kind.
+#[must_use]
+pub fn attempt_outcome(state: RunPhase, error: Option<&RunError>) -> String {
+    match error {
+        Some(error) => error.kind.as_str().to_owned(),
+        None if state == RunPhase::Waiting => "waiting".to_owned(),
+        None => "succeeded".to_owned(),
+    }
 }
 
 /// A stored run.
@@ -395,6 +426,13 @@ pub struct RunRecord {
     pub next_attempt_ms: Option<i64>,
     /// The node holding or last holding it.
     pub node: Option<String>,
+    /// Segments committed at a wait (a workflow run commits at each wait, then at its
+    /// end): each is in `attempts` with the outcome `waiting`.
+    #[serde(default)]
+    pub segments: u32,
+    /// While it waits: when the wait times out (Unix milliseconds).
+    #[serde(default)]
+    pub waiting_until_ms: Option<i64>,
 }
 
 /// Filters for listing runs.
@@ -427,6 +465,18 @@ pub enum Decision {
     Dead,
     /// It was cancelled while running.
     Cancelled,
+    /// A workflow run stopped at a wait: apply the effects so far (a segment that no
+    /// later failure undoes), store `checkpoint`, and wait for the contact's reply or
+    /// `until_ms`. A message from the contact recorded since the run was accepted and
+    /// after the last one it was given ends the wait at once: it arrived while the run
+    /// was queued or running, before it could wait ([`crate::INBOX_RETENTION_MS`]). The
+    /// commit's result then still says `Waiting`; the run is queued.
+    Wait {
+        /// When the wait times out (Unix milliseconds).
+        until_ms: i64,
+        /// The host's checkpoint (JSON, opaque to the store).
+        checkpoint: String,
+    },
 }
 
 /// What a run cost, for fair scheduling across tenants.
@@ -493,7 +543,7 @@ pub struct RunCounts {
 /// What a cancel did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {
-    /// The run was queued or retrying: it will never run.
+    /// The run was queued, retrying or waiting: it will never run.
     Cancelled,
     /// The run is running: it is marked, its worker stops it at the next heartbeat and
     /// commits nothing.
@@ -751,4 +801,6 @@ pub struct Pruned {
     pub runs: u64,
     /// Delivered or failed outbox rows removed.
     pub outbox: u64,
+    /// Contacts' messages removed from the inbox (past [`crate::INBOX_RETENTION_MS`]).
+    pub inbox: u64,
 }

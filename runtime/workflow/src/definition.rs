@@ -26,16 +26,10 @@ pub const RESERVED_NAMES: &[&str] = &["validate", "test"];
 
 /// The blocks a later version will add; a step naming one is refused with this reason
 /// rather than as an unknown type.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "wait_for_reply",
-        "waiting needs durable workflow runs (not built yet)",
-    ),
-    (
-        "trigger_workflow",
-        "starting another workflow from a step is not built yet",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[(
+    "trigger_workflow",
+    "starting another workflow from a step is not built yet",
+)];
 
 /// The most steps one workflow may hold.
 pub const MAX_STEPS: usize = 200;
@@ -263,6 +257,10 @@ impl Step {
             Block::Reply(block) => add(&mut ports, "next", &block.next),
             Block::Notify(block) => add(&mut ports, "next", &block.next),
             Block::Handoff(block) => add(&mut ports, "next", &block.next),
+            Block::WaitForReply(block) => {
+                add(&mut ports, "next", &block.next);
+                add(&mut ports, "on_timeout", &block.on_timeout);
+            }
             Block::Action(block) => {
                 add(&mut ports, "next", &block.next);
                 add(&mut ports, "on_error", &block.on_error);
@@ -313,6 +311,9 @@ pub enum Block {
     /// Runs one of the tenant's component actions in this run; its outcome's `branch`
     /// picks the port.
     Action(ActionBlock),
+    /// Suspends the run until the contact's next message (which becomes a variable and
+    /// the `message`) or a timeout; the run holds no memory meanwhile.
+    WaitForReply(WaitForReplyBlock),
 }
 
 impl Block {
@@ -332,6 +333,7 @@ impl Block {
             Self::Notify(_) => "notify",
             Self::Handoff(_) => "handoff",
             Self::Action(_) => "action",
+            Self::WaitForReply(_) => "wait_for_reply",
         }
     }
 }
@@ -698,6 +700,40 @@ pub struct HandoffBlock {
     pub next: Option<String>,
 }
 
+/// The longest a run may wait for a reply: 30 days, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 30 * 24 * 3600;
+
+/// Suspends the run until the contact's next message or a timeout. What was journaled
+/// before it commits first (a question sent just before reaches the contact before the
+/// wait starts); the run's cursor, variables and counters are stored, and nothing of it
+/// stays in memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForReplyBlock {
+    /// The variable the reply's text is saved to (`reply` by default); the reply also
+    /// becomes `message` for the steps after.
+    #[serde(default = "reply_variable")]
+    pub save_as: String,
+    /// How long to wait, in seconds: 1 to [`MAX_WAIT_SECONDS`], a day by default.
+    #[serde(default = "one_day")]
+    pub timeout_seconds: u64,
+    /// The step after a reply.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The step after a timeout (the variable is `null` then); without one, the run ends
+    /// at a timeout.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
+}
+
+fn reply_variable() -> String {
+    "reply".to_owned()
+}
+
+const fn one_day() -> u64 {
+    24 * 3600
+}
+
 /// Every template of a block, with the field it sits in and whether secrets may appear
 /// there (only in an HTTP request's URL, query, headers, body and auth).
 pub(crate) fn templates(block: &Block) -> Vec<(String, &str, Context)> {
@@ -770,7 +806,7 @@ pub(crate) fn templates(block: &Block) -> Vec<(String, &str, Context)> {
                 }
             }
         }
-        Block::Split(_) => {}
+        Block::Split(_) | Block::WaitForReply(_) => {}
         Block::SendEmail(email) => {
             for (i, to) in email.to.iter().enumerate() {
                 out.push((format!("to[{i}]"), to.as_str(), Context::Text));
@@ -842,6 +878,7 @@ pub(crate) fn writes_vars(block: &Block) -> Vec<&str> {
     match block {
         Block::SetVariable(set) => vec![set.name.as_str()],
         Block::Action(action) => action.save_as.as_deref().into_iter().collect(),
+        Block::WaitForReply(wait) => vec![wait.save_as.as_str()],
         Block::Http(http) => http
             .save
             .iter()

@@ -27,7 +27,7 @@ use crate::actions::ActionRunner;
 use crate::condition::{holds, text_of};
 use crate::definition::{
     ActionBlock, Auth, Block, Body, ConditionBlock, Context, Fixtures, HttpBlock, Match,
-    SendEmailBlock, SetVariableBlock, SplitBlock, Step, Workflow, is_json,
+    SendEmailBlock, SetVariableBlock, SplitBlock, Step, WaitForReplyBlock, Workflow, is_json,
 };
 use crate::path;
 use crate::template::Templates;
@@ -65,6 +65,54 @@ pub struct Start {
     pub message: Option<Message>,
     /// Variables set before the first step.
     pub vars: Map<String, Value>,
+    /// How `wait_for_reply` steps behave.
+    pub waits: Waits,
+    /// A suspended run to go on with, and how its wait ended (then `message` and `vars`
+    /// are not used: the checkpoint has them).
+    pub resume: Option<(Checkpoint, Resolution)>,
+}
+
+/// How `wait_for_reply` steps behave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Waits {
+    /// The run suspends: it ends with a [`Checkpoint`] the host stores (a real run).
+    #[default]
+    Suspend,
+    /// Each wait takes the next sample reply (`None`: the wait times out); with none
+    /// left, the run stops at the wait with its checkpoint (a test).
+    Answers(std::collections::VecDeque<Option<Message>>),
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// The contact's message arrived.
+    Reply(Message),
+    /// The timeout passed first.
+    Timeout,
+}
+
+/// Where a run suspended at a `wait_for_reply` step stands: everything the run needs to
+/// go on except the contact and the quota counters (the host keeps those with it, from
+/// the context). Stored as JSON with the waiting run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The wait step.
+    pub step: String,
+    /// How long it waits, in seconds.
+    pub timeout_seconds: u64,
+    /// The variables.
+    pub vars: Map<String, Value>,
+    /// The last message from the contact.
+    pub message: Option<Message>,
+    /// HTTP steps' answers so far (`steps.<id>`).
+    pub responses: Map<String, Value>,
+    /// Visits per step so far (loop limits hold across waits).
+    pub visits: BTreeMap<String, u32>,
+    /// Steps executed so far (`budget.max_steps` holds across waits).
+    pub executed: u32,
+    /// The secrets the run's HTTP steps used, by name (to redact its records).
+    pub secrets_used: Vec<String>,
 }
 
 /// One step as it ran.
@@ -121,6 +169,10 @@ pub struct WorkflowRun {
     pub trace: Vec<StepTrace>,
     /// The variables at the end.
     pub vars: Map<String, Value>,
+    /// Where the run waits for the contact's reply, when it stopped at a
+    /// `wait_for_reply` step: its journal so far commits, and the host stores this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Checkpoint>,
 }
 
 impl StepTrace {
@@ -130,6 +182,10 @@ impl StepTrace {
         let mut line = format!("step {} ({})", self.step, self.block);
         if let Some(error) = &self.error {
             line.push_str(&format!(": failed: {error}"));
+            return line;
+        }
+        if self.outputs.get("waiting") == Some(&Value::Bool(true)) {
+            line.push_str(": waiting for the contact's reply");
             return line;
         }
         match (&self.port, &self.next) {
@@ -148,6 +204,12 @@ impl WorkflowRun {
     #[must_use]
     pub fn succeeded(&self) -> bool {
         self.error.is_none()
+    }
+
+    /// Whether the run stopped at a wait (it did not fail, and has not ended).
+    #[must_use]
+    pub fn is_waiting(&self) -> bool {
+        self.error.is_none() && self.waiting.is_some()
     }
 }
 
@@ -220,8 +282,10 @@ impl Interpreter {
         &self.templates
     }
 
-    /// Runs `workflow` from its start in `ctx`, drawing splits with `draw` (a number in
-    /// `[0, 1)`; `rand::random` in production, fixed in tests).
+    /// Runs `workflow` in `ctx` from its start, or from a wait when `start.resume` says
+    /// so, drawing splits with `draw` (a number in `[0, 1)`; `rand::random` in
+    /// production, fixed in tests). The run ends at a step with no next step, at a
+    /// failure, or at a `wait_for_reply` step ([`WorkflowRun::waiting`]).
     pub async fn run(
         &self,
         workflow: &Workflow,
@@ -230,23 +294,37 @@ impl Interpreter {
         mode: &HttpMode,
         draw: &mut (dyn FnMut() -> f64 + Send),
     ) -> WorkflowRun {
-        let mut vars = start.vars;
-        for input in &workflow.inputs {
-            vars.entry(input.clone()).or_insert(Value::Null);
-        }
         let limits = crate::validate::visit_limits(workflow);
-        let mut state = RunState {
-            vars,
-            message: start.message,
-            responses: Map::new(),
-            secrets_used: Vec::new(),
-            action_visits: BTreeMap::new(),
+        let (mut state, mut current) = match start.resume {
+            Some((checkpoint, resolution)) => {
+                let step = checkpoint.step.clone();
+                (RunState::resumed(checkpoint, resolution, start.waits), step)
+            }
+            None => {
+                let mut vars = start.vars;
+                for input in &workflow.inputs {
+                    vars.entry(input.clone()).or_insert(Value::Null);
+                }
+                let state = RunState {
+                    vars,
+                    message: start.message,
+                    responses: Map::new(),
+                    secrets_used: Vec::new(),
+                    visits: BTreeMap::new(),
+                    executed: 0,
+                    waits: start.waits,
+                    resolution: None,
+                    suspended: false,
+                };
+                (state, workflow.start.clone())
+            }
         };
+        // A resumed wait step was counted when the run first reached it.
+        let mut resuming = state.resolution.is_some();
         let mut trace = Vec::new();
-        let mut visits: BTreeMap<&str, u32> = BTreeMap::new();
-        let mut executed = 0u32;
-        let mut current = Some(workflow.start.clone());
         let mut error = None;
+        let mut waiting = None;
+        let mut current = Some(std::mem::take(&mut current));
         while let Some(id) = current.take() {
             let Some(step) = workflow.step(&id) else {
                 error = Some(StepError {
@@ -256,8 +334,8 @@ impl Interpreter {
                 });
                 break;
             };
-            if let Some(stop) =
-                self.check_budget(workflow, step, ctx, &limits, &mut visits, &mut executed)
+            if !std::mem::take(&mut resuming)
+                && let Some(stop) = self.check_budget(workflow, step, ctx, &limits, &mut state)
             {
                 error = Some(stop);
                 break;
@@ -322,6 +400,10 @@ impl Interpreter {
             if error.is_some() {
                 break;
             }
+            if std::mem::take(&mut state.suspended) {
+                waiting = Some(state.checkpoint(step));
+                break;
+            }
             // Blocks without I/O never await: yield between steps so a long workflow
             // does not hold a runtime thread (the API stays responsive).
             tokio::task::yield_now().await;
@@ -330,6 +412,7 @@ impl Interpreter {
             error,
             trace,
             vars: state.vars,
+            waiting,
         };
         let redactor = Redactor::new(state.secrets_used.iter().map(String::as_str));
         if !redactor.is_empty() {
@@ -338,14 +421,13 @@ impl Interpreter {
         run
     }
 
-    fn check_budget<'w>(
+    fn check_budget(
         &self,
-        workflow: &'w Workflow,
-        step: &'w Step,
+        workflow: &Workflow,
+        step: &Step,
         ctx: &RunContext,
         limits: &BTreeMap<String, u32>,
-        visits: &mut BTreeMap<&'w str, u32>,
-        executed: &mut u32,
+        state: &mut RunState,
     ) -> Option<StepError> {
         let limit_error = |message: String| StepError {
             step: Some(step.id.clone()),
@@ -359,14 +441,14 @@ impl Interpreter {
                 }),
             });
         }
-        *executed = executed.saturating_add(1);
-        if *executed > workflow.budget.max_steps {
+        state.executed = state.executed.saturating_add(1);
+        if state.executed > workflow.budget.max_steps {
             return Some(limit_error(format!(
                 "the workflow ran {} steps, its budget (budget.max_steps)",
                 workflow.budget.max_steps
             )));
         }
-        let count = visits.entry(step.id.as_str()).or_insert(0);
+        let count = state.visits.entry(step.id.clone()).or_insert(0);
         *count = count.saturating_add(1);
         let allowed = limits
             .get(&step.id)
@@ -513,6 +595,7 @@ impl Interpreter {
                 };
                 send_message(ctx, draft, &handoff.next)
             }
+            Block::WaitForReply(wait) => wait_for_reply(wait, ctx, state),
         }
     }
 
@@ -580,8 +663,8 @@ impl Interpreter {
                 ),
             ));
         };
-        let visit = state.action_visits.entry(step.to_owned()).or_insert(0);
-        *visit += 1;
+        // The step's visit number (counted by the budget check before it ran).
+        let visit = state.visits.get(step).copied().unwrap_or(1);
         let key = format!("{step}.{visit}");
         let ran = runner
             .run_action(&action.action, &key, input, state.message.clone(), ctx)
@@ -1156,18 +1239,113 @@ fn field_value(value: &Value) -> FieldValue {
     }
 }
 
-/// What templates and conditions read, rebuilt before each step from the context (so a
-/// field set by one step is seen by the next).
+/// A `wait_for_reply` step: the wait's end when there is one (a resumed run, a test's
+/// sample reply), else the run suspends here.
+fn wait_for_reply(
+    wait: &WaitForReplyBlock,
+    ctx: &RunContext,
+    state: &mut RunState,
+) -> Result<Outcome, (Value, Failure)> {
+    let inputs = json!({"timeout_seconds": wait.timeout_seconds, "save_as": wait.save_as});
+    let resolution = state.resolution.take().or_else(|| match &mut state.waits {
+        Waits::Suspend => None,
+        Waits::Answers(answers) => answers
+            .pop_front()
+            .map(|answer| answer.map_or(Resolution::Timeout, Resolution::Reply)),
+    });
+    match resolution {
+        None => {
+            // Waiting needs someone to answer: a real run is about a contact.
+            let contact = ctx.contact_snapshot().id.clone();
+            if contact.is_none() && state.waits == Waits::Suspend {
+                return Err((
+                    inputs,
+                    definition_error(
+                        "a wait for a reply needs the run to be about a contact (its event has no contact id)",
+                    ),
+                ));
+            }
+            state.suspended = true;
+            Ok(Outcome {
+                port: None,
+                inputs,
+                outputs: json!({"waiting": true, "contact": contact}),
+            })
+        }
+        Some(Resolution::Reply(message)) => {
+            state
+                .vars
+                .insert(wait.save_as.clone(), Value::String(message.text.clone()));
+            let outputs = json!({"reply": message.text});
+            state.message = Some(message);
+            Ok(Outcome {
+                port: Some(("next".to_owned(), wait.next.clone())),
+                inputs,
+                outputs,
+            })
+        }
+        Some(Resolution::Timeout) => {
+            state.vars.insert(wait.save_as.clone(), Value::Null);
+            Ok(Outcome {
+                port: Some(("on_timeout".to_owned(), wait.on_timeout.clone())),
+                inputs,
+                outputs: json!({"timed_out": true}),
+            })
+        }
+    }
+}
+
+/// A run's own state: what templates and conditions read (rebuilt into a scope before
+/// each step from the context, so a field set by one step is seen by the next), its
+/// budget so far, and its wait.
 struct RunState {
     vars: Map<String, Value>,
     message: Option<Message>,
     responses: Map<String, Value>,
     secrets_used: Vec<String>,
-    /// How often each action step ran (its idempotency key's visit number).
-    action_visits: BTreeMap<String, u32>,
+    /// Visits per step so far (loop limits; an action step's idempotency key).
+    visits: BTreeMap<String, u32>,
+    /// Steps executed so far.
+    executed: u32,
+    waits: Waits,
+    /// How the wait the run resumes at ended.
+    resolution: Option<Resolution>,
+    /// Set by a wait with no answer: the run stops after this step.
+    suspended: bool,
 }
 
 impl RunState {
+    fn resumed(checkpoint: Checkpoint, resolution: Resolution, waits: Waits) -> Self {
+        Self {
+            vars: checkpoint.vars,
+            message: checkpoint.message,
+            responses: checkpoint.responses,
+            secrets_used: checkpoint.secrets_used,
+            visits: checkpoint.visits,
+            executed: checkpoint.executed,
+            waits,
+            resolution: Some(resolution),
+            suspended: false,
+        }
+    }
+
+    fn checkpoint(&self, step: &Step) -> Checkpoint {
+        let timeout_seconds = match &step.block {
+            Block::WaitForReply(wait) => wait.timeout_seconds,
+            _ => 0,
+        };
+        Checkpoint {
+            step: step.id.clone(),
+            timeout_seconds,
+            vars: self.vars.clone(),
+            message: self.message.clone(),
+            responses: self.responses.clone(),
+            visits: self.visits.clone(),
+            executed: self.executed,
+            secrets_used: self.secrets_used.clone(),
+        }
+    }
+
     fn data(&self, ctx: &RunContext) -> Value {
         let contact = ctx.contact();
         let fields: Map<String, Value> = contact

@@ -12,7 +12,9 @@
 //! a JSON body from bracket keys, a form or raw body, bearer / basic / API-key auth from
 //! tenant secrets, a timeout, response values saved to variables or fields by path,
 //! an `on_error` port), `set_field`, `tag`, `untag`, `set_variable`, `condition`,
-//! `split`, `send_email`, `reply`, `notify`, `handoff`, and `action` (a tenant's
+//! `split`, `send_email`, `reply`, `notify`, `handoff`, `wait_for_reply` (the run
+//! suspends with a [`Checkpoint`] the host stores, and resumes with a [`Resolution`]),
+//! and `action` (a tenant's
 //! component run as a step, through an [`ActionRunner`] the host gives).
 //! `docs/workflows.md` documents each block and template rule.
 
@@ -28,7 +30,8 @@ mod validate;
 pub use actions::ActionRunner;
 pub use definition::{Block, Budget, Fixtures, Step, Workflow};
 pub use interpret::{
-    Change, FixtureResponse, HttpMode, Interpreter, Start, StepError, StepTrace, WorkflowRun,
+    Change, Checkpoint, FixtureResponse, HttpMode, Interpreter, Resolution, Start, StepError,
+    StepTrace, Waits, WorkflowRun,
 };
 pub use problem::Problem;
 pub use template::Templates;

@@ -573,3 +573,193 @@ fn message_blocks_are_checked_at_save_time() {
         assert!(joined.contains(expected), "{expected:?} in {joined}");
     }
 }
+
+/// The texts of the messages `ctx` journaled, with their kind.
+fn sent(ctx: &RunContext) -> Vec<(String, String)> {
+    ctx.journal()
+        .effects()
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::SendMessage(message) => {
+                Some((message.kind.as_str().to_owned(), message.text.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// One segment of a suspended run as the host runs it: a fresh context with the contact
+/// and counters the last segment left, the checkpoint read back from its stored JSON.
+async fn segment(
+    workflow: &crate::Workflow,
+    left: Option<(&crate::Checkpoint, &Contact, fluxo_core::Counters)>,
+    answer: Option<&str>,
+) -> (crate::WorkflowRun, RunContext) {
+    let mut start = Start::default();
+    let mut ctx = context(1, ana());
+    if let Some((checkpoint, contact, counters)) = left {
+        let stored = serde_json::to_string(checkpoint).unwrap();
+        let checkpoint: crate::Checkpoint = serde_json::from_str(&stored).unwrap();
+        ctx = context(1, contact.clone()).with_counters(counters);
+        let resolution = answer.map_or(crate::Resolution::Timeout, |text| {
+            crate::Resolution::Reply(Message {
+                text: text.to_owned(),
+                channel: None,
+            })
+        });
+        start.resume = Some((checkpoint, resolution));
+    }
+    let run = run_in(workflow, &mut ctx, start, &HttpMode::Live).await;
+    (run, ctx)
+}
+
+#[tokio::test]
+async fn the_reply_validator_suspends_at_each_wait_and_asks_at_most_twice() {
+    let text = include_str!("../../../guest-examples/workflows/reply-validator.json");
+    let workflow = check(text, &Templates::new()).unwrap();
+
+    // Segment 1: the question, then the run stops at the wait with a checkpoint.
+    let (run, ctx) = segment(&workflow, None, None).await;
+    assert!(run.is_waiting(), "{run:#?}");
+    let waiting = run.waiting.clone().unwrap();
+    assert_eq!(waiting.step, "answer");
+    assert_eq!(waiting.timeout_seconds, 3600);
+    assert_eq!(sent(&ctx).len(), 1);
+    assert!(sent(&ctx)[0].1.starts_with("Hi Ana! Which department?"));
+    assert_eq!(
+        run.trace.last().unwrap().describe(),
+        "step answer (wait_for_reply): waiting for the contact's reply"
+    );
+
+    // Three answers that are not a digit: asked again twice, then the owner is told.
+    let mut left = (waiting, ctx.contact(), *ctx.counters());
+    let mut messages = Vec::new();
+    for (i, answer) in ["maybe", "the second one", "2!"].iter().enumerate() {
+        let (run, ctx) = segment(&workflow, Some((&left.0, &left.1, left.2)), Some(answer)).await;
+        assert!(run.succeeded(), "{run:#?}");
+        messages.extend(sent(&ctx));
+        if i < 2 {
+            left = (run.waiting.clone().unwrap(), ctx.contact(), *ctx.counters());
+        } else {
+            assert!(run.waiting.is_none(), "the run ended: {run:#?}");
+            // The message ids went on across the segments: no id is reused.
+            assert!(
+                ctx.journal().effects().iter().any(|effect| matches!(
+                    effect, Effect::SendMessage(m) if m.message_id.ends_with(".4")
+                )),
+                "{:?}",
+                ctx.journal().effects()
+            );
+        }
+    }
+    let kinds: Vec<_> = messages.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["reply", "reply", "notify"]);
+    assert_eq!(
+        messages[2].1,
+        "Ana could not choose a department (last answer: 2!). Dialog: https://chat.example/dialogs/c1"
+    );
+
+    // A valid answer files the department; a timeout goes to `on_timeout`.
+    let (first, ctx) = segment(&workflow, None, None).await;
+    let left = (first.waiting.unwrap(), ctx.contact(), *ctx.counters());
+    let (run, ctx) = segment(&workflow, Some((&left.0, &left.1, left.2)), Some("3")).await;
+    assert!(run.succeeded() && run.waiting.is_none(), "{run:#?}");
+    assert_eq!(
+        ctx.contact().fields.get("department").map(|v| v.to_json()),
+        Some(json!("3"))
+    );
+    assert_eq!(
+        sent(&ctx)[0].1,
+        "Thanks! Department 3 will answer you here."
+    );
+    let (run, ctx) = segment(&workflow, Some((&left.0, &left.1, left.2)), None).await;
+    assert!(run.succeeded(), "{run:#?}");
+    assert_eq!(run.trace[0].port.as_deref(), Some("on_timeout"));
+    assert_eq!(sent(&ctx)[0].0, "notify");
+}
+
+#[tokio::test]
+async fn a_test_answers_waits_inline_and_stops_when_the_answers_run_out() {
+    let text = include_str!("../../../guest-examples/workflows/reply-validator.json");
+    let workflow = check(text, &Templates::new()).unwrap();
+    let answers = |list: &[Option<&str>]| {
+        crate::Waits::Answers(
+            list.iter()
+                .map(|answer| {
+                    answer.map(|text| Message {
+                        text: text.to_owned(),
+                        channel: None,
+                    })
+                })
+                .collect(),
+        )
+    };
+    let mut ctx = context(1, ana());
+    let start = Start {
+        waits: answers(&[Some("x"), Some("1")]),
+        ..Start::default()
+    };
+    let run = run_in(&workflow, &mut ctx, start, &HttpMode::Live).await;
+    assert!(run.succeeded() && run.waiting.is_none(), "{run:#?}");
+    assert_eq!(run.vars["choice"], json!("1"));
+    assert_eq!(sent(&ctx).len(), 3, "question, ask again, thanks");
+
+    // With no answer left, the test stops at the wait.
+    let mut ctx = context(1, ana());
+    let start = Start {
+        waits: answers(&[Some("x")]),
+        ..Start::default()
+    };
+    let run = run_in(&workflow, &mut ctx, start, &HttpMode::Live).await;
+    assert!(run.is_waiting(), "{run:#?}");
+    assert_eq!(run.waiting.unwrap().visits["answer"], 2);
+
+    // A test needs no contact to stop at a wait; a real run about no contact cannot
+    // wait: nobody could answer.
+    let bare = r#"{"name": "w", "steps": [
+        {"id": "answer", "type": "wait_for_reply", "next": "seen"},
+        {"id": "seen", "type": "set_variable", "name": "seen", "value": "{{vars.reply}}"}
+    ]}"#;
+    let bare = check(bare, &Templates::new()).unwrap();
+    let mut anonymous = ana();
+    anonymous.id = None;
+    let mut ctx = context(1, anonymous.clone());
+    let start = Start {
+        waits: answers(&[]),
+        ..Start::default()
+    };
+    let run = run_in(&bare, &mut ctx, start, &HttpMode::Live).await;
+    assert!(run.is_waiting(), "{run:#?}");
+    let mut ctx = context(1, anonymous);
+    let run = run_in(&bare, &mut ctx, Start::default(), &HttpMode::Live).await;
+    let error = run.error.unwrap();
+    assert_eq!(error.step.as_deref(), Some("answer"));
+    assert!(error.error.message.contains("about a contact"), "{error:?}");
+}
+
+#[test]
+fn a_wait_s_timeout_and_variable_are_checked_at_save_time() {
+    let text = r#"{"name": "w", "steps": [
+        {"id": "a", "type": "wait_for_reply", "save_as": "1bad", "timeout_seconds": 0, "next": "b"},
+        {"id": "b", "type": "wait_for_reply", "timeout_seconds": 2592001}
+    ]}"#;
+    let problems: Vec<String> = check(text, &Templates::new())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems[0].contains("step `a`, save_as"), "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("step `a`, timeout_seconds: 0 is not from 1 to 2592000")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("step `b`, timeout_seconds: 2592001")),
+        "{problems:#?}"
+    );
+}

@@ -617,6 +617,21 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
             check_literal_target("service", &handoff.service, &mut problem);
             check_literal_text(&handoff.text, &mut problem);
         }
+        Block::WaitForReply(wait) => {
+            if let Err(why) = check_ident(&wait.save_as) {
+                problem("save_as", why);
+            }
+            if !(1..=crate::definition::MAX_WAIT_SECONDS).contains(&wait.timeout_seconds) {
+                problem(
+                    "timeout_seconds",
+                    format!(
+                        "{} is not from 1 to {} (30 days)",
+                        wait.timeout_seconds,
+                        crate::definition::MAX_WAIT_SECONDS
+                    ),
+                );
+            }
+        }
         Block::Action(action) => {
             if fluxo_core::ActionName::parse(&action.action).is_err() {
                 problem(
@@ -806,7 +821,7 @@ mod tests {
         let text = r#"{"name": "bad", "steps": [
             {"id": "a", "type": "http", "url": "https://x.example"},
             {"id": "b", "type": "teleport"},
-            {"id": "c", "type": "wait_for_reply"},
+            {"id": "c", "type": "trigger_workflow"},
             {"type": "tag", "tag": "x"},
             {"id": "e", "type": "tag", "tag": "x", "colour": "red"}
         ]}"#;

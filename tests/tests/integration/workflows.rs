@@ -280,7 +280,7 @@ async fn a_workflow_with_problems_is_refused_with_every_problem() {
     let broken = json!({"name": "broken", "steps": [
         {"id": "a", "type": "tag", "tag": "x", "next": "b"},
         {"id": "b", "type": "untag", "tag": "{{vars.nope}}", "next": "a"},
-        {"id": "c", "type": "wait_for_reply"}
+        {"id": "c", "type": "trigger_workflow"}
     ]});
     let validation = api
         .json(
@@ -898,4 +898,131 @@ async fn an_action_step_runs_a_component_inside_the_workflow_and_stops_when_disa
     assert_eq!(after["fields"]["crm_status"], json!("failed"));
     assert!(after["fields"].get("crm_deal_id").is_none(), "{after}");
     assert_eq!(after["tags"], json!([]));
+}
+
+/// The validator loop (job 4) in a real `fluxo serve`: the question reaches the platform
+/// before the run waits; the process is killed while the run waits and started again;
+/// the contact's answers resume it (asked again at most twice); the department is filed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reply_validator_waits_across_a_restart_and_resumes_on_the_contact_s_answer() {
+    use crate::served::Served;
+    let platform = Upstream::start(|_| (204, String::new())).await;
+    let endpoint = format!("{}/fluxo", platform.url());
+    let conversation = move || -> Vec<(String, String)> {
+        platform
+            .received()
+            .into_iter()
+            .filter_map(|received| {
+                let body: Value = serde_json::from_slice(&received.body).ok()?;
+                let kind = body["type"].as_str()?.strip_prefix("conversation.")?;
+                Some((kind.to_owned(), body["data"]["text"].as_str()?.to_owned()))
+            })
+            .collect()
+    };
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = dir.path().join("fluxo.toml");
+        std::fs::write(
+            &config,
+            "[server]\nlease_ms = 1000\nwebhook_private_cidrs = [\"127.0.0.1/32\"]\n",
+        )
+        .unwrap();
+        let server = Served::start(&data, &config);
+        let token = server.tenant("acme");
+        let (status, body) = server.call(
+            "POST",
+            "/v1/webhooks",
+            &token,
+            json!({ "url": endpoint }).to_string().as_bytes(),
+        );
+        assert_eq!(status, 201, "{body}");
+        let definition = std::fs::read(examples().join("reply-validator.json")).unwrap();
+        let (status, body) = server.call(
+            "POST",
+            "/v1/workflows/reply-validator/versions",
+            &token,
+            &definition,
+        );
+        assert_eq!(status, 201, "{body}");
+        let run = json!({
+            "action": "reply-validator",
+            "contact": {"id": "c-9", "fields": {"name": "Ana"}},
+        });
+        let (status, body) = server.call("POST", "/v1/runs", &token, run.to_string().as_bytes());
+        assert_eq!(status, 202, "{body}");
+        let id = body["run_id"].as_str().unwrap().to_owned();
+        let state_of = |server: &Served| -> Value {
+            let (status, body) = server.call("GET", &format!("/v1/runs/{id}"), &token, b"");
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        let wait_for = |server: &Served, state: &str, segments: u64| -> Value {
+            for _ in 0..400 {
+                let run = state_of(server);
+                if run["state"] == state && run["segments"].as_u64() == Some(segments) {
+                    return run;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            panic!(
+                "run never {state} after {segments} segment(s): {:#}",
+                state_of(server)
+            );
+        };
+        let heard = |count: usize| {
+            for _ in 0..400 {
+                if conversation().len() >= count {
+                    return conversation();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            panic!("the platform heard {:?}", conversation());
+        };
+        let run = wait_for(&server, "waiting", 1);
+        assert!(run["waiting_until_ms"].as_i64().unwrap() > unix_now() * 1000 + 3_000_000);
+        assert_eq!(run["attempts"][0]["outcome"], "waiting", "{run:#}");
+        assert_eq!(heard(1)[0].0, "reply");
+
+        // Killed while the run waits: nothing of it is in memory, all of it is stored.
+        server.kill();
+        let server = Served::start(&data, &config);
+        let answer = |text: &str| {
+            let (status, body) = server.call(
+                "POST",
+                "/v1/contacts/c-9/messages",
+                &token,
+                json!({ "text": text }).to_string().as_bytes(),
+            );
+            assert_eq!(status, 202, "{body}");
+            body["resumed"].as_array().unwrap().len()
+        };
+        assert_eq!(answer("what?"), 1);
+        wait_for(&server, "waiting", 2);
+        assert_eq!(
+            heard(2)[1],
+            (
+                "reply".to_owned(),
+                "Please answer with the digit only: 1, 2 or 3.".to_owned()
+            )
+        );
+        assert_eq!(answer("2"), 1);
+        let run = wait_for(&server, "succeeded", 2);
+        let outcomes: Vec<&str> = run["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|attempt| attempt["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(outcomes, ["waiting", "waiting", "succeeded"], "{run:#}");
+        assert_eq!(heard(3)[2].1, "Thanks! Department 2 will answer you here.");
+        let (status, contact) = server.call("GET", "/v1/contacts/c-9", &token, b"");
+        assert_eq!(status, 200, "{contact}");
+        assert_eq!(contact["fields"]["department"], "2", "{contact}");
+        // Nobody waits any more: a later message resumes nothing.
+        assert_eq!(answer("3"), 0);
+        assert_eq!(conversation().len(), 3, "{:?}", conversation());
+    })
+    .await
+    .unwrap();
 }

@@ -694,8 +694,9 @@ async fn import_legacy_components(store: &dyn Store, dir: &Path) -> Result<(), R
     Ok(())
 }
 
-/// The permission of a workflow that sends messages to the platform (replies,
-/// notifications, handoffs); components have no such interface yet.
+/// The permission of a workflow that takes part in the conversation: sends messages to
+/// the platform (replies, notifications, handoffs) or waits for the contact's reply;
+/// components have no such interface yet.
 pub const CONVERSATION_CAPABILITY: &str = "fluxo:workflow/conversation";
 
 /// The permission of a workflow that runs the tenant's component actions as steps (each
@@ -718,7 +719,7 @@ fn workflow_imports(workflow: &Workflow) -> Vec<String> {
             Block::SendEmail(_) => {
                 used.insert("fluxo:action/email");
             }
-            Block::Reply(_) | Block::Notify(_) | Block::Handoff(_) => {
+            Block::Reply(_) | Block::Notify(_) | Block::Handoff(_) | Block::WaitForReply(_) => {
                 used.insert(CONVERSATION_CAPABILITY);
             }
             Block::Action(_) => {

@@ -35,6 +35,50 @@ pub(crate) async fn show_contact(
     ok(StatusCode::OK, &contact)
 }
 
+/// The longest message text accepted from a contact: 64 KiB (the chat platforms' own
+/// limits are lower: 4 096 characters on WhatsApp and Telegram).
+pub(crate) const MAX_INBOUND_TEXT_BYTES: usize = 64 * 1024;
+
+/// The answer of `POST /v1/contacts/{id}/messages`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct MessageDelivered {
+    /// The runs that were waiting for this contact's reply and go on with it now.
+    resumed: Vec<fluxo_core::RunId>,
+}
+
+/// `POST /v1/contacts/{id}/messages`: the platform reports a message from the contact.
+/// Runs waiting for the contact's reply go on with it; a run still running when it
+/// arrives gets it when it reaches its wait (the message is kept ten minutes).
+pub(crate) async fn deliver_message(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    JsonBody(message): JsonBody<fluxo_core::Message>,
+) -> ApiResult {
+    let contact = ContactId::parse(&id).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_contact",
+            format!("{id:?} is not a contact id: {error}"),
+        )
+    })?;
+    if message.text.len() > MAX_INBOUND_TEXT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            format!(
+                "the message's text is {} bytes, over the {MAX_INBOUND_TEXT_BYTES}-byte limit",
+                message.text.len()
+            ),
+        ));
+    }
+    let resumed = state
+        .scheduler
+        .deliver_reply(&tenant, &contact, &message)
+        .await?;
+    ok(StatusCode::ACCEPTED, &MessageDelivered { resumed })
+}
+
 /// The answer of `GET /v1/secrets`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SecretNames {

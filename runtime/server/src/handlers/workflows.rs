@@ -16,8 +16,8 @@ use fluxo_core::{
 };
 use fluxo_sandbox::Redactor;
 use fluxo_workflow::{
-    FixtureResponse, HttpMode, Interpreter, Problem, Start, StepTrace, Workflow, WorkflowRun,
-    validate,
+    FixtureResponse, HttpMode, Interpreter, Problem, Start, StepTrace, Waits, Workflow,
+    WorkflowRun, validate,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -94,6 +94,11 @@ pub(crate) struct WorkflowTest {
     /// one fails; when absent, requests are live (under the tenant's egress policy).
     #[serde(default)]
     fixtures: Option<BTreeMap<String, FixtureResponse>>,
+    /// The contact's answers to the run's `wait_for_reply` steps, in order: a text, or
+    /// `null` for a wait that times out. With none left, the test stops at the wait
+    /// (`waiting` names it).
+    #[serde(default)]
+    replies: Vec<Option<String>>,
 }
 
 /// Why a tested workflow failed.
@@ -117,8 +122,11 @@ pub(crate) struct WorkflowFailure {
 pub(crate) struct WorkflowTestResult {
     /// The workflow's name.
     workflow: String,
-    /// Whether it reached an end.
+    /// Whether it did not fail (it reached an end, or a wait with no sample reply left).
     succeeded: bool,
+    /// The `wait_for_reply` step it stopped at, with no sample reply left for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<String>,
     /// Why not, when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<WorkflowFailure>,
@@ -285,9 +293,21 @@ pub(crate) async fn test(
             .retry_after(1)
         })?;
     let mode = body.fixtures.map_or(HttpMode::Live, HttpMode::Fixtures);
+    let replies = body
+        .replies
+        .into_iter()
+        .map(|reply| {
+            reply.map(|text| Message {
+                text,
+                channel: body.message.as_ref().and_then(|m| m.channel.clone()),
+            })
+        })
+        .collect();
     let start = Start {
         message: body.message,
         vars: body.vars,
+        waits: Waits::Answers(replies),
+        resume: None,
     };
     let run = interpreter
         .run(&workflow, &mut ctx, start, &mode, &mut rand::random::<f64>)
@@ -322,6 +342,7 @@ fn answer(
     WorkflowTestResult {
         workflow,
         succeeded: error.is_none(),
+        waiting: run.waiting.map(|checkpoint| checkpoint.step),
         error,
         trace: run.trace,
         vars: run.vars,
