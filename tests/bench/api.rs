@@ -71,6 +71,12 @@ pub struct Server {
     admin: String,
     client: Client<HttpConnector, Full<Bytes>>,
     dir: tempfile::TempDir,
+    /// How it was started: the binary, the environment, the configuration file.
+    command: (
+        std::path::PathBuf,
+        Vec<(String, String)>,
+        Option<std::path::PathBuf>,
+    ),
 }
 
 impl std::fmt::Debug for Server {
@@ -105,42 +111,22 @@ impl Server {
         config: Option<&str>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let data = dir.path().join("data");
-        let mut command = Command::new(fluxo_bin);
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .env_remove("FLUXO_ADMIN_TOKEN")
-            .env_remove("FLUXO_STORE_URL")
-            .env_remove("FLUXO_SECRETS_KEY")
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped());
-        if let Some(config) = config {
-            let path = dir.path().join("fluxo.toml");
-            std::fs::write(&path, config)?;
-            command.arg("--config").arg(path);
-        }
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().context("starting fluxo serve")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .context("fluxo serve stopped before listening")??;
-            if let Some(word) = line
-                .split_whitespace()
-                .find(|word| line.contains("listening on") && word.starts_with("http://"))
-            {
-                break word.to_owned();
+        let config = match config {
+            Some(config) => {
+                let path = dir.path().join("fluxo.toml");
+                std::fs::write(&path, config)?;
+                Some(path)
             }
+            None => None,
         };
-        std::thread::spawn(move || lines.for_each(drop));
-        let admin = match env.iter().find(|(name, _)| *name == "FLUXO_ADMIN_TOKEN") {
-            Some((_, token)) => (*token).to_owned(),
-            None => std::fs::read_to_string(data.join("admin-token"))?
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let (child, url) = spawn(fluxo_bin, &dir.path().join("data"), &env, config.as_deref())?;
+        let admin = match env.iter().find(|(name, _)| name == "FLUXO_ADMIN_TOKEN") {
+            Some((_, token)) => token.clone(),
+            None => std::fs::read_to_string(dir.path().join("data/admin-token"))?
                 .trim()
                 .to_owned(),
         };
@@ -153,9 +139,84 @@ impl Server {
             admin,
             client,
             dir,
+            command: (fluxo_bin.to_owned(), env, config),
         })
     }
 
+    /// Starts the process again on the same data directory (after [`Server::kill`]).
+    ///
+    /// # Errors
+    /// When it cannot be started or never says where it listens.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let (bin, env, config) = &self.command;
+        let (child, url) = spawn(bin, &self.dir.path().join("data"), env, config.as_deref())?;
+        self.child = child;
+        self.url = url;
+        Ok(())
+    }
+
+    /// The admin token.
+    #[must_use]
+    pub fn admin(&self) -> &str {
+        &self.admin
+    }
+
+    /// The process's resident memory (`VmRSS`), in bytes.
+    ///
+    /// # Errors
+    /// When `/proc` cannot be read.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .context("no VmRSS")
+    }
+}
+
+/// Starts `fluxo serve` on `data`; the child and where it listens.
+fn spawn(
+    fluxo_bin: &Path,
+    data: &Path,
+    env: &[(String, String)],
+    config: Option<&Path>,
+) -> anyhow::Result<(Child, String)> {
+    let mut command = Command::new(fluxo_bin);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("FLUXO_ADMIN_TOKEN")
+        .env_remove("FLUXO_STORE_URL")
+        .env_remove("FLUXO_SECRETS_KEY")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped());
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().context("starting fluxo serve")?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .context("fluxo serve stopped before listening")??;
+        if let Some(word) = line
+            .split_whitespace()
+            .find(|word| line.contains("listening on") && word.starts_with("http://"))
+        {
+            break word.to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, url))
+}
+
+impl Server {
     /// The node's name (kept in its data directory).
     ///
     /// # Errors

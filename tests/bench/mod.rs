@@ -15,6 +15,7 @@ pub mod parked;
 pub mod report;
 pub mod server;
 pub mod stats;
+pub mod waits;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -195,7 +195,8 @@ enum WorkflowCommand {
         /// The event (JSON: contact, message, input — the starting variables).
         #[arg(long)]
         event: PathBuf,
-        /// Wait for the run to finish (its whole report with `--json`).
+        /// Wait for the run to finish, or to wait for its contact's reply (its whole report
+        /// with `--json`).
         #[arg(long)]
         wait: bool,
     },
@@ -274,7 +275,8 @@ enum RunsCommand {
         /// The event (JSON: contact, message, input).
         #[arg(long)]
         event: PathBuf,
-        /// Wait for the run to finish and show its report.
+        /// Wait for the run to finish, or to wait for its contact's reply, and show its
+        /// report.
         #[arg(long)]
         wait: bool,
         /// Submitting again with the same key returns the same run.
@@ -304,7 +306,7 @@ enum RunsCommand {
         #[arg(long)]
         action: Option<String>,
     },
-    /// Cancel a queued or running run.
+    /// Cancel a queued, running or waiting run.
     Cancel {
         /// The run id.
         id: String,

@@ -195,6 +195,12 @@ impl StepTrace {
         if let Some(status) = self.outputs.pointer("/response/status") {
             line.push_str(&format!(", HTTP {status}"));
         }
+        if let Some(Value::String(reply)) = self.outputs.get("reply") {
+            // The contact's answer, as much as a log line should hold.
+            let shown: String = reply.chars().take(80).collect();
+            let more = if shown.len() < reply.len() { "…" } else { "" };
+            line.push_str(&format!(", reply {shown:?}{more}"));
+        }
         line
     }
 }
@@ -1272,7 +1278,12 @@ fn wait_for_reply(
                 outputs: json!({"waiting": true, "contact": contact}),
             })
         }
-        Some(Resolution::Reply(message)) => {
+        Some(Resolution::Reply(mut message)) => {
+            // A contact answers where it was asked: the channel carries over when the
+            // platform does not say.
+            if message.channel.is_none() {
+                message.channel = state.message.as_ref().and_then(|m| m.channel.clone());
+            }
             state
                 .vars
                 .insert(wait.save_as.clone(), Value::String(message.text.clone()));

@@ -656,13 +656,13 @@ async fn the_reply_validator_suspends_at_each_wait_and_asks_at_most_twice() {
     assert_eq!(kinds, ["reply", "reply", "notify"]);
     assert_eq!(
         messages[2].1,
-        "Ana could not choose a department (last answer: 2!). Dialog: https://chat.example/dialogs/c1"
+        "Ana answered 3 times without choosing a department. Dialog: https://chat.example/dialogs/c1"
     );
 
     // A valid answer files the department; a timeout goes to `on_timeout`.
     let (first, ctx) = segment(&workflow, None, None).await;
     let left = (first.waiting.unwrap(), ctx.contact(), *ctx.counters());
-    let (run, ctx) = segment(&workflow, Some((&left.0, &left.1, left.2)), Some("3")).await;
+    let (run, ctx) = segment(&workflow, Some((&left.0, &left.1, left.2)), Some(" 3 ")).await;
     assert!(run.succeeded() && run.waiting.is_none(), "{run:#?}");
     assert_eq!(
         ctx.contact().fields.get("department").map(|v| v.to_json()),
@@ -676,6 +676,11 @@ async fn the_reply_validator_suspends_at_each_wait_and_asks_at_most_twice() {
     assert!(run.succeeded(), "{run:#?}");
     assert_eq!(run.trace[0].port.as_deref(), Some("on_timeout"));
     assert_eq!(sent(&ctx)[0].0, "notify");
+    assert!(
+        sent(&ctx)[0].1.contains("did not answer"),
+        "{:?}",
+        sent(&ctx)
+    );
 }
 
 #[tokio::test]

@@ -421,7 +421,7 @@ impl Known<'_> {
             ("vars", None) => Ok(()),
             ("vars", Some(var)) if self.vars.contains(var) => Ok(()),
             ("vars", Some(var)) => Err(format!(
-                "`{name}`: no step sets the variable `{var}` (set_variable or an HTTP step's save) and it is not one of the workflow's `inputs`"
+                "`{name}`: no step sets the variable `{var}` (set_variable, an HTTP step's save, an action's or a wait's save_as) and it is not one of the workflow's `inputs`"
             )),
             ("steps", None) => Ok(()),
             ("steps", Some(step)) if !self.http_steps.contains(step) => Err(format!(

@@ -1026,3 +1026,68 @@ async fn the_reply_validator_waits_across_a_restart_and_resumes_on_the_contact_s
     .await
     .unwrap();
 }
+
+/// `POST /v1/contacts/{id}/messages` refuses what no platform sends (a bad id, a text
+/// over 64 KiB, a long or control-character channel) and resumes nothing when nobody
+/// waits; a test's sample replies meet the same text limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contact_s_message_is_checked_and_resumes_nothing_when_nobody_waits() {
+    let api = api(config_for(9)).await;
+    let token = api.tenant("acme").await;
+    let post = |path: &str, body: Value| {
+        let (api, token, path) = (&api, token.clone(), path.to_owned());
+        async move { api.json(Method::POST, &path, Some(&token), body).await }
+    };
+    let nobody = post("/v1/contacts/c-1/messages", json!({"text": "hi"})).await;
+    assert_eq!(nobody.status, StatusCode::ACCEPTED, "{}", nobody.body);
+    assert_eq!(nobody.body["resumed"], json!([]));
+    let huge = post(
+        "/v1/contacts/c-1/messages",
+        json!({"text": "x".repeat(64 * 1024 + 1)}),
+    )
+    .await;
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", huge.body);
+    assert_eq!(huge.body["code"], "message_too_large");
+    for channel in ["w".repeat(65), "what\u{7}sapp".to_owned()] {
+        let bad = post(
+            "/v1/contacts/c-1/messages",
+            json!({"text": "hi", "channel": channel}),
+        )
+        .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+        assert_eq!(bad.body["code"], "invalid_channel");
+    }
+    let unknown = post("/v1/contacts/c-1/messages", json!({"text": "hi", "x": 1})).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.body);
+    let wait = json!({"name": "w", "steps": [
+        {"id": "answer", "type": "wait_for_reply", "next": "seen"},
+        {"id": "seen", "type": "set_variable", "name": "seen", "value": "{{vars.reply}}"}
+    ]});
+    let tested = api
+        .test_workflow(
+            &token,
+            json!({"workflow": wait, "contact": {"id": "c-1"}, "replies": ["x".repeat(64 * 1024 + 1)]}),
+        )
+        .await;
+    assert_eq!(
+        tested.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        tested.body
+    );
+    let tested = api
+        .test_workflow(
+            &token,
+            json!({"workflow": wait, "contact": {"id": "c-1"},
+                   "message": {"text": "start", "channel": "telegram"}, "replies": ["2"]}),
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
+    assert_eq!(tested.body["vars"]["seen"], "2", "{:#}", tested.body);
+    assert!(tested.body.get("waiting").is_none(), "{:#}", tested.body);
+    let tested = api
+        .test_workflow(&token, json!({"workflow": wait, "contact": {"id": "c-1"}}))
+        .await;
+    assert_eq!(tested.body["waiting"], "answer", "{:#}", tested.body);
+    assert_eq!(tested.body["succeeded"], true, "{:#}", tested.body);
+}

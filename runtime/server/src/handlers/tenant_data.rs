@@ -59,24 +59,46 @@ pub(crate) async fn deliver_message(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_contact",
-            format!("{id:?} is not a contact id: {error}"),
+            error.to_string(),
         )
     })?;
-    if message.text.len() > MAX_INBOUND_TEXT_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "message_too_large",
-            format!(
-                "the message's text is {} bytes, over the {MAX_INBOUND_TEXT_BYTES}-byte limit",
-                message.text.len()
-            ),
-        ));
-    }
+    check_inbound(&message.text, message.channel.as_deref())?;
     let resumed = state
         .scheduler
         .deliver_reply(&tenant, &contact, &message)
         .await?;
     ok(StatusCode::ACCEPTED, &MessageDelivered { resumed })
+}
+
+/// The longest channel name accepted with a contact's message, in bytes.
+pub(crate) const MAX_CHANNEL_BYTES: usize = 64;
+
+/// Checks a message from a contact (reported, or a test's sample reply): its text at most
+/// [`MAX_INBOUND_TEXT_BYTES`] (413 `message_too_large`), its channel a short name
+/// without control characters (400 `invalid_channel`).
+pub(crate) fn check_inbound(text: &str, channel: Option<&str>) -> Result<(), ApiError> {
+    if text.len() > MAX_INBOUND_TEXT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            format!(
+                "the message's text is {} bytes, over the {MAX_INBOUND_TEXT_BYTES}-byte limit",
+                text.len()
+            ),
+        ));
+    }
+    if let Some(channel) = channel
+        && (channel.len() > MAX_CHANNEL_BYTES || channel.chars().any(char::is_control))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_channel",
+            format!(
+                "a channel is a name of at most {MAX_CHANNEL_BYTES} bytes without control characters"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The answer of `GET /v1/secrets`.

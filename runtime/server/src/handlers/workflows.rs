@@ -293,6 +293,9 @@ pub(crate) async fn test(
             .retry_after(1)
         })?;
     let mode = body.fixtures.map_or(HttpMode::Live, HttpMode::Fixtures);
+    for reply in body.replies.iter().flatten() {
+        super::tenant_data::check_inbound(reply, None)?;
+    }
     let replies = body
         .replies
         .into_iter()
