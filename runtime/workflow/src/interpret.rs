@@ -301,7 +301,7 @@ impl Interpreter {
         draw: &mut (dyn FnMut() -> f64 + Send),
     ) -> WorkflowRun {
         let limits = crate::validate::visit_limits(workflow);
-        let (mut state, mut current) = match start.resume {
+        let (mut state, first) = match start.resume {
             Some((checkpoint, resolution)) => {
                 let step = checkpoint.step.clone();
                 (RunState::resumed(checkpoint, resolution, start.waits), step)
@@ -330,7 +330,7 @@ impl Interpreter {
         let mut trace = Vec::new();
         let mut error = None;
         let mut waiting = None;
-        let mut current = Some(std::mem::take(&mut current));
+        let mut current = Some(first);
         while let Some(id) = current.take() {
             let Some(step) = workflow.step(&id) else {
                 error = Some(StepError {
