@@ -15,8 +15,9 @@ CREATE INDEX runs_timers ON runs (wake_ms) WHERE state = 'waiting';
 CREATE INDEX runs_waiting_for ON runs (tenant, wait_contact) WHERE state = 'waiting';
 
 -- Messages the platform reported from contacts (`POST /v1/contacts/{id}/messages`),
--- kept a while so a run whose attempt started before a message arrived, and which
--- waits after, still gets it.
+-- kept a while so a run that was queued or running when a message arrived, and which
+-- waits after, still gets it. BIGSERIAL never reuses a number (a run remembers the last
+-- one it was given).
 CREATE TABLE inbox (
     seq BIGSERIAL PRIMARY KEY,
     tenant TEXT NOT NULL,

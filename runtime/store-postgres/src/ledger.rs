@@ -150,6 +150,14 @@ async fn commit(
         } => Some((*until_ms, checkpoint.clone())),
         _ => None,
     };
+    // Before this transaction locks the tenant's queue row: a delivery takes the
+    // conversation's lock first and that row after, so the other order would deadlock.
+    let contact = commit.contact.as_ref().map(ToString::to_string);
+    if wait.is_some()
+        && let Some(contact) = &contact
+    {
+        crate::queue::lock_conversation(tx, &row_tenant, contact).await?;
+    }
     let (state, finished, available) = match decision {
         Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
         Decision::Failed => (RunPhase::Failed, Some(now), None),
@@ -218,7 +226,6 @@ async fn commit(
     if let Some((until_ms, checkpoint)) = wait {
         // The next segment's attempts count from one again: a retry policy bounds the
         // failures of one segment, not of a conversation.
-        let contact = commit.contact.as_ref().map(ToString::to_string);
         tx.execute(
             "UPDATE runs SET checkpoint = $2, wake_ms = $3, wait_contact = $4, reply = NULL,
                  attempt = 0, crash_redeliveries = 0, segments = segments + 1
@@ -228,7 +235,6 @@ async fn commit(
         .await
         .map_err(pg)?;
         if let Some(contact) = &contact {
-            crate::queue::lock_conversation(tx, &row_tenant, contact).await?;
             crate::queue::answer_from_inbox(tx, seq, &row_tenant, contact, options.quantum).await?;
         }
     }

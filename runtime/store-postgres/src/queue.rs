@@ -508,6 +508,8 @@ async fn fire_timers(tx: &Tx<'_>, now: i64, quantum: i64) -> Result<(), StoreErr
 /// could miss a wait committed at the same moment (the run not yet `waiting` to it) while
 /// that commit missed the message (not yet in the inbox to it), and the message would
 /// be lost to the run. SQLite needs none: its one writer serializes every write.
+/// Lock order: this lock, then run rows, then `tenant_queue` rows (a commit takes it
+/// before it touches the tenant's queue row).
 pub(crate) async fn lock_conversation(
     tx: &Tx<'_>,
     tenant: &str,

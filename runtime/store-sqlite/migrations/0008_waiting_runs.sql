@@ -66,10 +66,11 @@ CREATE INDEX runs_timers ON runs (wake_ms) WHERE state = 'waiting';
 CREATE INDEX runs_waiting_for ON runs (tenant, wait_contact) WHERE state = 'waiting';
 
 -- Messages the platform reported from contacts (`POST /v1/contacts/{id}/messages`),
--- kept a while so a run whose attempt started before a message arrived, and which
--- waits after, still gets it.
+-- kept a while so a run that was queued or running when a message arrived, and which
+-- waits after, still gets it. AUTOINCREMENT: a sequence number is never reused after
+-- pruning empties the table (a run remembers the last one it was given).
 CREATE TABLE inbox (
-    seq INTEGER PRIMARY KEY,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant TEXT NOT NULL,
     contact TEXT NOT NULL,
     message BLOB NOT NULL,

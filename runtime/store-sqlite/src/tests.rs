@@ -241,3 +241,35 @@ fn a_crash_mid_commit_leaves_neither_contacts_nor_the_run_row() {
         assert!(record.report.is_none());
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_numbers_are_never_reused_after_pruning_empties_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fluxo.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let tenant = fluxo_core::TenantId::parse("acme").unwrap();
+    let contact = fluxo_core::ContactId::parse("c1").unwrap();
+    store.create_tenant(&tenant).await.unwrap();
+    let said = |text: &str| fluxo_core::Message {
+        text: text.to_owned(),
+        channel: None,
+    };
+    for text in ["a", "b"] {
+        store
+            .deliver_reply(&tenant, &contact, &said(text))
+            .await
+            .unwrap();
+    }
+    // Pruning emptied the inbox; a run still remembers it was given message 2.
+    let raw = Connection::open(&path).unwrap();
+    raw.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    raw.execute("DELETE FROM inbox", []).unwrap();
+    store
+        .deliver_reply(&tenant, &contact, &said("c"))
+        .await
+        .unwrap();
+    let seq: i64 = raw
+        .query_row("SELECT seq FROM inbox", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(seq, 3, "a number once given is never given again");
+}
