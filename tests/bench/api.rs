@@ -264,6 +264,24 @@ impl Server {
     /// # Errors
     /// When an answer is unexpected.
     pub async fn tenant(&self, id: &str, triage: &[u8]) -> anyhow::Result<String> {
+        let token = self.bare_tenant(id).await?;
+        let (status, answer) = self
+            .call(
+                "POST",
+                "/v1/actions/triage/versions",
+                &token,
+                Bytes::copy_from_slice(triage),
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "uploading triage: {status} {answer}");
+        Ok(token)
+    }
+
+    /// Creates tenant `id` and returns a token for it.
+    ///
+    /// # Errors
+    /// When an answer is unexpected.
+    pub async fn bare_tenant(&self, id: &str) -> anyhow::Result<String> {
         let admin = self.admin.clone();
         let body = Bytes::from(serde_json::json!({ "id": id }).to_string());
         let (status, answer) = self.call("POST", "/v1/tenants", &admin, body).await?;
@@ -277,21 +295,11 @@ impl Server {
             )
             .await?;
         anyhow::ensure!(status == 201, "token for {id}: {status} {answer}");
-        let token = answer
+        Ok(answer
             .get("token")
             .and_then(serde_json::Value::as_str)
             .context("no token")?
-            .to_owned();
-        let (status, answer) = self
-            .call(
-                "POST",
-                "/v1/actions/triage/versions",
-                &token,
-                Bytes::copy_from_slice(triage),
-            )
-            .await?;
-        anyhow::ensure!(status == 201, "uploading triage: {status} {answer}");
-        Ok(token)
+            .to_owned())
     }
 
     /// Succeeded runs this node committed so far

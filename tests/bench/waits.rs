@@ -169,7 +169,7 @@ pub async fn served(fluxo_bin: &Path, count: usize) -> anyhow::Result<WaitFigure
     let timeout = 60 + u64::try_from(count / 100).unwrap_or(0);
     let config = "[server]\nbacklog_per_tenant = 1000000\n";
     let mut server = Server::start_with(fluxo_bin, &[], Some(config))?;
-    let token = tenant(&server, "acme").await?;
+    let token = server.bare_tenant("acme").await?;
     let (status, answer) = server
         .call(
             "POST",
@@ -281,27 +281,6 @@ fn unix_ms() -> i64 {
             .map_or(0, |elapsed| elapsed.as_millis()),
     )
     .unwrap_or(i64::MAX)
-}
-
-async fn tenant(server: &Server, id: &str) -> anyhow::Result<String> {
-    let admin = server.admin().to_owned();
-    let body = Bytes::from(serde_json::json!({ "id": id }).to_string());
-    let (status, answer) = server.call("POST", "/v1/tenants", &admin, body).await?;
-    anyhow::ensure!(status == 201, "creating tenant {id}: {status} {answer}");
-    let (status, answer) = server
-        .call(
-            "POST",
-            &format!("/v1/tenants/{id}/tokens"),
-            &admin,
-            Bytes::new(),
-        )
-        .await?;
-    anyhow::ensure!(status == 201, "token for {id}: {status} {answer}");
-    Ok(answer
-        .get("token")
-        .and_then(serde_json::Value::as_str)
-        .context("no token")?
-        .to_owned())
 }
 
 async fn submit(

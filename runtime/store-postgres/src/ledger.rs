@@ -143,13 +143,9 @@ async fn commit(
             report.applied = true;
         }
     }
-    let wait = match &decision {
-        Decision::Wait {
-            until_ms,
-            checkpoint,
-        } => Some((*until_ms, checkpoint.clone())),
-        _ => None,
-    };
+    let wait = decision
+        .wait()
+        .map(|(until_ms, checkpoint)| (until_ms, checkpoint.to_owned()));
     // Before this transaction locks the tenant's queue row: a delivery takes the
     // conversation's lock first and that row after, so the other order would deadlock.
     let contact = commit.contact.as_ref().map(ToString::to_string);

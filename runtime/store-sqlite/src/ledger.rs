@@ -137,13 +137,9 @@ pub(crate) fn commit(
     } else if applies && mode == RunMode::Run {
         report.applied = true;
     }
-    let wait = match &decision {
-        Decision::Wait {
-            until_ms,
-            checkpoint,
-        } => Some((*until_ms, checkpoint.clone())),
-        _ => None,
-    };
+    let wait = decision
+        .wait()
+        .map(|(until_ms, checkpoint)| (until_ms, checkpoint.to_owned()));
     let (state, finished, available) = match decision {
         Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
         Decision::Failed => (RunPhase::Failed, Some(now), None),

@@ -479,6 +479,20 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// A wait's timeout (Unix milliseconds) and checkpoint, when this is a wait.
+    #[must_use]
+    pub fn wait(&self) -> Option<(i64, &str)> {
+        match self {
+            Self::Wait {
+                until_ms,
+                checkpoint,
+            } => Some((*until_ms, checkpoint.as_str())),
+            _ => None,
+        }
+    }
+}
+
 /// What a run cost, for fair scheduling across tenants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cost {
