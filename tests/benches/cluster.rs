@@ -137,6 +137,7 @@ async fn claims(store: &Arc<dyn Store>, claims: usize) -> anyhow::Result<stats::
                         fuel: 1_000,
                         wall_ms: 1,
                     },
+                    spawned: Vec::new(),
                 })
                 .await?;
         }

@@ -58,6 +58,9 @@ pub enum Effect {
     /// Send a message to the platform: a reply into the conversation, a notification
     /// to a platform user, a handoff of the conversation.
     SendMessage(PlatformMessage),
+    /// Start another action or workflow as its own run once this run's effects commit
+    /// (in the same transaction: the new run is queued exactly once, or not at all).
+    StartRun(RunRequest),
 }
 
 impl Effect {
@@ -243,6 +246,26 @@ impl PlatformMessage {
             + self.to.as_ref().map_or(0, String::len)
             + self.service.as_ref().map_or(0, String::len)
     }
+}
+
+/// A run another run asked for ([`Effect::StartRun`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunRequest {
+    /// `start_RUN-ID.N` (N counts the run's requests from 1): the new run's idempotency
+    /// key, so committing the same request twice queues one run.
+    pub request_id: String,
+    /// The action or workflow to run (its active version when the request commits).
+    pub action: String,
+    /// The contact the new run is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub contact: Option<crate::ids::ContactId>,
+    /// The new run's input: a JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: serde_json::Value,
+    /// The new run's [`crate::Event::depth`] (the requesting run's plus one).
+    pub depth: u32,
 }
 
 /// The effects of one run, in the order they were made.

@@ -186,6 +186,23 @@ pub struct Event {
     /// replaced, say); written to the run's log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How many runs started one another to lead to this one: 0 for a run the platform
+    /// started, 1 for a run a workflow's `trigger_workflow` step started, and so on, up
+    /// to [`MAX_RUN_DEPTH`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+}
+
+/// The longest chain of runs starting runs: a run at this depth cannot start another
+/// (a workflow that starts itself stops there instead of forever).
+pub const MAX_RUN_DEPTH: u32 = 8;
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl Event {
@@ -200,6 +217,7 @@ impl Event {
             message: None,
             input: Input::empty(),
             warnings: Vec::new(),
+            depth: 0,
         }
     }
 }

@@ -16,10 +16,10 @@ pub mod record;
 pub mod value;
 
 pub use effect::{
-    Effect, Journal, MessageKind, OutgoingEmail, PlatformMessage, StateKey, StateScope, StateUsage,
-    apply_to_contact,
+    Effect, Journal, MessageKind, OutgoingEmail, PlatformMessage, RunRequest, StateKey, StateScope,
+    StateUsage, apply_to_contact,
 };
-pub use event::{Contact, Event, Input, Message, Trigger};
+pub use event::{Contact, Event, Input, MAX_RUN_DEPTH, Message, Trigger};
 pub use ids::{ActionName, ContactId, InvalidId, RunId, TenantId};
 pub use limits::{Counters, InvalidLimit, LimitHit, LimitOverrides, Limits, Quota, Quotas};
 pub use outcome::{Blame, ErrorKind, RunError, RunOutcome, Usage};

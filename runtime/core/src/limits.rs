@@ -185,6 +185,8 @@ pub struct Quotas {
     pub emails: u32,
     /// Messages to the platform queued: replies, notifications, handoffs.
     pub messages: u32,
+    /// Runs started (a workflow's `trigger_workflow` steps).
+    pub runs_started: u32,
     /// Field writes.
     pub field_writes: u32,
     /// Tag additions and removals.
@@ -200,6 +202,7 @@ impl Default for Quotas {
             http_bytes: 16 << 20,
             emails: 5,
             messages: 10,
+            runs_started: 5,
             field_writes: 100,
             tag_changes: 50,
             state_writes: 50,
@@ -217,6 +220,8 @@ pub enum Quota {
     Emails,
     /// Messages to the platform.
     Messages,
+    /// Runs started.
+    RunsStarted,
     /// Field writes.
     FieldWrites,
     /// Tag changes.
@@ -233,6 +238,7 @@ impl Quota {
             Self::HttpRequests => "http_requests",
             Self::Emails => "emails",
             Self::Messages => "messages",
+            Self::RunsStarted => "runs_started",
             Self::FieldWrites => "field_writes",
             Self::TagChanges => "tag_changes",
             Self::StateWrites => "state_writes",
@@ -244,6 +250,7 @@ impl Quota {
             Self::HttpRequests => quotas.http_requests,
             Self::Emails => quotas.emails,
             Self::Messages => quotas.messages,
+            Self::RunsStarted => quotas.runs_started,
             Self::FieldWrites => quotas.field_writes,
             Self::TagChanges => quotas.tag_changes,
             Self::StateWrites => quotas.state_writes,
@@ -312,6 +319,8 @@ pub struct Counters {
     pub emails: u64,
     /// Platform messages queued.
     pub messages: u64,
+    /// Runs started.
+    pub runs_started: u64,
     /// Field writes.
     pub field_writes: u64,
     /// Tag changes.
@@ -333,6 +342,7 @@ impl Counters {
             Quota::HttpRequests => &mut self.http_requests,
             Quota::Emails => &mut self.emails,
             Quota::Messages => &mut self.messages,
+            Quota::RunsStarted => &mut self.runs_started,
             Quota::FieldWrites => &mut self.field_writes,
             Quota::TagChanges => &mut self.tag_changes,
             Quota::StateWrites => &mut self.state_writes,

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use fluxo_core::{
-    ActionName, Blame, Contact, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId, TenantId,
+    ActionName, Blame, Contact, Effect, ErrorKind, Event, Limits, RetryPolicy, RunError, RunId,
+    TenantId, Trigger,
 };
 use fluxo_sandbox::platform::SecretSource;
 use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta};
@@ -247,11 +248,33 @@ impl Scheduler {
                 state: earlier.state,
             });
         }
+        let run = self
+            .new_run(tenant, action, version, event, idempotency_key)
+            .await?;
+        let enqueued = self.store.enqueue(run).await.inspect_err(|error| {
+            if error.is_overloaded() {
+                self.metrics.record_rejected_submit();
+            }
+        })?;
+        self.wake.notify_one();
+        Ok(enqueued)
+    }
+
+    /// A background run of `tenant`'s `action` (at `version`, else the active one),
+    /// with the action's limits and retry policy.
+    async fn new_run(
+        &self,
+        tenant: &TenantId,
+        action: &ActionName,
+        version: Option<u32>,
+        event: Event,
+        idempotency_key: Option<String>,
+    ) -> Result<NewRun, SubmitError> {
         let (record, version) = self.pin(tenant, action, version).await?;
         if !record.enabled {
             return Err(RegistryError::Disabled(action.to_string()).into());
         }
-        let run = NewRun {
+        Ok(NewRun {
             id: RunId::new(),
             tenant: tenant.clone(),
             target: RunTarget::Action {
@@ -264,14 +287,57 @@ impl Scheduler {
             mode: RunMode::Run,
             priority: Priority::Background,
             idempotency_key,
-        };
-        let enqueued = self.store.enqueue(run).await.inspect_err(|error| {
-            if error.is_overloaded() {
-                self.metrics.record_rejected_submit();
+        })
+    }
+
+    /// The runs `effects`' start requests become, pinned now (the commit queues them).
+    ///
+    /// # Errors
+    /// `action_disabled` when one was deleted or disabled since its step checked it;
+    /// `backend_unavailable` (retryable) when the catalog cannot be read.
+    async fn spawned(
+        &self,
+        tenant: &TenantId,
+        effects: &[Effect],
+    ) -> Result<Vec<NewRun>, RunError> {
+        let mut runs = Vec::new();
+        for effect in effects {
+            let Effect::StartRun(request) = effect else {
+                continue;
+            };
+            let unavailable = |why: String| {
+                RunError::new(
+                    ErrorKind::ActionDisabled,
+                    format!("`{}` cannot be started: {why}", request.action),
+                )
+                .blamed_on(Blame::Guest)
+            };
+            let action = ActionName::parse(&request.action)
+                .map_err(|error| unavailable(error.to_string()))?;
+            let mut event = Event::new(tenant.clone(), action.clone());
+            event.trigger = Trigger::Workflow;
+            if let Some(contact) = &request.contact {
+                event.contact = Contact::with_id(contact.clone());
             }
-        })?;
-        self.wake.notify_one();
-        Ok(enqueued)
+            event.input = request.input.clone().into();
+            event.depth = request.depth;
+            let run = self
+                .new_run(
+                    tenant,
+                    &action,
+                    None,
+                    event,
+                    Some(request.request_id.clone()),
+                )
+                .await
+                .map_err(|error| match error {
+                    SubmitError::Registry(error) => unavailable(error.to_string()),
+                    other => RunError::new(ErrorKind::BackendUnavailable, other.to_string())
+                        .blamed_on(Blame::Platform),
+                })?;
+            runs.push(run);
+        }
+        Ok(runs)
     }
 
     /// Tests `tenant`'s `action` on `event`: a run like any other (the tenant's slots,
@@ -744,12 +810,23 @@ impl Scheduler {
                 }
             }
         }
-        let report = execution.report(false);
-        let effects = if execution.succeeded() && decision != Decision::Failed {
+        let mut report = execution.report(false);
+        let mut effects = if execution.succeeded() && decision != Decision::Failed {
             execution.journal.into_effects()
         } else {
             Vec::new()
         };
+        let mut spawned = Vec::new();
+        if claimed.mode == RunMode::Run && !effects.is_empty() {
+            match self.spawned(&claimed.tenant, &effects).await {
+                Ok(runs) => spawned = runs,
+                Err(error) => {
+                    decision = decide_error(claimed, &error);
+                    report = report.failed_with(error);
+                    effects.clear();
+                }
+            }
+        }
         let commit = Commit {
             lease: claimed.lease,
             node: self.options.node.clone(),
@@ -762,6 +839,7 @@ impl Scheduler {
                 fuel: execution.usage.fuel,
                 wall_ms: execution.usage.wall_ms,
             },
+            spawned,
         };
         let failure = match self.commit_with_retries(commit.clone()).await {
             Ok(committed) => {
@@ -785,6 +863,7 @@ impl Scheduler {
         report = report.failed_with(error.clone());
         let fallback = Commit {
             effects: Vec::new(),
+            spawned: Vec::new(),
             decision: decide_error(claimed, &error),
             report,
             ..commit
@@ -865,6 +944,7 @@ fn meta(claimed: &Claimed) -> RunMeta {
         tenant: claimed.tenant.clone(),
         action: claimed.target.name().clone(),
         step: None,
+        depth: claimed.event.depth,
     }
 }
 

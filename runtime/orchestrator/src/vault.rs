@@ -137,13 +137,14 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-/// A value's place: its associated data. A tenant secret is bound to its tenant and
-/// name; a webhook signing secret to its tenant (its endpoint's id is made by the store
+/// A value's place: its associated data. A tenant secret and an inbound hook's secret
+/// are bound to their tenant and name; a webhook signing secret to its tenant (its endpoint's id is made by the store
 /// after the secret is sealed).
 fn place(kind: SecretKind, tenant: &TenantId, name: &str) -> Vec<u8> {
     match kind {
         SecretKind::Tenant => format!("tenant\0{tenant}\0{name}").into_bytes(),
         SecretKind::Webhook => format!("webhook\0{tenant}").into_bytes(),
+        SecretKind::Hook => format!("hook\0{tenant}\0{name}").into_bytes(),
     }
 }
 
@@ -563,6 +564,7 @@ pub fn kind_name(kind: SecretKind) -> &'static str {
     match kind {
         SecretKind::Tenant => "tenant secret",
         SecretKind::Webhook => "webhook signing secret",
+        SecretKind::Hook => "inbound hook secret",
     }
 }
 

@@ -266,4 +266,40 @@ impl ActionRunner for RegistryActions {
     ) -> fluxo_workflow::actions::BoxFuture<'a, Result<RunOutcome, RunError>> {
         Box::pin(self.run(name, step, input, message, ctx))
     }
+
+    fn check_startable<'a>(
+        &'a self,
+        name: &'a str,
+        ctx: &'a RunContext,
+    ) -> fluxo_workflow::actions::BoxFuture<'a, Result<(), RunError>> {
+        Box::pin(async move {
+            let disabled = |message: String| {
+                Err(RunError::new(ErrorKind::ActionDisabled, message).blamed_on(Blame::Guest))
+            };
+            let Ok(action) = ActionName::parse(name) else {
+                return disabled(format!("`{name}` is not an action name"));
+            };
+            let found = self
+                .registry
+                .store()
+                .action(&ctx.meta().tenant, &action)
+                .await
+                .map_err(|error| {
+                    RunError::new(
+                        ErrorKind::BackendUnavailable,
+                        format!("could not read `{name}`: {error}"),
+                    )
+                    .blamed_on(Blame::Platform)
+                })?;
+            match found {
+                None => disabled(format!(
+                    "`{name}` does not exist (deleted since the workflow was saved?): it cannot be started"
+                )),
+                Some(record) if !record.enabled => {
+                    disabled(format!("`{name}` is disabled: it cannot be started"))
+                }
+                Some(_) => Ok(()),
+            }
+        })
+    }
 }

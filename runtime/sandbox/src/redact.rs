@@ -223,6 +223,7 @@ impl Redactor {
                 }
                 self.redact_in_place(&mut message.text);
             }
+            Effect::StartRun(request) => self.redact_json(&mut request.input),
         }
     }
 

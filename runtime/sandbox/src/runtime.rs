@@ -342,6 +342,7 @@ impl Runtime {
             tenant: event.tenant.clone(),
             action: event.action.clone(),
             step: None,
+            depth: event.depth,
         };
         let limits = match &options.limits {
             Some(limits) => match check_limits(limits) {

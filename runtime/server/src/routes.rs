@@ -52,6 +52,8 @@ pub enum RequestBody {
     Json(SchemaOf),
     /// A WebAssembly component's bytes.
     Component,
+    /// Any JSON value (an outside system's payload).
+    AnyJson,
 }
 
 /// A route's success body.
@@ -119,6 +121,11 @@ impl RouteDoc {
         self
     }
 
+    fn any_json(mut self) -> Self {
+        self.request = RequestBody::AnyJson;
+        self
+    }
+
     fn component(mut self) -> Self {
         self.request = RequestBody::Component;
         self
@@ -153,7 +160,7 @@ impl RouteDoc {
 /// Every route with its handler.
 pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
     use Access::{Admin, Public, Tenant};
-    use h::{actions, admin, runs, tenant_data as data, workflows};
+    use h::{actions, admin, hooks, runs, tenant_data as data, workflows};
     vec![
         (
             doc("GET", "/healthz", "Liveness", Public, 200).returns::<admin::Health>(),
@@ -412,6 +419,34 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
             post(data::deliver_message),
         ),
         (
+            doc(
+                "PUT",
+                "/v1/hooks/{name}",
+                "Create an inbound hook (201, its whsec_ secret shown once) or change it (200): {\"workflow\", \"contact_path\"?}",
+                Tenant,
+                201,
+            ).body::<hooks::HookSettings>().returns::<hooks::HookSaved>().also(200),
+            put(hooks::put),
+        ),
+        (
+            doc("GET", "/v1/hooks", "List inbound hooks", Tenant, 200).returns::<hooks::HookList>(),
+            get(hooks::list),
+        ),
+        (
+            doc("DELETE", "/v1/hooks/{name}", "Delete an inbound hook", Tenant, 200).returns::<h::Deleted>(),
+            delete(hooks::delete),
+        ),
+        (
+            doc(
+                "POST",
+                "/v1/hooks/{tenant}/{hook}",
+                "An outside system's signed call (Standard Webhooks headers, the hook's secret): starts the hook's workflow with the JSON payload; the webhook-id deduplicates",
+                Public,
+                202,
+            ).any_json().returns::<hooks::HookAccepted>().also(200),
+            post(hooks::receive),
+        ),
+        (
             doc("GET", "/v1/secrets", "List secret names", Tenant, 200).returns::<data::SecretNames>(),
             get(data::list_secrets),
         ),
@@ -480,6 +515,32 @@ pub fn router() -> Router<AppState> {
             router.route(doc.path, handler)
         })
 }
+
+/// The error statuses of an inbound hook's call, with what each means.
+const HOOK_ERRORS: &[(u16, &str)] = &[
+    (
+        400,
+        "the payload is not JSON, or the webhook-id is malformed",
+    ),
+    (
+        401,
+        "not signed with the hook's secret, a header missing, or a timestamp outside 5 minutes",
+    ),
+    (
+        404,
+        "no such tenant or hook, or its workflow no longer exists",
+    ),
+    (409, "the hook's workflow is disabled"),
+    (413, "the payload is over 256 KiB"),
+    (
+        422,
+        "the payload has no contact id at the hook's contact path",
+    ),
+    (
+        429,
+        "the tenant's run backlog is full; retry after the hint",
+    ),
+];
 
 /// The error statuses every guarded route may answer, with what each means.
 const GUARDED_ERRORS: &[(u16, &str)] = &[
@@ -572,6 +633,7 @@ pub fn openapi() -> Value {
             Access::Public if doc.path == "/readyz" => {
                 &[(503, "not ready: the reason is in the message")]
             }
+            Access::Public if doc.path == "/v1/hooks/{tenant}/{hook}" => HOOK_ERRORS,
             Access::Public => &[],
             Access::Admin | Access::Tenant => GUARDED_ERRORS,
         };
@@ -592,6 +654,9 @@ pub fn openapi() -> Value {
             RequestBody::None => None,
             RequestBody::Json(schema) => Some(
                 json!({ "required": false, "content": { "application/json": { "schema": schema(&mut schemas) } } }),
+            ),
+            RequestBody::AnyJson => Some(
+                json!({ "required": true, "content": { "application/json": { "schema": {} } } }),
             ),
             RequestBody::Component => Some(json!({
                 "required": true,

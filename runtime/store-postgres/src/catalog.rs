@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use fluxo_core::{ActionName, LimitOverrides, RetryPolicy, TenantId};
 use fluxo_store::{
-    ActionRecord, Catalog, ComponentStore, NewVersion, SecretKind, StoreError, StoreFuture,
-    StoredSecret, VersionKind, VersionRecord, WebhookEndpoint,
+    ActionRecord, Catalog, ComponentStore, InboundHook, NewVersion, SecretKind, StoreError,
+    StoreFuture, StoredSecret, VersionKind, VersionRecord, WebhookEndpoint,
 };
 use tokio_postgres::Row;
 
@@ -664,6 +664,116 @@ impl Catalog for PostgresStore {
         Box::pin(self.schema_ready())
     }
 
+    fn put_hook<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        hook: &'a InboundHook,
+        secret: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        let (tenant, hook, secret) = (tenant.to_string(), hook.clone(), secret.to_owned());
+        Box::pin(self.tx(move |tx| {
+            let (tenant, hook, secret) = (tenant.clone(), hook.clone(), secret.clone());
+            Box::pin(async move {
+                // The tenant's row is the lock: two creations count in turn.
+                tx.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", &[&tenant])
+                    .await
+                    .map_err(pg)?;
+                let changed = tx
+                    .execute(
+                        "UPDATE hooks SET workflow = $3, contact_path = $4
+                         WHERE tenant = $1 AND name = $2",
+                        &[&tenant, &hook.name, &hook.workflow, &hook.contact_path],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if changed == 1 {
+                    return Ok(false);
+                }
+                let count: i64 = tx
+                    .query_one("SELECT count(*) FROM hooks WHERE tenant = $1", &[&tenant])
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                if u64::try_from(count).unwrap_or(u64::MAX) >= fluxo_store::MAX_INBOUND_HOOKS {
+                    return Err(StoreError::conflict(format!(
+                        "tenant {tenant} has {count} inbound hooks, the most allowed"
+                    )));
+                }
+                tx.execute(
+                    "INSERT INTO hooks (tenant, name, workflow, contact_path, secret, created_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &tenant,
+                        &hook.name,
+                        &hook.workflow,
+                        &hook.contact_path,
+                        &secret,
+                        &hook.created_ms,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+                Ok(true)
+            })
+        }))
+    }
+
+    fn hooks<'a>(&'a self, tenant: &'a TenantId) -> StoreFuture<'a, Vec<InboundHook>> {
+        let tenant = tenant.to_string();
+        Box::pin(self.read(move |client| {
+            Box::pin(async move {
+                Ok(client
+                    .query(
+                        "SELECT name, workflow, contact_path, created_ms FROM hooks
+                         WHERE tenant = $1 ORDER BY name",
+                        &[&tenant],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .iter()
+                    .map(hook_of)
+                    .collect())
+            })
+        }))
+    }
+
+    fn hook<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<(InboundHook, String)>> {
+        let (tenant, name) = (tenant.to_string(), name.to_owned());
+        Box::pin(self.read(move |client| {
+            Box::pin(async move {
+                Ok(client
+                    .query_opt(
+                        "SELECT name, workflow, contact_path, created_ms, secret FROM hooks
+                         WHERE tenant = $1 AND name = $2",
+                        &[&tenant, &name],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .map(|row| (hook_of(&row), row.get(4))))
+            })
+        }))
+    }
+
+    fn delete_hook<'a>(&'a self, tenant: &'a TenantId, name: &'a str) -> StoreFuture<'a, bool> {
+        let (tenant, name) = (tenant.to_string(), name.to_owned());
+        Box::pin(self.read(move |client| {
+            Box::pin(async move {
+                let changed = client
+                    .execute(
+                        "DELETE FROM hooks WHERE tenant = $1 AND name = $2",
+                        &[&tenant, &name],
+                    )
+                    .await
+                    .map_err(pg)?;
+                Ok(changed == 1)
+            })
+        }))
+    }
+
     fn stored_secrets(&self) -> StoreFuture<'_, Vec<StoredSecret>> {
         Box::pin(self.read(|client| {
             Box::pin(async move {
@@ -671,7 +781,9 @@ impl Catalog for PostgresStore {
                     .query(
                         "SELECT 'tenant', tenant, name, id, value FROM secrets
                          UNION ALL
-                         SELECT 'webhook', tenant, endpoint, id, secret FROM webhook_secrets",
+                         SELECT 'webhook', tenant, endpoint, id, secret FROM webhook_secrets
+                         UNION ALL
+                         SELECT 'hook', tenant, name, id, secret FROM hooks",
                         &[],
                     )
                     .await
@@ -681,10 +793,10 @@ impl Catalog for PostgresStore {
                         let kind: String = row.get(0);
                         let tenant: String = row.get(1);
                         Ok(StoredSecret {
-                            kind: if kind == "tenant" {
-                                SecretKind::Tenant
-                            } else {
-                                SecretKind::Webhook
+                            kind: match kind.as_str() {
+                                "tenant" => SecretKind::Tenant,
+                                "hook" => SecretKind::Hook,
+                                _ => SecretKind::Webhook,
                             },
                             tenant: tenant
                                 .parse()
@@ -709,6 +821,7 @@ impl Catalog for PostgresStore {
                         SecretKind::Webhook => {
                             "UPDATE webhook_secrets SET secret = $2 WHERE id = $1"
                         }
+                        SecretKind::Hook => "UPDATE hooks SET secret = $2 WHERE id = $1",
                     };
                     let changed = tx
                         .execute(statement, &[&stored.row, &stored.value])
@@ -773,5 +886,14 @@ impl ComponentStore for PostgresStore {
                 Ok(deleted == 1)
             })
         }))
+    }
+}
+
+fn hook_of(row: &Row) -> InboundHook {
+    InboundHook {
+        name: row.get(0),
+        workflow: row.get(1),
+        contact_path: row.get(2),
+        created_ms: row.get(3),
     }
 }

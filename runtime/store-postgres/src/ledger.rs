@@ -154,6 +154,14 @@ async fn commit(
     {
         crate::queue::lock_conversation(tx, &row_tenant, contact).await?;
     }
+    // Started runs are not held to the backlog cap: the runs that asked for them were
+    // accepted under it, and their number is a quota. After the conversation's lock,
+    // since queueing locks the tenant's queue row.
+    if applies && mode == RunMode::Run && refused.is_none() {
+        for child in &commit.spawned {
+            crate::queue::enqueue(tx, child, u64::MAX, options.quantum).await?;
+        }
+    }
     let (state, finished, available) = match decision {
         Decision::Succeeded => (RunPhase::Succeeded, Some(now), None),
         Decision::Failed => (RunPhase::Failed, Some(now), None),

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_waiting_runs",
         include_str!("../migrations/0003_waiting_runs.sql"),
     ),
+    (
+        "0004_inbound_hooks",
+        include_str!("../migrations/0004_inbound_hooks.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations (any constant; "fluxomig" in ASCII).

@@ -78,7 +78,7 @@ pub(crate) async fn push_attempt(
     Ok(encode("attempts", &attempts)?)
 }
 
-async fn enqueue(
+pub(crate) async fn enqueue(
     tx: &Tx<'_>,
     run: &NewRun,
     backlog: u64,

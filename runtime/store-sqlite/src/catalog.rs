@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use fluxo_core::{ActionName, LimitOverrides, RetryPolicy, TenantId};
 use fluxo_store::{
-    ActionRecord, Catalog, ComponentStore, NewVersion, SecretKind, StoreError, StoreFuture,
-    StoredSecret, VersionKind, VersionRecord, WebhookEndpoint,
+    ActionRecord, Catalog, ComponentStore, InboundHook, NewVersion, SecretKind, StoreError,
+    StoreFuture, StoredSecret, VersionKind, VersionRecord, WebhookEndpoint,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -457,6 +457,98 @@ impl Catalog for SqliteStore {
         }))
     }
 
+    fn put_hook<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        hook: &'a InboundHook,
+        secret: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        let (tenant, hook, secret) = (tenant.to_string(), hook.clone(), secret.to_owned());
+        Box::pin(self.write(move |connection| {
+            let changed = connection
+                .execute(
+                    "UPDATE hooks SET workflow = ?3, contact_path = ?4 WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, hook.name, hook.workflow, hook.contact_path],
+                )
+                .map_err(sql)?;
+            if changed == 1 {
+                return Ok(false);
+            }
+            let count: i64 = connection
+                .query_row(
+                    "SELECT count(*) FROM hooks WHERE tenant = ?1",
+                    params![tenant],
+                    |row| row.get(0),
+                )
+                .map_err(sql)?;
+            if u64::try_from(count).unwrap_or(u64::MAX) >= fluxo_store::MAX_INBOUND_HOOKS {
+                return Err(StoreError::conflict(format!(
+                    "tenant {tenant} has {count} inbound hooks, the most allowed"
+                )));
+            }
+            connection
+                .execute(
+                    "INSERT INTO hooks (tenant, name, workflow, contact_path, secret, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        tenant,
+                        hook.name,
+                        hook.workflow,
+                        hook.contact_path,
+                        secret,
+                        hook.created_ms
+                    ],
+                )
+                .map_err(sql)?;
+            Ok(true)
+        }))
+    }
+
+    fn hooks<'a>(&'a self, tenant: &'a TenantId) -> StoreFuture<'a, Vec<InboundHook>> {
+        let tenant = tenant.to_string();
+        Box::pin(self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT name, workflow, contact_path, created_ms FROM hooks
+                     WHERE tenant = ?1 ORDER BY name",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![tenant], hook_row)
+                .map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)
+        }))
+    }
+
+    fn hook<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<(InboundHook, String)>> {
+        let (tenant, name) = (tenant.to_string(), name.to_owned());
+        Box::pin(self.read(move |connection| {
+            optional(connection.query_row(
+                "SELECT name, workflow, contact_path, created_ms, secret FROM hooks
+                 WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+                |row| Ok((hook_row(row)?, row.get(4)?)),
+            ))
+        }))
+    }
+
+    fn delete_hook<'a>(&'a self, tenant: &'a TenantId, name: &'a str) -> StoreFuture<'a, bool> {
+        let (tenant, name) = (tenant.to_string(), name.to_owned());
+        Box::pin(self.write(move |connection| {
+            let changed = connection
+                .execute(
+                    "DELETE FROM hooks WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name],
+                )
+                .map_err(sql)?;
+            Ok(changed == 1)
+        }))
+    }
+
     fn add_endpoint<'a>(
         &'a self,
         tenant: &'a TenantId,
@@ -634,7 +726,9 @@ impl Catalog for SqliteStore {
                 .prepare_cached(
                     "SELECT 'tenant', tenant, name, rowid, value FROM secrets
                      UNION ALL
-                     SELECT 'webhook', tenant, endpoint, rowid, secret FROM webhook_secrets",
+                     SELECT 'webhook', tenant, endpoint, rowid, secret FROM webhook_secrets
+                     UNION ALL
+                     SELECT 'hook', tenant, name, rowid, secret FROM hooks",
                 )
                 .map_err(sql)?;
             let rows = statement
@@ -652,10 +746,10 @@ impl Catalog for SqliteStore {
             for row in rows {
                 let (kind, tenant, name, row, value) = row.map_err(sql)?;
                 stored.push(StoredSecret {
-                    kind: if kind == "tenant" {
-                        SecretKind::Tenant
-                    } else {
-                        SecretKind::Webhook
+                    kind: match kind.as_str() {
+                        "tenant" => SecretKind::Tenant,
+                        "hook" => SecretKind::Hook,
+                        _ => SecretKind::Webhook,
                     },
                     tenant: tenant
                         .parse()
@@ -677,6 +771,7 @@ impl Catalog for SqliteStore {
                     SecretKind::Webhook => {
                         "UPDATE webhook_secrets SET secret = ?2 WHERE rowid = ?1"
                     }
+                    SecretKind::Hook => "UPDATE hooks SET secret = ?2 WHERE rowid = ?1",
                 };
                 let changed = connection
                     .execute(statement, params![stored.row, stored.value])
@@ -740,4 +835,13 @@ impl ComponentStore for SqliteStore {
                 == 1)
         }))
     }
+}
+
+fn hook_row(row: &Row<'_>) -> rusqlite::Result<InboundHook> {
+    Ok(InboundHook {
+        name: row.get(0)?,
+        workflow: row.get(1)?,
+        contact_path: row.get(2)?,
+        created_ms: row.get(3)?,
+    })
 }

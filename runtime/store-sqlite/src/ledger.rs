@@ -118,6 +118,11 @@ pub(crate) fn commit(
         );
         match applied {
             Ok(None) => {
+                // Started runs are not held to the backlog cap: the runs that asked for
+                // them were accepted under it, and their number is a quota.
+                for child in &commit.spawned {
+                    crate::queue::enqueue(connection, child, u64::MAX, options.quantum)?;
+                }
                 connection.execute_batch("RELEASE effects").map_err(sql)?;
                 report.applied = true;
             }

@@ -65,6 +65,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_waiting_runs",
         include_str!("../migrations/0008_waiting_runs.sql"),
     ),
+    (
+        "0009_inbound_hooks",
+        include_str!("../migrations/0009_inbound_hooks.sql"),
+    ),
 ];
 
 /// The default cap on a tenant's state: 1 MiB of keys and values.

@@ -81,7 +81,7 @@ pub(crate) fn push_attempt(
     Ok(encode("attempts", &attempts)?)
 }
 
-fn enqueue(
+pub(crate) fn enqueue(
     connection: &Connection,
     run: &NewRun,
     backlog: u64,

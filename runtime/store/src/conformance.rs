@@ -37,7 +37,8 @@ macro_rules! conformance_tests {
             interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
             cancel_and_release, tests_are_not_listed, work_conserving,
             version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
-            retention_per_tenant, waits_resume_on_a_reply_a_timer_or_an_early_message);
+            retention_per_tenant, waits_resume_on_a_reply_a_timer_or_an_early_message,
+            started_runs_are_queued_once_by_the_commit_that_applies);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -130,6 +131,7 @@ fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Commit
             fuel: 0,
             wall_ms: 1,
         },
+        spawned: Vec::new(),
     }
 }
 
@@ -978,4 +980,67 @@ pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn 
     let claimed = store.claim(&request(5, 30_000, 1)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease.run, next);
+}
+
+/// A run another run's `StartRun` request becomes: queued by the commit that applies the
+/// effects, keyed by the request, so a replayed commit queues nothing more; a commit
+/// that applies nothing (a failure, a test) queues nothing; the backlog cap does not
+/// refuse it.
+pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<dyn Store>) {
+    fn child(key: &str) -> NewRun {
+        let mut run = new_run("acme");
+        run.event.depth = 1;
+        run.idempotency_key = Some(key.to_owned());
+        run
+    }
+    fn start(key: &str) -> Effect {
+        Effect::StartRun(fluxo_core::RunRequest {
+            request_id: key.to_owned(),
+            action: "act".to_owned(),
+            contact: None,
+            input: serde_json::json!({}),
+            depth: 1,
+        })
+    }
+    let acme = tenant("acme");
+    enqueue(&store, new_run("acme")).await;
+    enqueue(&store, new_run("acme")).await;
+    let mut tested = new_run("acme");
+    tested.mode = RunMode::Test;
+    enqueue(&store, tested).await;
+    let claimed = store.claim(&request(3, 30_000, 10)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    // The first real run succeeds, the second fails, the test succeeds.
+    let mut real = 0;
+    let mut outcomes = Vec::new();
+    for run in &claimed {
+        let key = format!("start_{}.1", run.lease.run);
+        let fails = run.mode == RunMode::Run && {
+            real += 1;
+            real == 2
+        };
+        let decision = if fails {
+            Decision::Failed
+        } else {
+            Decision::Succeeded
+        };
+        let mut once = commit(run, vec![start(&key)], decision);
+        once.spawned = vec![child(&key)];
+        store.commit(once.clone()).await.unwrap();
+        let again = store.commit(once).await.unwrap();
+        assert!(!again.first);
+        let started = store.run_by_key(&acme, &key).await.unwrap();
+        let queued = run.mode == RunMode::Run && !fails;
+        assert_eq!(
+            started.map(|record| (record.state, record.event.depth)),
+            queued.then_some((RunPhase::Queued, 1)),
+            "{:?} run, failed: {fails}",
+            run.mode
+        );
+        outcomes.push(queued);
+    }
+    assert_eq!(outcomes.iter().filter(|queued| **queued).count(), 1);
+    // Two real parents and one started run (tests are not listed).
+    let listed = store.runs(&acme, &RunFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:#?}");
 }

@@ -147,6 +147,28 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
     /// Deletes an endpoint; `false` when absent.
     fn delete_endpoint<'a>(&'a self, tenant: &'a TenantId, id: &'a str) -> StoreFuture<'a, bool>;
+    /// Creates inbound hook `hook` with its secret (`whsec_…`, sealed by the caller), or
+    /// changes an existing one's workflow and contact path (its secret stays); returns
+    /// whether it was created.
+    ///
+    /// Fails with [`StoreErrorKind::Conflict`] when creating one past
+    /// [`MAX_INBOUND_HOOKS`].
+    fn put_hook<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        hook: &'a InboundHook,
+        secret: &'a str,
+    ) -> StoreFuture<'a, bool>;
+    /// The tenant's inbound hooks, by name.
+    fn hooks<'a>(&'a self, tenant: &'a TenantId) -> StoreFuture<'a, Vec<InboundHook>>;
+    /// An inbound hook and its secret (as stored).
+    fn hook<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<(InboundHook, String)>>;
+    /// Deletes an inbound hook; `false` when absent.
+    fn delete_hook<'a>(&'a self, tenant: &'a TenantId, name: &'a str) -> StoreFuture<'a, bool>;
     /// Whether the store answers and its schema is this Fluxo's (for `/readyz`).
     fn ready(&self) -> StoreFuture<'_, ()>;
     /// Every stored secret value of every tenant, tenant secrets and webhook signing

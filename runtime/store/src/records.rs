@@ -532,6 +532,10 @@ pub struct Commit {
     pub decision: Decision,
     /// What the attempt cost.
     pub cost: Cost,
+    /// Runs the effects' [`Effect::StartRun`] requests become (pinned by the caller),
+    /// queued in the same transaction when the effects apply, each keyed by its
+    /// request's id (a second commit of the same request queues nothing).
+    pub spawned: Vec<NewRun>,
 }
 
 /// What a commit did.
@@ -731,6 +735,8 @@ pub enum SecretKind {
     Tenant,
     /// A webhook endpoint's signing secret (`name` is the endpoint's id).
     Webhook,
+    /// An inbound hook's secret (`name` is the hook's name).
+    Hook,
 }
 
 /// One stored secret value, for re-sealing. `Debug` hides the value.
@@ -774,6 +780,26 @@ pub struct WebhookEndpoint {
     /// When it was made.
     pub created_ms: i64,
 }
+
+/// A tenant's inbound hook: `POST /v1/hooks/{tenant}/{name}`, signed with the hook's
+/// Standard Webhooks secret, starts `workflow` with the caller's JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InboundHook {
+    /// Its name (unique per tenant; the URL's last segment).
+    pub name: String,
+    /// The workflow (or component action) each call starts.
+    pub workflow: String,
+    /// Where in the payload the run's contact id is (a path such as `ticket.external_id`
+    /// or `data[contact]`); `None`: the run is about no contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_path: Option<String>,
+    /// When it was made.
+    pub created_ms: i64,
+}
+
+/// Inbound hooks one tenant may have.
+pub const MAX_INBOUND_HOOKS: u64 = 20;
 
 /// Which finished runs and settled outbox rows one pruning pass removes: those of
 /// `tenant` (or, with `None`, of every tenant but those in `except`) that finished or

@@ -35,4 +35,17 @@ pub trait ActionRunner: Send + Sync {
         message: Option<Message>,
         ctx: &'a mut RunContext,
     ) -> BoxFuture<'a, Result<RunOutcome, RunError>>;
+
+    /// Checks that action or workflow `name` of the tenant of `ctx` could start as its
+    /// own run now (a `trigger_workflow` step): it exists and is enabled. The run is
+    /// queued when the requesting run commits, which pins its active version then.
+    ///
+    /// # Errors
+    /// `action_disabled` when it is disabled or does not exist; `backend_unavailable`
+    /// (retryable) when the catalog cannot be read now.
+    fn check_startable<'a>(
+        &'a self,
+        name: &'a str,
+        ctx: &'a RunContext,
+    ) -> BoxFuture<'a, Result<(), RunError>>;
 }

@@ -24,13 +24,6 @@ use crate::problem::Problem;
 /// the API's routes, so a workflow of that name could be stored but never shown.
 pub const RESERVED_NAMES: &[&str] = &["validate", "test"];
 
-/// The blocks a later version will add; a step naming one is refused with this reason
-/// rather than as an unknown type.
-const NOT_YET: &[(&str, &str)] = &[(
-    "trigger_workflow",
-    "starting another workflow from a step is not built yet",
-)];
-
 /// The most steps one workflow may hold.
 pub const MAX_STEPS: usize = 200;
 
@@ -206,19 +199,6 @@ impl Step {
                     })?,
             ),
         };
-        let kind = map
-            .get("type")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned);
-        if let Some(kind) = &kind
-            && let Some((_, why)) = NOT_YET.iter().find(|(name, _)| name == kind)
-        {
-            return Err(Problem::step(
-                &id,
-                "type",
-                format!("block `{kind}` is not available in this version: {why}"),
-            ));
-        }
         let block: Block = serde_path_to_error::deserialize(serde_json::Value::Object(map))
             .map_err(|error| {
                 let path = error.path().to_string();
@@ -257,6 +237,7 @@ impl Step {
             Block::Reply(block) => add(&mut ports, "next", &block.next),
             Block::Notify(block) => add(&mut ports, "next", &block.next),
             Block::Handoff(block) => add(&mut ports, "next", &block.next),
+            Block::TriggerWorkflow(block) => add(&mut ports, "next", &block.next),
             Block::WaitForReply(block) => {
                 add(&mut ports, "next", &block.next);
                 add(&mut ports, "on_timeout", &block.on_timeout);
@@ -314,6 +295,9 @@ pub enum Block {
     /// Suspends the run until the contact's next message (which becomes a variable and
     /// the `message`) or a timeout; the run holds no memory meanwhile.
     WaitForReply(WaitForReplyBlock),
+    /// Starts a workflow (or a component action) of the tenant as its own run once this
+    /// run's effects commit; this run goes on at once.
+    TriggerWorkflow(TriggerWorkflowBlock),
 }
 
 impl Block {
@@ -334,6 +318,7 @@ impl Block {
             Self::Handoff(_) => "handoff",
             Self::Action(_) => "action",
             Self::WaitForReply(_) => "wait_for_reply",
+            Self::TriggerWorkflow(_) => "trigger_workflow",
         }
     }
 }
@@ -700,6 +685,30 @@ pub struct HandoffBlock {
     pub next: Option<String>,
 }
 
+/// Starts a workflow or component action of the tenant as its own run. The request is
+/// an effect: it is queued in the transaction that commits this run's effects (at its
+/// end, or at its next wait), exactly once, keyed `start_RUN-ID.N`; it commits nothing if
+/// this run fails. The new run has its own budget, limits and retries, and is charged to
+/// the `runs_started` quota (5 per run by default); runs started by runs started by … stop
+/// at a depth of 8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerWorkflowBlock {
+    /// The workflow or component action to start (its active version when this run
+    /// commits).
+    pub workflow: String,
+    /// The contact the new run is about, a template; without it, this run's contact; a
+    /// template that renders empty starts it about no contact.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// The new run's input: a JSON object of these keys, each value a template.
+    #[serde(default)]
+    pub input: BTreeMap<String, String>,
+    /// The next step.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
 /// The longest a run may wait for a reply: 30 days, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30 * 24 * 3600;
 
@@ -832,6 +841,14 @@ pub(crate) fn templates(block: &Block) -> Vec<(String, &str, Context)> {
         }
         Block::Action(action) => {
             for (key, value) in &action.input {
+                out.push((format!("input.{key}"), value.as_str(), Context::Text));
+            }
+        }
+        Block::TriggerWorkflow(trigger) => {
+            if let Some(contact) = &trigger.contact {
+                out.push(("contact".to_owned(), contact.as_str(), Context::Text));
+            }
+            for (key, value) in &trigger.input {
                 out.push((format!("input.{key}"), value.as_str(), Context::Text));
             }
         }

@@ -18,7 +18,7 @@ use fluxo_core::{
 };
 use fluxo_egress::{EgressError, EgressRequest, EgressResponse};
 use fluxo_sandbox::RunContext;
-use fluxo_sandbox::context::{EmailMessage, MessageDraft};
+use fluxo_sandbox::context::{EmailMessage, MessageDraft, StartDraft};
 use fluxo_sandbox::redact::{Redactor, is_credential_header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -27,7 +27,8 @@ use crate::actions::ActionRunner;
 use crate::condition::{holds, text_of};
 use crate::definition::{
     ActionBlock, Auth, Block, Body, ConditionBlock, Context, Fixtures, HttpBlock, Match,
-    SendEmailBlock, SetVariableBlock, SplitBlock, Step, WaitForReplyBlock, Workflow, is_json,
+    SendEmailBlock, SetVariableBlock, SplitBlock, Step, TriggerWorkflowBlock, WaitForReplyBlock,
+    Workflow, is_json,
 };
 use crate::path;
 use crate::template::Templates;
@@ -602,7 +603,56 @@ impl Interpreter {
                 send_message(ctx, draft, &handoff.next)
             }
             Block::WaitForReply(wait) => wait_for_reply(wait, ctx, state),
+            Block::TriggerWorkflow(trigger) => {
+                let mut input = Map::new();
+                for (key, source) in &trigger.input {
+                    input.insert(
+                        key.clone(),
+                        Value::String(text(source, &format!("input.{key}"))?),
+                    );
+                }
+                let contact = match &trigger.contact {
+                    Some(source) => Some(text(source, "contact")?.trim().to_owned()),
+                    None => ctx.contact_snapshot().id.as_ref().map(ToString::to_string),
+                };
+                self.trigger(trigger, contact, Value::Object(input), ctx)
+                    .await
+            }
         }
+    }
+
+    /// Runs a `trigger_workflow` step: checks the target can start, then journals the
+    /// request (queued when this run's effects commit).
+    async fn trigger(
+        &self,
+        trigger: &TriggerWorkflowBlock,
+        contact: Option<String>,
+        input: Value,
+        ctx: &mut RunContext,
+    ) -> Result<Outcome, (Value, Failure)> {
+        let inputs = json!({"workflow": trigger.workflow, "contact": contact, "input": input});
+        let Some(runner) = &self.actions else {
+            return Err((
+                inputs,
+                definition_error(
+                    "runs cannot be started here: this host gives workflows no action runner",
+                ),
+            ));
+        };
+        if let Err(error) = runner.check_startable(&trigger.workflow, ctx).await {
+            return Err((inputs, Failure::Run(error)));
+        }
+        let draft = StartDraft {
+            action: trigger.workflow.clone(),
+            contact: contact.filter(|id| !id.is_empty()),
+            input,
+        };
+        let id = capability(ctx.start_run(draft), &inputs)?;
+        Ok(Outcome {
+            port: Some(("next".to_owned(), trigger.next.clone())),
+            inputs,
+            outputs: json!({"request_id": id}),
+        })
     }
 
     fn condition(

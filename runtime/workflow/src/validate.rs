@@ -648,14 +648,34 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
             {
                 problem("save_as", why);
             }
-            for key in action.input.keys() {
-                if key.is_empty() || key.len() > MAX_IDENT_BYTES {
-                    problem(
-                        "input",
-                        format!("key `{key}` must be 1 to {MAX_IDENT_BYTES} bytes"),
-                    );
-                }
+            check_input_keys(&action.input, &mut problem);
+        }
+        Block::TriggerWorkflow(trigger) => {
+            if fluxo_core::ActionName::parse(&trigger.workflow).is_err() {
+                problem(
+                    "workflow",
+                    format!(
+                        "`{}` is not a workflow name: {}",
+                        trigger.workflow,
+                        fluxo_core::ids::NAME_RULE
+                    ),
+                );
             }
+            check_input_keys(&trigger.input, &mut problem);
+        }
+    }
+}
+
+fn check_input_keys(
+    input: &std::collections::BTreeMap<String, String>,
+    problem: &mut impl FnMut(&str, String),
+) {
+    for key in input.keys() {
+        if key.is_empty() || key.len() > MAX_IDENT_BYTES {
+            problem(
+                "input",
+                format!("key `{key}` must be 1 to {MAX_IDENT_BYTES} bytes"),
+            );
         }
     }
 }
@@ -838,7 +858,7 @@ mod tests {
             found[1]
         );
         assert!(
-            found[2].contains("not available in this version"),
+            found[2].contains("step `c`") && found[2].contains("missing field `workflow`"),
             "{}",
             found[2]
         );

@@ -18,6 +18,7 @@ mod durable;
 mod egress;
 mod email;
 mod examples;
+mod hooks;
 mod limits;
 mod loading;
 mod secrets;

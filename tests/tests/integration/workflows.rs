@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use crate::server::{api, config_for};
 use crate::support::{Upstream, unix_now, verify_signed, webhooks_on_loopback};
 
-fn examples() -> PathBuf {
+pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/workflows")
 }
 
 /// An example's definition with its upstream's base URL pointed at `base`.
-fn example(file: &str, from: &str, base: &str) -> Value {
+pub(crate) fn example(file: &str, from: &str, base: &str) -> Value {
     let text = std::fs::read_to_string(examples().join(file)).unwrap();
     serde_json::from_str(&text.replace(from, base)).unwrap()
 }

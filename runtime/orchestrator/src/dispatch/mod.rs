@@ -208,27 +208,38 @@ impl Dispatcher {
             .claim_due(&self.options.node, &kinds, self.options.batch, lease_ms)
             .await?;
         let mut tasks = tokio::task::JoinSet::new();
-        for item in items {
+        for lane in lanes(items) {
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
                 break;
             };
             let this = self.clone();
             tasks.spawn(async move {
-                let outcome = this.deliver(item).await;
+                let outcomes = this.deliver_lane(lane).await;
                 drop(permit);
-                outcome
+                outcomes
             });
         }
         let mut stats = PassStats::default();
         while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(Some(Settlement::Sent)) => stats.sent += 1,
-                Ok(Some(Settlement::Retry { .. })) => stats.retried += 1,
-                Ok(Some(Settlement::Failed { .. })) => stats.failed += 1,
-                Ok(None) | Err(_) => {}
+            for outcome in done.unwrap_or_default() {
+                match outcome {
+                    Some(Settlement::Sent) => stats.sent += 1,
+                    Some(Settlement::Retry { .. }) => stats.retried += 1,
+                    Some(Settlement::Failed { .. }) => stats.failed += 1,
+                    None => {}
+                }
             }
         }
         Ok(stats)
+    }
+
+    /// Delivers a lane's rows one after the other, in order.
+    async fn deliver_lane(&self, lane: Vec<OutboxItem>) -> Vec<Option<Settlement>> {
+        let mut outcomes = Vec::with_capacity(lane.len());
+        for item in lane {
+            outcomes.push(self.deliver(item).await);
+        }
+        outcomes
     }
 
     /// Delivers one claimed row and settles it; `None` when the claim was lost meanwhile.
@@ -363,13 +374,13 @@ impl Dispatcher {
                     }
                     continue;
                 }
-                for item in items {
+                for lane in lanes(items) {
                     let Ok(permit) = self.slots.clone().acquire_owned().await else {
                         break;
                     };
                     let this = self.clone();
                     running.spawn(async move {
-                        this.deliver(item).await;
+                        this.deliver_lane(lane).await;
                         drop(permit);
                     });
                 }
@@ -384,9 +395,69 @@ impl Dispatcher {
     }
 }
 
+/// Splits claimed rows into lanes delivered in parallel: the platform messages of one
+/// conversation (tenant and contact) share a lane, in claim order (the order the run
+/// made them: a handoff before the reply that follows it); every other row is a lane of
+/// its own. Order holds among the rows one claim takes (a run's messages commit
+/// together, so they are due together); a message retried later may arrive after a
+/// younger one.
+fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
+    let mut lanes: Vec<Vec<OutboxItem>> = Vec::new();
+    let mut conversations: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
+    for item in items {
+        if let OutboxPayload::Message(message) = &item.payload {
+            let key = (item.tenant.to_string(), message.contact.to_string());
+            if let Some(&lane) = conversations.get(&key) {
+                if let Some(lane) = lanes.get_mut(lane) {
+                    lane.push(item);
+                }
+                continue;
+            }
+            conversations.insert(key, lanes.len());
+        }
+        lanes.push(vec![item]);
+    }
+    lanes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(id: i64, contact: &str) -> OutboxItem {
+        OutboxItem {
+            id,
+            tenant: "acme".parse().unwrap(),
+            payload: OutboxPayload::Message(fluxo_core::PlatformMessage {
+                message_id: format!("msg_{id}"),
+                run_id: fluxo_core::RunId::new(),
+                kind: fluxo_core::MessageKind::Reply,
+                contact: contact.parse().unwrap(),
+                text: "hi".to_owned(),
+                to: None,
+                service: None,
+            }),
+            attempts: 0,
+            claim: 1,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn one_conversation_s_messages_share_a_lane_in_order() {
+        let lanes = lanes(vec![
+            message(1, "c-1"),
+            message(2, "c-2"),
+            message(3, "c-1"),
+            message(4, "c-1"),
+        ]);
+        let ids: Vec<Vec<i64>> = lanes
+            .iter()
+            .map(|lane| lane.iter().map(|item| item.id).collect())
+            .collect();
+        assert_eq!(ids, [vec![1, 3, 4], vec![2]]);
+    }
 
     #[test]
     fn schedules_end_and_jitter_a_little() {

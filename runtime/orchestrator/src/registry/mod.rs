@@ -363,9 +363,10 @@ impl Registry {
         Ok((action, record))
     }
 
-    /// The problems of `workflow`'s `action` steps for `tenant`, one per step naming an
-    /// action that does not exist, is disabled, is a workflow, or is the workflow
-    /// itself (what validation without the tenant's catalog cannot see).
+    /// The problems of `workflow`'s `action` and `trigger_workflow` steps for `tenant`,
+    /// one per step naming an action that does not exist, is disabled, is a workflow, or
+    /// is the workflow itself, or starting a workflow that does not exist or is disabled
+    /// (what validation without the tenant's catalog cannot see).
     ///
     /// # Errors
     /// The store's.
@@ -376,6 +377,13 @@ impl Registry {
     ) -> Result<Vec<Problem>, RegistryError> {
         let mut problems = Vec::new();
         for step in &workflow.steps {
+            if let Block::TriggerWorkflow(block) = &step.block {
+                problems.extend(
+                    self.start_problem(tenant, workflow, &step.id, &block.workflow)
+                        .await?,
+                );
+                continue;
+            }
             let Block::Action(block) = &step.block else {
                 continue;
             };
@@ -406,6 +414,30 @@ impl Registry {
             }
         }
         Ok(problems)
+    }
+
+    /// The problem of a `trigger_workflow` step starting `target`: one that does not
+    /// exist or is disabled (the workflow itself may be started: the run depth bounds
+    /// it).
+    async fn start_problem(
+        &self,
+        tenant: &TenantId,
+        workflow: &Workflow,
+        step: &str,
+        target: &str,
+    ) -> Result<Option<Problem>, RegistryError> {
+        let Ok(name) = ActionName::parse(target) else {
+            return Ok(None);
+        };
+        if name.as_str() == workflow.name {
+            return Ok(None);
+        }
+        let why = match self.store.action(tenant, &name).await? {
+            None => format!("no workflow or action named `{name}`"),
+            Some(action) if !action.enabled => format!("`{name}` is disabled"),
+            Some(_) => return Ok(None),
+        };
+        Ok(Some(Problem::step(step, "workflow", why)))
     }
 
     /// Refuses a version of the other kind than the action's active one.
@@ -703,6 +735,9 @@ pub const CONVERSATION_CAPABILITY: &str = "fluxo:workflow/conversation";
 /// under its own imports).
 pub const ACTION_CAPABILITY: &str = "fluxo:workflow/action";
 
+/// The permission of a workflow that starts other runs (`trigger_workflow`).
+pub const START_CAPABILITY: &str = "fluxo:workflow/start";
+
 /// A workflow version's imports: the `fluxo:action` interfaces its blocks use (its
 /// permissions, as a component's imports are), and [`CONVERSATION_CAPABILITY`] when it
 /// sends platform messages.
@@ -724,6 +759,9 @@ fn workflow_imports(workflow: &Workflow) -> Vec<String> {
             }
             Block::Action(_) => {
                 used.insert(ACTION_CAPABILITY);
+            }
+            Block::TriggerWorkflow(_) => {
+                used.insert(START_CAPABILITY);
             }
             Block::SetVariable(_) | Block::Condition(_) | Block::Split(_) => {}
         }

@@ -17,6 +17,7 @@ mod http;
 mod log;
 mod message;
 mod secrets;
+mod start;
 mod state;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,6 +36,7 @@ pub use self::log::StdSource;
 pub(crate) use self::log::{LogBuffer, StdStream};
 pub use self::message::{MAX_TARGET_BYTES, MAX_TEXT_CHARS, MessageDraft, MessageError};
 pub use self::secrets::SecretError;
+pub use self::start::{MAX_START_INPUT_BYTES, StartDraft, StartError};
 pub use self::state::{MAX_KEY_BYTES, MAX_VALUE_BYTES, StateError};
 use crate::platform::StateReader;
 use crate::redact::Secrets;
@@ -57,6 +59,9 @@ pub struct RunMeta {
     /// For an action run as a workflow's step: the step and its visit (`crm.2`), so its
     /// idempotency key differs from the run's and from the other steps'.
     pub step: Option<String>,
+    /// The run's [`fluxo_core::Event::depth`]: how many runs started one another to
+    /// lead to it.
+    pub depth: u32,
 }
 
 impl RunMeta {
@@ -69,6 +74,7 @@ impl RunMeta {
             tenant,
             action,
             step: None,
+            depth: 0,
         }
     }
 

@@ -66,6 +66,12 @@ async fn upstream(body: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, seen)
 }
 
+/// A context of tenant `acme` about contact `c1`, with no upstream, default limits
+/// and an empty state store (for capability tests without I/O).
+pub(crate) fn quiet_context() -> RunContext {
+    context(9, Limits::default(), Arc::new(MemoryState::new()))
+}
+
 fn context(port: u16, limits: Limits, state: Arc<MemoryState>) -> RunContext {
     let policy = HttpPolicy {
         allow: vec![AllowRule {

@@ -3,6 +3,7 @@
 
 pub(crate) mod actions;
 pub(crate) mod admin;
+pub(crate) mod hooks;
 pub(crate) mod runs;
 pub(crate) mod tenant_data;
 pub(crate) mod workflows;

@@ -48,7 +48,7 @@ pub(crate) struct MessageDelivered {
 
 /// `POST /v1/contacts/{id}/messages`: the platform reports a message from the contact.
 /// Runs waiting for the contact's reply go on with it; a run still running when it
-/// arrives gets it when it reaches its wait (the message is kept ten minutes).
+/// arrives gets it when it reaches its wait (the message is kept 25 hours).
 pub(crate) async fn deliver_message(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
@@ -200,7 +200,7 @@ pub(crate) async fn set_secret(
 }
 
 #[allow(clippy::needless_pass_by_value, reason = "used as `map_err(sealing)`")]
-fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
+pub(crate) fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",

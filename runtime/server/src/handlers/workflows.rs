@@ -142,6 +142,8 @@ pub(crate) struct WorkflowTestResult {
     emails: Vec<OutgoingEmail>,
     /// The replies, notifications and handoffs it would send to the platform.
     messages: Vec<PlatformMessage>,
+    /// The runs it would start (`trigger_workflow`).
+    runs: Vec<fluxo_core::RunRequest>,
     /// Every write it journaled, in order.
     effects: Vec<Effect>,
 }
@@ -335,6 +337,13 @@ fn answer(
         redactor.redact_effect(effect);
     }
     let (emails, messages) = super::actions::outgoing(&effects);
+    let runs = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::StartRun(request) => Some(request.clone()),
+            _ => None,
+        })
+        .collect();
     let error = run.error.map(|failure| WorkflowFailure {
         step: failure.step,
         kind: failure.error.kind,
@@ -352,6 +361,7 @@ fn answer(
         contact: diff(contact, &effects),
         emails,
         messages,
+        runs,
         effects,
     }
 }

@@ -1,0 +1,13 @@
+-- Inbound hooks: a tenant's signed webhook URLs (`POST /v1/hooks/{tenant}/{hook}`) that
+-- start a workflow with the caller's payload. The secret is a Standard Webhooks `whsec_`
+-- secret, sealed by the vault like the other secrets.
+CREATE TABLE hooks (
+    id BIGSERIAL UNIQUE,
+    tenant TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    contact_path TEXT,
+    secret TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
