@@ -16,7 +16,10 @@
 //! - `route` (about no contact: a helpdesk event; `ticket`, `event`, `text`): finds the
 //!   contact of the ticket. Output `{contact, ticket, text}`; branch = the event
 //!   (`agent_reply`, `ticket_closed`), or `unknown` for a ticket not mapped.
-//! - `close` (about the contact; `ticket`): forgets the mapping, removes the tag.
+//! - `close` (about the contact; `ticket`): forgets that ticket's mapping; when it is
+//!   the contact's open ticket, also the contact's and the tag (branch `closed`).
+//!   Branch `not_current` when the contact has another ticket open (a late close of an
+//!   older one).
 //!
 //! Every op takes `helpdesk_url` (the API's base URL); secret `HELPDESK_TOKEN` (bearer).
 //! A 5xx or 429 from the helpdesk is a retryable failure; another non-2xx is final.
@@ -148,16 +151,22 @@ fn route(input: &Input) -> Result<Outcome> {
 }
 
 fn close(input: &Input) -> Result<Outcome> {
-    let ticket = match state::get_json::<String>(Scope::Contact, TICKET_KEY)? {
-        Some(ticket) => ticket,
-        None => input.ticket.clone(),
-    };
-    state::delete(Scope::Contact, TICKET_KEY)?;
-    if !ticket.is_empty() {
-        state::delete(Scope::Tenant, &chat_key(&ticket))?;
+    if input.ticket.is_empty() {
+        return Err(Error::input("the event names no ticket"));
     }
-    contact::remove_tag(ATTENDANCE_TAG)?;
-    Ok(Outcome::new().output("ticket", ticket))
+    state::delete(Scope::Tenant, &chat_key(&input.ticket))?;
+    // A late close of an older ticket leaves the contact's open one alone.
+    let current = state::get_json::<String>(Scope::Contact, TICKET_KEY)?;
+    if current.as_deref() == Some(input.ticket.as_str()) {
+        state::delete(Scope::Contact, TICKET_KEY)?;
+        contact::remove_tag(ATTENDANCE_TAG)?;
+        return Ok(Outcome::new()
+            .output("ticket", input.ticket.as_str())
+            .branch("closed"));
+    }
+    Ok(Outcome::new()
+        .output("ticket", input.ticket.as_str())
+        .branch("not_current"))
 }
 
 #[cfg(test)]
@@ -264,10 +273,30 @@ mod tests {
             .state(Scope::Contact, TICKET_KEY, br#""9""#.to_vec())
             .state(Scope::Tenant, &chat_key("9"), br#""contact-1""#.to_vec());
         let event = host.event_with_input(json!({"op": "close", "ticket": "9"}));
-        host.run(|| helpdesk_bridge(event)).unwrap();
+        let outcome = host.run(|| helpdesk_bridge(event)).unwrap();
+        assert_eq!(outcome.branch_label(), Some("closed"));
         assert_eq!(host.state_value(Scope::Contact, TICKET_KEY), None);
         assert_eq!(host.state_value(Scope::Tenant, &chat_key("9")), None);
         assert!(!host.has_tag(ATTENDANCE_TAG));
+    }
+
+    #[test]
+    fn a_late_close_of_an_older_ticket_keeps_the_open_one() {
+        let mut host = desk()
+            .tag(ATTENDANCE_TAG)
+            .state(Scope::Contact, TICKET_KEY, br#""10""#.to_vec())
+            .state(Scope::Tenant, &chat_key("9"), br#""contact-1""#.to_vec())
+            .state(Scope::Tenant, &chat_key("10"), br#""contact-1""#.to_vec());
+        let event = host.event_with_input(json!({"op": "close", "ticket": "9"}));
+        let outcome = host.run(|| helpdesk_bridge(event)).unwrap();
+        assert_eq!(outcome.branch_label(), Some("not_current"));
+        assert_eq!(host.state_value(Scope::Tenant, &chat_key("9")), None);
+        assert_eq!(
+            host.state_value(Scope::Contact, TICKET_KEY),
+            Some(br#""10""#.as_slice())
+        );
+        assert!(host.state_value(Scope::Tenant, &chat_key("10")).is_some());
+        assert!(host.has_tag(ATTENDANCE_TAG));
     }
 
     #[test]

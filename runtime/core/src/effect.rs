@@ -266,6 +266,10 @@ pub struct RunRequest {
     pub input: serde_json::Value,
     /// The new run's [`crate::Event::depth`] (the requesting run's plus one).
     pub depth: u32,
+    /// The tree's first run ([`crate::Event::root`]): the requesting run's root, or the
+    /// requesting run itself.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub root: crate::ids::RunId,
 }
 
 /// The effects of one run, in the order they were made.

@@ -191,7 +191,18 @@ pub struct Event {
     /// to [`MAX_RUN_DEPTH`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub depth: u32,
+    /// The run that started the chain of runs this one belongs to (the platform
+    /// started that one); `None` for such a run itself. The runs of one tree are
+    /// counted against [`MAX_RUNS_PER_TREE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub root: Option<crate::ids::RunId>,
 }
+
+/// The most runs one tree of runs starting runs may start in all (whatever their
+/// depth): the depth bounds a chain, this bounds a fan-out (5 starts per run over 8
+/// levels would be 488 280 runs).
+pub const MAX_RUNS_PER_TREE: u64 = 100;
 
 /// The longest chain of runs starting runs: a run at this depth cannot start another
 /// (a workflow that starts itself stops there instead of forever).
@@ -218,6 +229,7 @@ impl Event {
             input: Input::empty(),
             warnings: Vec::new(),
             depth: 0,
+            root: None,
         }
     }
 }

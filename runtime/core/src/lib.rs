@@ -19,7 +19,7 @@ pub use effect::{
     Effect, Journal, MessageKind, OutgoingEmail, PlatformMessage, RunRequest, StateKey, StateScope,
     StateUsage, apply_to_contact,
 };
-pub use event::{Contact, Event, Input, MAX_RUN_DEPTH, Message, Trigger};
+pub use event::{Contact, Event, Input, MAX_RUN_DEPTH, MAX_RUNS_PER_TREE, Message, Trigger};
 pub use ids::{ActionName, ContactId, InvalidId, RunId, TenantId};
 pub use limits::{Counters, InvalidLimit, LimitHit, LimitOverrides, Limits, Quota, Quotas};
 pub use outcome::{Blame, ErrorKind, RunError, RunOutcome, Usage};

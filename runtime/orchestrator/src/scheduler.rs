@@ -291,29 +291,29 @@ impl Scheduler {
     }
 
     /// The runs `effects`' start requests become, pinned now (the commit queues them).
+    /// A request whose target was deleted or disabled since its step checked it is
+    /// taken out of `effects` and named in the returned notes: the rest of the run
+    /// (a segment's messages, a wait) commits without it.
     ///
     /// # Errors
-    /// `action_disabled` when one was deleted or disabled since its step checked it;
     /// `backend_unavailable` (retryable) when the catalog cannot be read.
     async fn spawned(
         &self,
         tenant: &TenantId,
-        effects: &[Effect],
-    ) -> Result<Vec<NewRun>, RunError> {
+        effects: &mut Vec<Effect>,
+    ) -> Result<(Vec<NewRun>, Vec<String>), RunError> {
         let mut runs = Vec::new();
-        for effect in effects {
-            let Effect::StartRun(request) = effect else {
+        let mut dropped = Vec::new();
+        let mut kept = Vec::with_capacity(effects.len());
+        for effect in std::mem::take(effects) {
+            let Effect::StartRun(request) = &effect else {
+                kept.push(effect);
                 continue;
             };
-            let unavailable = |why: String| {
-                RunError::new(
-                    ErrorKind::ActionDisabled,
-                    format!("`{}` cannot be started: {why}", request.action),
-                )
-                .blamed_on(Blame::Guest)
+            let Ok(action) = ActionName::parse(&request.action) else {
+                dropped.push(format!("`{}` is not an action name", request.action));
+                continue;
             };
-            let action = ActionName::parse(&request.action)
-                .map_err(|error| unavailable(error.to_string()))?;
             let mut event = Event::new(tenant.clone(), action.clone());
             event.trigger = Trigger::Workflow;
             if let Some(contact) = &request.contact {
@@ -321,7 +321,8 @@ impl Scheduler {
             }
             event.input = request.input.clone().into();
             event.depth = request.depth;
-            let run = self
+            event.root = Some(request.root);
+            match self
                 .new_run(
                     tenant,
                     &action,
@@ -330,14 +331,24 @@ impl Scheduler {
                     Some(request.request_id.clone()),
                 )
                 .await
-                .map_err(|error| match error {
-                    SubmitError::Registry(error) => unavailable(error.to_string()),
-                    other => RunError::new(ErrorKind::BackendUnavailable, other.to_string())
-                        .blamed_on(Blame::Platform),
-                })?;
-            runs.push(run);
+            {
+                Ok(run) => {
+                    runs.push(run);
+                    kept.push(effect);
+                }
+                Err(SubmitError::Registry(error)) => {
+                    dropped.push(format!("`{action}` was not started: {error}"));
+                }
+                Err(other) => {
+                    return Err(
+                        RunError::new(ErrorKind::BackendUnavailable, other.to_string())
+                            .blamed_on(Blame::Platform),
+                    );
+                }
+            }
         }
-        Ok(runs)
+        *effects = kept;
+        Ok((runs, dropped))
     }
 
     /// Tests `tenant`'s `action` on `event`: a run like any other (the tenant's slots,
@@ -818,8 +829,18 @@ impl Scheduler {
         };
         let mut spawned = Vec::new();
         if claimed.mode == RunMode::Run && !effects.is_empty() {
-            match self.spawned(&claimed.tenant, &effects).await {
-                Ok(runs) => spawned = runs,
+            match self.spawned(&claimed.tenant, &mut effects).await {
+                Ok((runs, dropped)) => {
+                    spawned = runs;
+                    for note in dropped {
+                        tracing::info!(%note, "a run's start request was dropped at commit");
+                        report.logs.push(fluxo_core::LogLine {
+                            level: fluxo_core::LogLevel::Warn,
+                            source: fluxo_core::LogSource::Host,
+                            message: note,
+                        });
+                    }
+                }
                 Err(error) => {
                     decision = decide_error(claimed, &error);
                     report = report.failed_with(error);
@@ -945,6 +966,7 @@ fn meta(claimed: &Claimed) -> RunMeta {
         action: claimed.target.name().clone(),
         step: None,
         depth: claimed.event.depth,
+        root: claimed.event.root,
     }
 }
 

@@ -82,6 +82,19 @@ impl Secrets {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Adds `value` to be redacted like a secret without a name any call can read (it
+    /// is stored under a name with a NUL, which no secret name may hold): a credential
+    /// the run obtained, such as an OAuth 2.0 access token. A value already held is not
+    /// added again.
+    pub fn redact_also(&mut self, value: &str) {
+        if value.is_empty() || self.0.values().any(|held| held == value) {
+            return;
+        }
+        let map = Arc::make_mut(&mut self.0);
+        let name = format!("\0obtained:{}", map.len());
+        map.insert(name, value.to_owned());
+    }
 }
 
 impl std::fmt::Debug for Secrets {

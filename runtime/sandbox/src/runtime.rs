@@ -343,6 +343,7 @@ impl Runtime {
             action: event.action.clone(),
             step: None,
             depth: event.depth,
+            root: event.root,
         };
         let limits = match &options.limits {
             Some(limits) => match check_limits(limits) {

@@ -4,6 +4,7 @@
 //! (`utoipa::ToSchema`), so the document cannot drift from what is answered.
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Map, Value, json};
 use utoipa::openapi::RefOr;
@@ -444,7 +445,8 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 Public,
                 202,
             ).any_json().returns::<hooks::HookAccepted>().also(200),
-            post(hooks::receive),
+            // Nothing larger is read: the route is open to anyone.
+            post(hooks::receive).layer(DefaultBodyLimit::max(hooks::MAX_HOOK_PAYLOAD_BYTES)),
         ),
         (
             doc("GET", "/v1/secrets", "List secret names", Tenant, 200).returns::<data::SecretNames>(),
@@ -524,12 +526,9 @@ const HOOK_ERRORS: &[(u16, &str)] = &[
     ),
     (
         401,
-        "not signed with the hook's secret, a header missing, or a timestamp outside 5 minutes",
+        "not signed with the hook's secret (also for no such tenant or hook), a header missing, or a timestamp outside 5 minutes",
     ),
-    (
-        404,
-        "no such tenant or hook, or its workflow no longer exists",
-    ),
+    (404, "the hook's workflow no longer exists"),
     (409, "the hook's workflow is disabled"),
     (413, "the payload is over 256 KiB"),
     (
@@ -540,6 +539,8 @@ const HOOK_ERRORS: &[(u16, &str)] = &[
         429,
         "the tenant's run backlog is full; retry after the hint",
     ),
+    (500, "the hook's stored secret could not be opened"),
+    (503, "the store is unavailable; retry"),
 ];
 
 /// The error statuses every guarded route may answer, with what each means.

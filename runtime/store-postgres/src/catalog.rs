@@ -760,9 +760,10 @@ impl Catalog for PostgresStore {
 
     fn delete_hook<'a>(&'a self, tenant: &'a TenantId, name: &'a str) -> StoreFuture<'a, bool> {
         let (tenant, name) = (tenant.to_string(), name.to_owned());
-        Box::pin(self.read(move |client| {
+        Box::pin(self.tx(move |tx| {
+            let (tenant, name) = (tenant.clone(), name.clone());
             Box::pin(async move {
-                let changed = client
+                let changed = tx
                     .execute(
                         "DELETE FROM hooks WHERE tenant = $1 AND name = $2",
                         &[&tenant, &name],

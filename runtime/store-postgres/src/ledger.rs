@@ -38,19 +38,28 @@ async fn apply_effects(
     Ok(None)
 }
 
+/// What one commit writes: its effects, and the runs its start requests became.
+struct Writes<'a> {
+    effects: &'a [Effect],
+    spawned: &'a [fluxo_store::NewRun],
+}
+
 /// Applies effects inside a savepoint: kept when they fit, rolled back when the state cap
-/// refuses them.
+/// or the run tree's cap refuses them.
 async fn apply_in_savepoint(
     tx: &Tx<'_>,
     run: RunId,
     tenant: &str,
     contact: Option<&ContactId>,
-    effects: &[Effect],
+    writes: Writes<'_>,
     options: &PostgresOptions,
     now: i64,
 ) -> Result<Option<RunError>, StoreError> {
     tx.batch_execute("SAVEPOINT effects").await.map_err(pg)?;
-    let refusal = apply_effects(tx, run, tenant, contact, effects, options, now).await?;
+    let mut refusal = apply_effects(tx, run, tenant, contact, writes.effects, options, now).await?;
+    if refusal.is_none() {
+        refusal = crate::queue::count_tree(tx, tenant, writes.spawned, now).await?;
+    }
     let end = if refusal.is_some() {
         "ROLLBACK TO SAVEPOINT effects; RELEASE SAVEPOINT effects"
     } else {
@@ -130,7 +139,10 @@ async fn commit(
                 lease.run,
                 &row_tenant,
                 commit.contact.as_ref(),
-                &commit.effects,
+                Writes {
+                    effects: &commit.effects,
+                    spawned: &commit.spawned,
+                },
                 options,
                 now,
             )
@@ -154,9 +166,10 @@ async fn commit(
     {
         crate::queue::lock_conversation(tx, &row_tenant, contact).await?;
     }
-    // Started runs are not held to the backlog cap: the runs that asked for them were
-    // accepted under it, and their number is a quota. After the conversation's lock,
-    // since queueing locks the tenant's queue row.
+    // Started runs are not held to the backlog cap (the run that asked was accepted
+    // under it): the per-run quota, the depth and the tree cap (counted with the
+    // effects, above) bound them. After the conversation's lock, since queueing locks
+    // the tenant's queue row.
     if applies && mode == RunMode::Run && refused.is_none() {
         for child in &commit.spawned {
             crate::queue::enqueue(tx, child, u64::MAX, options.quantum).await?;
@@ -295,7 +308,10 @@ impl Ledger for PostgresStore {
                     run,
                     &tenant,
                     contact.as_ref(),
-                    &effects,
+                    Writes {
+                        effects: &effects,
+                        spawned: &[],
+                    },
                     &options,
                     now_ms(),
                 )

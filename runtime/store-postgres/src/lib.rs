@@ -48,8 +48,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0003_waiting_runs.sql"),
     ),
     (
-        "0004_inbound_hooks",
-        include_str!("../migrations/0004_inbound_hooks.sql"),
+        "0004_hooks_and_run_trees",
+        include_str!("../migrations/0004_hooks_and_run_trees.sql"),
     ),
 ];
 

@@ -78,6 +78,32 @@ pub(crate) async fn push_attempt(
     Ok(encode("attempts", &attempts)?)
 }
 
+/// Counts `spawned` against their tree ([`fluxo_core::MAX_RUNS_PER_TREE`]); the refusal
+/// when the tree would pass its cap (the caller rolls the count back with the effects).
+pub(crate) async fn count_tree(
+    tx: &Tx<'_>,
+    tenant: &str,
+    spawned: &[NewRun],
+    now: i64,
+) -> Result<Option<fluxo_core::RunError>, StoreError> {
+    let Some(root) = spawned.first().and_then(|run| run.event.root) else {
+        return Ok(None);
+    };
+    let added = i64::try_from(spawned.len()).unwrap_or(i64::MAX);
+    let started: i64 = tx
+        .query_one(
+            "INSERT INTO run_trees (tenant, root, started, created_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, root) DO UPDATE SET started = run_trees.started + EXCLUDED.started
+             RETURNING started",
+            &[&tenant, &root.to_string(), &added, &now],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let started = u64::try_from(started).unwrap_or(u64::MAX);
+    Ok((started > fluxo_core::MAX_RUNS_PER_TREE).then(|| fluxo_store::tree_refusal(root, started)))
+}
+
 pub(crate) async fn enqueue(
     tx: &Tx<'_>,
     run: &NewRun,
@@ -1125,6 +1151,13 @@ impl RunQueue for PostgresStore {
                     )
                     .await
                     .map_err(pg)?;
+                tx.execute(
+                    "DELETE FROM run_trees WHERE (tenant, root) IN (
+                         SELECT tenant, root FROM run_trees WHERE created_ms < $1 LIMIT 10000)",
+                    &[&(now_ms() - fluxo_store::RUN_TREE_RETENTION_MS)],
+                )
+                .await
+                .map_err(pg)?;
                 // In batches: a long retention's backlog never makes one huge transaction.
                 let runs = tx
                     .execute(

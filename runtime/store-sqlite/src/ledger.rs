@@ -118,13 +118,26 @@ pub(crate) fn commit(
         );
         match applied {
             Ok(None) => {
-                // Started runs are not held to the backlog cap: the runs that asked for
-                // them were accepted under it, and their number is a quota.
-                for child in &commit.spawned {
-                    crate::queue::enqueue(connection, child, u64::MAX, options.quantum)?;
+                match crate::queue::count_tree(connection, &row.tenant, &commit.spawned, now)? {
+                    None => {
+                        // Started runs are not held to the backlog cap (the run that asked
+                        // was accepted under it): the per-run quota, the depth and the tree
+                        // cap bound them.
+                        for child in &commit.spawned {
+                            crate::queue::enqueue(connection, child, u64::MAX, options.quantum)?;
+                        }
+                        connection.execute_batch("RELEASE effects").map_err(sql)?;
+                        report.applied = true;
+                    }
+                    Some(refusal) => {
+                        connection
+                            .execute_batch("ROLLBACK TO effects; RELEASE effects")
+                            .map_err(sql)?;
+                        decision = Decision::Failed;
+                        report = report.failed_with(refusal.clone());
+                        refused = Some(refusal);
+                    }
                 }
-                connection.execute_batch("RELEASE effects").map_err(sql)?;
-                report.applied = true;
             }
             Ok(Some(refusal)) => {
                 connection

@@ -66,8 +66,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0008_waiting_runs.sql"),
     ),
     (
-        "0009_inbound_hooks",
-        include_str!("../migrations/0009_inbound_hooks.sql"),
+        "0009_hooks_and_run_trees",
+        include_str!("../migrations/0009_hooks_and_run_trees.sql"),
     ),
 ];
 

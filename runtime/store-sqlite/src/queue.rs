@@ -81,6 +81,31 @@ pub(crate) fn push_attempt(
     Ok(encode("attempts", &attempts)?)
 }
 
+/// Counts `spawned` against their tree ([`fluxo_core::MAX_RUNS_PER_TREE`]); the refusal
+/// when the tree would pass its cap (the caller rolls the count back with the effects).
+pub(crate) fn count_tree(
+    connection: &Connection,
+    tenant: &str,
+    spawned: &[NewRun],
+    now: i64,
+) -> Result<Option<fluxo_core::RunError>, StoreError> {
+    let Some(root) = spawned.first().and_then(|run| run.event.root) else {
+        return Ok(None);
+    };
+    let added = i64::try_from(spawned.len()).unwrap_or(i64::MAX);
+    let started: i64 = connection
+        .query_row(
+            "INSERT INTO run_trees (tenant, root, started, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, root) DO UPDATE SET started = started + excluded.started
+             RETURNING started",
+            params![tenant, root.to_string(), added, now],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    let started = u64::try_from(started).unwrap_or(u64::MAX);
+    Ok((started > fluxo_core::MAX_RUNS_PER_TREE).then(|| fluxo_store::tree_refusal(root, started)))
+}
+
 pub(crate) fn enqueue(
     connection: &Connection,
     run: &NewRun,
@@ -1110,6 +1135,13 @@ impl RunQueue for SqliteStore {
                     "DELETE FROM inbox WHERE seq IN (
                          SELECT seq FROM inbox WHERE received_ms < ?1 LIMIT 10000)",
                     params![now_ms() - fluxo_store::INBOX_RETENTION_MS],
+                )
+                .map_err(sql)?;
+            connection
+                .execute(
+                    "DELETE FROM run_trees WHERE rowid IN (
+                         SELECT rowid FROM run_trees WHERE created_ms < ?1 LIMIT 10000)",
+                    params![now_ms() - fluxo_store::RUN_TREE_RETENTION_MS],
                 )
                 .map_err(sql)?;
             let runs = connection

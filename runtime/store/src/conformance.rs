@@ -983,23 +983,25 @@ pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn 
 }
 
 /// A run another run's `StartRun` request becomes: queued by the commit that applies the
-/// effects, keyed by the request, so a replayed commit queues nothing more; a commit
-/// that applies nothing (a failure, a test) queues nothing; the backlog cap does not
-/// refuse it.
+/// effects, keyed by the request (a run already queued under the key is not queued
+/// again); a commit that applies nothing (a failure, a test) queues nothing; the backlog
+/// cap does not refuse it; a tree past its cap refuses the whole commit.
 pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<dyn Store>) {
-    fn child(key: &str) -> NewRun {
+    fn child(key: &str, root: RunId) -> NewRun {
         let mut run = new_run("acme");
         run.event.depth = 1;
+        run.event.root = Some(root);
         run.idempotency_key = Some(key.to_owned());
         run
     }
-    fn start(key: &str) -> Effect {
+    fn start(key: &str, root: RunId) -> Effect {
         Effect::StartRun(fluxo_core::RunRequest {
             request_id: key.to_owned(),
             action: "act".to_owned(),
             contact: None,
             input: serde_json::json!({}),
             depth: 1,
+            root,
         })
     }
     let acme = tenant("acme");
@@ -1014,7 +1016,8 @@ pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<
     let mut real = 0;
     let mut outcomes = Vec::new();
     for run in &claimed {
-        let key = format!("start_{}.1", run.lease.run);
+        let id = run.lease.run;
+        let key = format!("start_{id}.1");
         let fails = run.mode == RunMode::Run && {
             real += 1;
             real == 2
@@ -1024,8 +1027,8 @@ pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<
         } else {
             Decision::Succeeded
         };
-        let mut once = commit(run, vec![start(&key)], decision);
-        once.spawned = vec![child(&key)];
+        let mut once = commit(run, vec![start(&key, id)], decision);
+        once.spawned = vec![child(&key, id)];
         store.commit(once.clone()).await.unwrap();
         let again = store.commit(once).await.unwrap();
         assert!(!again.first);
@@ -1043,4 +1046,65 @@ pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<
     // Two real parents and one started run (tests are not listed).
     let listed = store.runs(&acme, &RunFilter::default()).await.unwrap();
     assert_eq!(listed.len(), 3, "{listed:#?}");
+
+    // A request whose key already names a run queues nothing new.
+    let mut earlier = new_run("acme");
+    earlier.idempotency_key = Some("start_x.1".to_owned());
+    let earlier = store.enqueue(earlier).await.unwrap().id;
+    // A tree may start MAX_RUNS_PER_TREE runs: one more refuses that commit whole.
+    let parent = enqueue(&store, new_run("acme")).await;
+    let near = enqueue(&store, new_run("acme")).await;
+    let mut claimed = store.claim(&request(10, 30_000, 10)).await.unwrap();
+    claimed.retain(|run| run.lease.run == parent || run.lease.run == near);
+    assert_eq!(claimed.len(), 2);
+    let cap = usize::try_from(fluxo_core::MAX_RUNS_PER_TREE).unwrap();
+    let root = RunId::new();
+    let keys = |from: usize, count: usize, prefix: &str| -> Vec<String> {
+        (from..from + count)
+            .map(|n| format!("{prefix}.{n}"))
+            .collect()
+    };
+    let filling = keys(1, cap - 1, "start_x");
+    let mut first = commit(
+        &claimed[0],
+        filling.iter().map(|key| start(key, root)).collect(),
+        Decision::Succeeded,
+    );
+    first.spawned = filling.iter().map(|key| child(key, root)).collect();
+    let committed = store.commit(first).await.unwrap();
+    assert_eq!(committed.refused, None);
+    assert_eq!(
+        store
+            .run_by_key(&acme, "start_x.1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        earlier
+    );
+    let over = keys(1, 2, "start_y");
+    let mut second = commit(
+        &claimed[1],
+        over.iter().map(|key| start(key, root)).collect(),
+        Decision::Succeeded,
+    );
+    second.spawned = over.iter().map(|key| child(key, root)).collect();
+    let refused = store.commit(second).await.unwrap();
+    assert_eq!(refused.state, RunPhase::Failed);
+    let refusal = refused.refused.unwrap();
+    assert_eq!(refusal.kind, ErrorKind::QuotaExceeded);
+    assert!(refusal.message.contains("run tree"), "{}", refusal.message);
+    assert!(
+        store
+            .run_by_key(&acme, "start_y.1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let all = RunFilter {
+        limit: Some(500),
+        ..RunFilter::default()
+    };
+    let listed = store.runs(&acme, &all).await.unwrap();
+    assert_eq!(listed.len(), 3 + 1 + 2 + (cap - 2), "{}", listed.len());
 }

@@ -333,6 +333,24 @@ impl<T> Store for T where
 /// (`fluxo_core::limits::MAX_DEADLINE_MS`, 24 h) and an hour for it to be claimed.
 pub const INBOX_RETENTION_MS: i64 = 25 * 3600 * 1000;
 
+/// How long a tree of runs starting runs is counted ([`fluxo_core::MAX_RUNS_PER_TREE`]):
+/// 31 days, the longest wait and a day. A tree older than that counts from zero again.
+pub const RUN_TREE_RETENTION_MS: i64 = 31 * 24 * 3600 * 1000;
+
+/// The refusal of a commit whose started runs would take their tree past
+/// [`fluxo_core::MAX_RUNS_PER_TREE`]: nothing of the commit's effects applies.
+#[must_use]
+pub fn tree_refusal(root: fluxo_core::RunId, started: u64) -> fluxo_core::RunError {
+    fluxo_core::RunError::new(
+        fluxo_core::ErrorKind::QuotaExceeded,
+        format!(
+            "run tree: the runs started from run {root} would be {started}, over the {} one tree may start; nothing was applied",
+            fluxo_core::MAX_RUNS_PER_TREE
+        ),
+    )
+    .blamed_on(fluxo_core::Blame::Guest)
+}
+
 /// Milliseconds since the Unix epoch, now.
 #[must_use]
 pub fn now_ms() -> i64 {

@@ -405,6 +405,37 @@ pub enum Auth {
         /// The secret holding the key.
         secret: String,
     },
+    /// OAuth 2.0 client credentials (RFC 6749 §4.4): an access token requested from
+    /// `token_url` through the run's egress policy, sent as `Authorization: Bearer`
+    /// (RFC 6750), cached per tenant and client until shortly before it expires.
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        /// The authorization server's token endpoint (an absolute `https` or `http`
+        /// URL, no template); the tenant's allowlist must admit it.
+        token_url: String,
+        /// The client's id.
+        client_id: String,
+        /// The secret holding the client's secret.
+        client_secret: String,
+        /// Scopes to ask for, space-separated (RFC 6749 §3.3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// How the client authenticates: `basic` (HTTP Basic, RFC 6749 §2.3.1's
+        /// default) or `body` (`client_id` and `client_secret` in the form).
+        #[serde(default)]
+        client_auth: ClientAuth,
+    },
+}
+
+/// How an OAuth 2.0 client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client's id and secret.
+    #[default]
+    Basic,
+    /// The id and secret as form parameters.
+    Body,
 }
 
 /// Where a value of the response goes.

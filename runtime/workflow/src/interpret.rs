@@ -26,10 +26,11 @@ use serde_json::{Map, Value, json};
 use crate::actions::ActionRunner;
 use crate::condition::{holds, text_of};
 use crate::definition::{
-    ActionBlock, Auth, Block, Body, ConditionBlock, Context, Fixtures, HttpBlock, Match,
-    SendEmailBlock, SetVariableBlock, SplitBlock, Step, TriggerWorkflowBlock, WaitForReplyBlock,
-    Workflow, is_json,
+    ActionBlock, Auth, Block, Body, ClientAuth, ConditionBlock, Context, Fixtures, HttpBlock,
+    Match, SendEmailBlock, SetVariableBlock, SplitBlock, Step, TriggerWorkflowBlock,
+    WaitForReplyBlock, Workflow, is_json,
 };
+use crate::oauth::{Client, TokenCache, TokenError};
 use crate::path;
 use crate::template::Templates;
 
@@ -112,7 +113,8 @@ pub struct Checkpoint {
     pub visits: BTreeMap<String, u32>,
     /// Steps executed so far (`budget.max_steps` holds across waits).
     pub executed: u32,
-    /// The secrets the run's HTTP steps used, by name (to redact its records).
+    /// The names of the secrets the run's HTTP steps used (never their values: a
+    /// checkpoint is stored in the clear).
     pub secrets_used: Vec<String>,
 }
 
@@ -236,6 +238,8 @@ pub struct StepError {
 pub struct Interpreter {
     templates: Templates,
     actions: Option<Arc<dyn ActionRunner>>,
+    /// OAuth 2.0 access tokens of the HTTP blocks' clients, per tenant.
+    tokens: TokenCache,
 }
 
 impl std::fmt::Debug for Interpreter {
@@ -305,7 +309,10 @@ impl Interpreter {
         let (mut state, first) = match start.resume {
             Some((checkpoint, resolution)) => {
                 let step = checkpoint.step.clone();
-                (RunState::resumed(checkpoint, resolution, start.waits), step)
+                (
+                    RunState::resumed(checkpoint, resolution, start.waits, ctx),
+                    step,
+                )
             }
             None => {
                 let mut vars = start.vars;
@@ -421,7 +428,9 @@ impl Interpreter {
             vars: state.vars,
             waiting,
         };
-        let redactor = Redactor::new(state.secrets_used.iter().map(String::as_str));
+        // Every value the run could have seen: the tenant's secrets and what the run
+        // obtained (an OAuth 2.0 access token).
+        let redactor = Redactor::new(ctx.secrets().values());
         if !redactor.is_empty() {
             redact_run(&redactor, &mut run);
         }
@@ -778,37 +787,42 @@ impl Interpreter {
         state: &mut RunState,
         mode: &HttpMode,
     ) -> Result<Outcome, (Value, Failure)> {
+        let (oauth, token, token_failure) = self.oauth_token(http, ctx, mode).await?;
         let (request, inputs) = self
-            .render_request(http, ctx, state)
+            .render_request(http, ctx, state, token.as_deref())
             .map_err(|failure| (Value::Null, failure))?;
-        let response = match mode {
-            HttpMode::Live => match ctx.http(request).await {
-                Err(hit) => return Err((inputs, hit.into())),
-                // The run's HTTP byte quota: a limit, not an answer a port may catch.
-                Ok(Err(EgressError::LimitExceeded)) => {
-                    let error = RunError::new(
-                        ErrorKind::QuotaExceeded,
-                        "the run's HTTP byte quota is spent (limit-exceeded)",
-                    )
-                    .blamed_on(Blame::Guest);
-                    return Err((inputs, Failure::Run(error)));
-                }
-                Ok(Err(error)) => Err((
-                    format!("request refused or failed: {error}"),
-                    blame_of(&error),
-                )),
-                Ok(Ok(response)) => Ok(response),
-            },
-            HttpMode::Fixtures(fixtures) => match fixtures.get(&step.id) {
-                Some(fixture) => Ok(fixture_response(fixture)),
-                None => Err((
-                    format!(
-                        "no fixture for step `{}` (a test with fixtures sends nothing)",
-                        step.id
-                    ),
-                    Blame::Guest,
-                )),
-            },
+        let response = if let Some(failure) = token_failure {
+            Err(failure)
+        } else {
+            match mode {
+                HttpMode::Live => match ctx.http(request).await {
+                    Err(hit) => return Err((inputs, hit.into())),
+                    // The run's HTTP byte quota: a limit, not an answer a port may catch.
+                    Ok(Err(EgressError::LimitExceeded)) => {
+                        let error = RunError::new(
+                            ErrorKind::QuotaExceeded,
+                            "the run's HTTP byte quota is spent (limit-exceeded)",
+                        )
+                        .blamed_on(Blame::Guest);
+                        return Err((inputs, Failure::Run(error)));
+                    }
+                    Ok(Err(error)) => Err((
+                        format!("request refused or failed: {error}"),
+                        blame_of(&error),
+                    )),
+                    Ok(Ok(response)) => Ok(response),
+                },
+                HttpMode::Fixtures(fixtures) => match fixtures.get(&step.id) {
+                    Some(fixture) => Ok(fixture_response(fixture)),
+                    None => Err((
+                        format!(
+                            "no fixture for step `{}` (a test with fixtures sends nothing)",
+                            step.id
+                        ),
+                        Blame::Guest,
+                    )),
+                },
+            }
         };
         let failure_port = |message: String, blame: Blame| {
             let error = RunError::new(ErrorKind::ActionError, message).blamed_on(blame);
@@ -833,6 +847,12 @@ impl Interpreter {
                 });
             }
         };
+        // A token the API no longer takes is not used again.
+        if response.status == 401
+            && let Some(client) = &oauth
+        {
+            self.tokens.forget(client);
+        }
         let body = response_body(&response);
         let headers: Map<String, Value> = response
             .headers
@@ -901,13 +921,64 @@ impl Interpreter {
         })
     }
 
+    /// An OAuth 2.0 block's client and access token (cached, or requested through the
+    /// run's egress: a live request, so not under fixtures), or why none was had (the
+    /// step then fails as an HTTP failure, which `on_error` may catch).
+    #[allow(
+        clippy::type_complexity,
+        reason = "one private call site; the parts are named where it is read"
+    )]
+    async fn oauth_token(
+        &self,
+        http: &HttpBlock,
+        ctx: &mut RunContext,
+        mode: &HttpMode,
+    ) -> Result<(Option<Client>, Option<String>, Option<(String, Blame)>), (Value, Failure)> {
+        let Some(Auth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            client_auth,
+        }) = &http.auth
+        else {
+            return Ok((None, None, None));
+        };
+        if matches!(mode, HttpMode::Fixtures(_)) {
+            return Ok((None, Some("fixture-token".to_owned()), None));
+        }
+        let secret = ctx.secret(client_secret).map_err(|error| {
+            (
+                Value::Null,
+                definition_error(format!(
+                    "secret `{client_secret}`: {error} (set it with `fluxo secrets set`)"
+                )),
+            )
+        })?;
+        let client = Client {
+            tenant: ctx.meta().tenant.clone(),
+            token_url: token_url.clone(),
+            client_id: client_id.clone(),
+            client_secret: secret,
+            scope: scope.clone(),
+            in_body: *client_auth == ClientAuth::Body,
+        };
+        match self.tokens.token(&client, ctx).await {
+            Ok((token, _)) => Ok((Some(client), Some(token), None)),
+            Err(TokenError::Limit(hit)) => Err((Value::Null, hit.into())),
+            Err(TokenError::Failed(why, blame)) => Ok((None, None, Some((why, blame)))),
+        }
+    }
+
     /// The request an HTTP block sends, and its inputs for the trace (credential
     /// headers masked; secret values are redacted from the whole trace at the end).
+    /// `oauth_token` is an OAuth 2.0 block's access token.
     fn render_request(
         &self,
         http: &HttpBlock,
         ctx: &RunContext,
         state: &mut RunState,
+        oauth_token: Option<&str>,
     ) -> Result<(EgressRequest, Value), Failure> {
         let mut secrets = Map::new();
         let mut wanted: Vec<String> = Vec::new();
@@ -927,6 +998,7 @@ impl Interpreter {
             Some(Auth::Basic {
                 password_secret, ..
             }) => wanted.push(password_secret.clone()),
+            Some(Auth::OAuth2 { client_secret, .. }) => wanted.push(client_secret.clone()),
             None => {}
         }
         for name in wanted {
@@ -935,7 +1007,9 @@ impl Interpreter {
                     "secret `{name}`: {error} (set it with `fluxo secrets set`)"
                 ))
             })?;
-            state.secrets_used.push(value.clone());
+            if !state.secrets_used.contains(&name) {
+                state.secrets_used.push(name.clone());
+            }
             secrets.insert(name, Value::String(value));
         }
         let mut data = state.data(ctx);
@@ -1023,6 +1097,13 @@ impl Interpreter {
                     .headers
                     .push((name.clone(), secret_value(&secrets, secret)));
                 headers_shown.push(json!([name, "[redacted]"]));
+            }
+            Some(Auth::OAuth2 { .. }) => {
+                let token = oauth_token.unwrap_or_default();
+                request
+                    .headers
+                    .push(("authorization".to_owned(), format!("Bearer {token}")));
+                headers_shown.push(json!(["authorization", "[redacted]"]));
             }
             None => {}
         }
@@ -1376,12 +1457,23 @@ struct RunState {
 }
 
 impl RunState {
-    fn resumed(checkpoint: Checkpoint, resolution: Resolution, waits: Waits) -> Self {
+    fn resumed(
+        checkpoint: Checkpoint,
+        resolution: Resolution,
+        waits: Waits,
+        ctx: &RunContext,
+    ) -> Self {
         Self {
             vars: checkpoint.vars,
             message: checkpoint.message,
             responses: checkpoint.responses,
-            secrets_used: checkpoint.secrets_used,
+            // Names only: a checkpoint written before they were names held values,
+            // which must not be written back.
+            secrets_used: checkpoint
+                .secrets_used
+                .into_iter()
+                .filter(|name| ctx.secret(name).is_ok())
+                .collect(),
             visits: checkpoint.visits,
             executed: checkpoint.executed,
             waits,

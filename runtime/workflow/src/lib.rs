@@ -22,6 +22,7 @@ pub mod actions;
 pub mod condition;
 pub mod definition;
 pub mod interpret;
+mod oauth;
 pub mod path;
 mod problem;
 pub mod template;

@@ -768,3 +768,122 @@ fn a_wait_s_timeout_and_variable_are_checked_at_save_time() {
         "{problems:#?}"
     );
 }
+
+/// OAuth 2.0 client credentials: the token is requested through the run's egress
+/// (HTTP Basic client authentication, the scope in the form), sent as a bearer token,
+/// cached for the next run of the tenant, and redacted wherever an upstream echoes it.
+#[tokio::test]
+async fn an_oauth2_token_is_fetched_through_the_egress_cached_and_redacted() {
+    let (port, seen) = upstream(Arc::new(|raw: &str| {
+        if raw.starts_with("POST /token") {
+            // base64("crm-client:crm-token-7f3a9")
+            if !raw.contains("Basic Y3JtLWNsaWVudDpjcm0tdG9rZW4tN2YzYTk=") {
+                return (401, json!({"error": "invalid_client"}).to_string());
+            }
+            let token = json!({"access_token": "tok-abc123xyz", "token_type": "Bearer", "expires_in": 3600});
+            return (200, token.to_string());
+        }
+        let authorization = raw
+            .lines()
+            .find(|line| line.to_ascii_lowercase().starts_with("authorization:"))
+            .unwrap_or_default()
+            .to_owned();
+        (200, json!({"echo": authorization}).to_string())
+    }))
+    .await;
+    let definition = |secret: &str| {
+        json!({"name": "deals", "steps": [
+            {"id": "call", "type": "http", "method": "POST",
+             "url": format!("http://127.0.0.1:{port}/deals"),
+             "auth": {"oauth2": {"token_url": format!("http://127.0.0.1:{port}/token"),
+                                 "client_id": "crm-client", "client_secret": secret,
+                                 "scope": "deals:write"}},
+             "save": [{"path": "echo", "var": "echo"}]}
+        ]})
+        .to_string()
+    };
+    let workflow = check(&definition("CRM_TOKEN"), &Templates::new()).unwrap();
+    let interpreter = Interpreter::new();
+    for _ in 0..2 {
+        let mut ctx = context(port, ana());
+        let run = interpreter
+            .run(
+                &workflow,
+                &mut ctx,
+                Start::default(),
+                &HttpMode::Live,
+                &mut never,
+            )
+            .await;
+        assert!(run.succeeded(), "{run:#?}");
+        let shown = serde_json::to_string(&run).unwrap();
+        assert!(!shown.contains("tok-abc123xyz"), "{shown}");
+        assert!(shown.contains("Bearer [REDACTED]"), "{shown}");
+        assert!(
+            ctx.secrets().values().any(|value| value == "tok-abc123xyz"),
+            "the run's records are redacted of the token too"
+        );
+    }
+    let requests = seen.lock().unwrap().clone();
+    let lines: Vec<&str> = requests
+        .iter()
+        .map(|raw| raw.lines().next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /token HTTP/1.1",
+            "POST /deals HTTP/1.1",
+            "POST /deals HTTP/1.1"
+        ],
+        "the second run used the cached token"
+    );
+    assert_eq!(
+        body_of(&requests[0]),
+        "grant_type=client_credentials&scope=deals%3Awrite"
+    );
+    assert!(
+        requests[1].contains("authorization: Bearer tok-abc123xyz"),
+        "{}",
+        requests[1]
+    );
+
+    // A client the server refuses fails the step with RFC 6749's error, not retryable.
+    let refused = check(&definition("OTHER"), &Templates::new()).unwrap();
+    let mut ctx = context(port, ana()).with_secrets(Secrets::new(
+        [("OTHER".to_owned(), "wrong-secret-1".to_owned())].into(),
+    ));
+    let run = interpreter
+        .run(
+            &refused,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    let error = run.error.unwrap().error;
+    assert!(error.message.contains("invalid_client"), "{error:?}");
+    assert!(!error.retryable());
+    assert_eq!(seen.lock().unwrap().len(), 4, "no API call without a token");
+}
+
+/// A checkpoint is stored in the clear: it names the secrets a run used, never holds
+/// their values.
+#[tokio::test]
+async fn a_checkpoint_names_the_secrets_used_and_holds_none() {
+    let (port, _) = upstream(Arc::new(|_: &str| (200, json!({}).to_string()))).await;
+    let text = json!({"name": "ask", "steps": [
+        {"id": "call", "type": "http", "method": "GET",
+         "url": format!("http://127.0.0.1:{port}/x"),
+         "auth": {"bearer": {"secret": "CRM_TOKEN"}}, "next": "answer"},
+        {"id": "answer", "type": "wait_for_reply"}
+    ]})
+    .to_string();
+    let workflow = check(&text, &Templates::new()).unwrap();
+    let mut ctx = context(port, ana());
+    let run = run_in(&workflow, &mut ctx, Start::default(), &HttpMode::Live).await;
+    let checkpoint = serde_json::to_string(&run.waiting.unwrap()).unwrap();
+    assert!(checkpoint.contains("\"CRM_TOKEN\""), "{checkpoint}");
+    assert!(!checkpoint.contains("crm-token-7f3a9"), "{checkpoint}");
+}

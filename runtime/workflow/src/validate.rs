@@ -498,6 +498,26 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                         format!("`{header}` is not a header name"),
                     );
                 }
+                Some(Auth::OAuth2 {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    ..
+                }) => {
+                    match url::Url::parse(token_url) {
+                        Ok(url) if matches!(url.scheme(), "https" | "http") => {}
+                        _ => problem(
+                            "auth.oauth2.token_url",
+                            format!("`{token_url}` is not an absolute http(s) URL"),
+                        ),
+                    }
+                    if client_id.trim().is_empty() {
+                        problem("auth.oauth2.client_id", "is empty".to_owned());
+                    }
+                    if client_secret.is_empty() {
+                        problem("auth", "names no secret".to_owned());
+                    }
+                }
                 _ => {}
             }
             for (i, save) in http.save.iter().enumerate() {

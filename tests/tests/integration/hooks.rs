@@ -324,8 +324,10 @@ async fn the_helpdesk_bridge_hands_the_chat_over_forwards_both_ways_and_returns_
 }
 
 /// A hook answers only calls signed with its own secret, within the timestamp
-/// tolerance; refuses what is not JSON, too large, or names no contact where its path
-/// says; is changed without a new secret and deleted for good.
+/// tolerance, under its own tenant's name (an unknown tenant or hook answers as a bad
+/// signature does: names cannot be probed); refuses what is not JSON, too large (not
+/// read past 256 KiB), or names no contact where its path says; is changed without a
+/// new secret and deleted for good.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hook_refuses_unsigned_stale_and_malformed_calls() {
     let api = api(config_for(9)).await;
@@ -419,9 +421,78 @@ async fn a_hook_refuses_unsigned_stale_and_malformed_calls() {
         )
         .await;
     assert_eq!(stale.status, StatusCode::UNAUTHORIZED, "{}", stale.body);
-    // Another tenant's name in the URL, or no such hook: 404.
+    // No such hook, or the hook under another tenant's name: 401, like a bad signature.
     let unknown = call_hook(&api, "nope", &secret, "e3", &payload).await;
-    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED, "{}", unknown.body);
+    assert_eq!(unknown.body, forged.body);
+    api.tenant("globex").await;
+    let body = payload.to_string();
+    let timestamp = unix_now();
+    let signed = |id: &str, body: &str| {
+        vec![
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            (
+                "webhook-signature",
+                signing::sign(
+                    std::slice::from_ref(&secret),
+                    id,
+                    timestamp,
+                    body.as_bytes(),
+                )
+                .unwrap(),
+            ),
+        ]
+    };
+    let elsewhere = api
+        .call_with(
+            Method::POST,
+            "/v1/hooks/globex/desk",
+            None,
+            &signed("e3b", &body),
+            Bytes::from(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        elsewhere.body
+    );
+    // Signed but not JSON: 400; over 256 KiB: 413, a JSON error, nothing started.
+    let not_json = api
+        .call_with(
+            Method::POST,
+            "/v1/hooks/acme/desk",
+            None,
+            &signed("e3c", "{nope"),
+            Bytes::from("{nope"),
+        )
+        .await;
+    assert_eq!(
+        not_json.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        not_json.body
+    );
+    assert_eq!(not_json.body["code"], "invalid_json");
+    let huge = json!({"who": {"id": "c-1"}, "pad": "x".repeat(300 << 10)}).to_string();
+    let too_large = api
+        .call_with(
+            Method::POST,
+            "/v1/hooks/acme/desk",
+            None,
+            &signed("e3d", &huge),
+            Bytes::from(huge.clone()),
+        )
+        .await;
+    assert_eq!(
+        too_large.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        too_large.body
+    );
+    assert_eq!(too_large.body["code"], "payload_too_large");
     // Signed but without the contact where the hook's path says: 422.
     let nobody = call_hook(&api, "desk", &secret, "e4", &json!({"n": 2})).await;
     assert_eq!(
@@ -464,13 +535,14 @@ async fn a_hook_refuses_unsigned_stale_and_malformed_calls() {
         .await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
     let gone = call_hook(&api, "desk", &secret, "e7", &payload).await;
-    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.body);
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED, "{}", gone.body);
 }
 
 /// `trigger_workflow`: the started run is queued by the commit of the run that asked
 /// (once, about the contact it names, with its input); a failed run starts nothing; a
 /// disabled target stops the step with the reason; a workflow that starts itself stops
-/// at the depth bound; a test shows the run it would start and starts none.
+/// at the depth bound, and one that starts itself three times stops at the tree's cap;
+/// a test shows the run it would start and starts none.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trigger_starts_its_run_once_on_commit_and_a_self_starting_chain_stops() {
     let api = api(config_for(9)).await;
@@ -601,4 +673,35 @@ async fn a_trigger_starts_its_run_once_on_commit_and_a_self_starting_chain_stops
         "{:#}",
         chain[8]
     );
+
+    // Three starts per run: the tree stops at its cap, not at 3^8 runs.
+    upload_workflow(
+        &api,
+        &token,
+        "fan",
+        json!({"name": "fan", "steps": [
+            {"id": "a", "type": "trigger_workflow", "workflow": "fan", "next": "b"},
+            {"id": "b", "type": "trigger_workflow", "workflow": "fan", "next": "c"},
+            {"id": "c", "type": "trigger_workflow", "workflow": "fan"}
+        ]}),
+    )
+    .await;
+    let accepted = api.submit(&token, json!({"action": "fan"})).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let cap = usize::try_from(fluxo_core::MAX_RUNS_PER_TREE).unwrap();
+    // 1 + 3 + 9 + 27 = 40 runs fit; the 81 the fourth level asks would not.
+    let fan = finished_runs(&api, &token, "fan", 40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fan_now = finished_runs(&api, &token, "fan", 40).await;
+    assert_eq!(fan_now.len(), fan.len(), "the tree stopped growing");
+    assert!(fan_now.len() <= cap + 1, "{} runs", fan_now.len());
+    let refused = fan_now
+        .iter()
+        .filter(|run| {
+            run["report"]["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("run tree"))
+        })
+        .count();
+    assert!(refused > 0, "{fan_now:#?}");
 }

@@ -233,11 +233,23 @@ impl Dispatcher {
         Ok(stats)
     }
 
-    /// Delivers a lane's rows one after the other, in order.
+    /// Delivers a lane's rows one after the other, in order. It stops at the first row
+    /// not sent (a message does not overtake the one before it) and once half the claim's
+    /// lease has passed (a row is never sent after its claim could have been taken over);
+    /// the rows left stay claimed and are claimed again when the lease ends.
     async fn deliver_lane(&self, lane: Vec<OutboxItem>) -> Vec<Option<Settlement>> {
+        let started = std::time::Instant::now();
         let mut outcomes = Vec::with_capacity(lane.len());
         for item in lane {
-            outcomes.push(self.deliver(item).await);
+            if !outcomes.is_empty() && started.elapsed() >= self.options.lease / 2 {
+                break;
+            }
+            let outcome = self.deliver(item).await;
+            let sent = matches!(outcome, Some(Settlement::Sent));
+            outcomes.push(outcome);
+            if !sent {
+                break;
+            }
         }
         outcomes
     }
@@ -399,8 +411,9 @@ impl Dispatcher {
 /// conversation (tenant and contact) share a lane, in claim order (the order the run
 /// made them: a handoff before the reply that follows it); every other row is a lane of
 /// its own. Order holds among the rows one claim takes (a run's messages commit
-/// together, so they are due together); a message retried later may arrive after a
-/// younger one.
+/// together, so they are due together, and a lane stops at its first failure); rows of
+/// one conversation claimed apart (a busy dispatcher claims only as many rows as it has
+/// free slots; another node) and a message retried later may arrive out of order.
 fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
     let mut lanes: Vec<Vec<OutboxItem>> = Vec::new();
     let mut conversations: std::collections::HashMap<(String, String), usize> =

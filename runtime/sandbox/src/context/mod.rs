@@ -62,6 +62,8 @@ pub struct RunMeta {
     /// The run's [`fluxo_core::Event::depth`]: how many runs started one another to
     /// lead to it.
     pub depth: u32,
+    /// The run's [`fluxo_core::Event::root`].
+    pub root: Option<RunId>,
 }
 
 impl RunMeta {
@@ -75,6 +77,7 @@ impl RunMeta {
             action,
             step: None,
             depth: 0,
+            root: None,
         }
     }
 
@@ -345,6 +348,12 @@ impl RunContext {
     #[must_use]
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// Redacts `value` from everything the run records, as a secret is (an OAuth 2.0
+    /// access token the run obtained); no call can read it back by name.
+    pub fn redact_also(&mut self, value: &str) {
+        self.secrets.redact_also(value);
     }
 
     /// Takes the journal so far (a workflow committing a segment), leaving it empty.

@@ -80,6 +80,7 @@ impl RunContext {
             contact,
             input: draft.input,
             depth: self.meta.depth + 1,
+            root: self.meta.root.unwrap_or(self.meta.run_id),
         };
         // A value an upstream echoed does not travel into another run's input.
         crate::redact::Redactor::new(self.secrets.values()).redact_json(&mut request.input);

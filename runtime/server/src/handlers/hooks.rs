@@ -11,6 +11,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use fluxo_core::{ActionName, ContactId, Event, RunId, TenantId, Trigger};
 use fluxo_orchestrator::signing;
@@ -163,17 +164,32 @@ pub(crate) async fn delete(
     ok(StatusCode::OK, &Deleted { deleted: name })
 }
 
+/// A secret no hook has: an unknown tenant or hook is checked against it, so it costs
+/// and answers what a wrong signature does (no probing for names).
+const NO_HOOK_SECRET: &str = "whsec_bm8tc3VjaC1ob29rLW5vLXN1Y2gtaG9vaw==";
+
 /// `POST /v1/hooks/{tenant}/{hook}`: verifies the signature, then starts the hook's
 /// workflow with `input = {"payload": <the body>, "hook": <name>, "webhook_id": <id>}`,
 /// about the contact found at the hook's contact path. 202 with the run; 200 for a
-/// `webhook-id` seen before; 401 `invalid_signature`; 404 for no such hook; 422
-/// `no_contact` when the payload has no contact id at the path.
+/// `webhook-id` seen before; 401 `invalid_signature` (also for no such tenant or hook:
+/// names cannot be probed); 413 past [`MAX_HOOK_PAYLOAD_BYTES`] (the route's body
+/// limit: nothing larger is read); 422 `no_contact` when the payload has no contact id at
+/// the path.
 pub(crate) async fn receive(
     State(state): State<AppState>,
     PathParam((tenant, name)): PathParam<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let body = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "payload_too_large",
+            format!(
+                "the payload could not be read (at most {MAX_HOOK_PAYLOAD_BYTES} bytes): {rejection}"
+            ),
+        )
+    })?;
     if body.len() > MAX_HOOK_PAYLOAD_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -184,17 +200,21 @@ pub(crate) async fn receive(
             ),
         ));
     }
-    let unknown = || ApiError::not_found(format!("no hook {tenant}/{name}"));
-    let tenant_id = TenantId::parse(&tenant).map_err(|_| unknown())?;
-    let (hook, stored) = state
-        .store
-        .hook(&tenant_id, &name)
-        .await?
-        .ok_or_else(unknown)?;
-    let secret = state
-        .vault
-        .open_value(SecretKind::Hook, &tenant_id, &name, &stored)
-        .map_err(super::tenant_data::sealing)?;
+    let found = match TenantId::parse(&tenant) {
+        Ok(tenant) => state
+            .store
+            .hook(&tenant, &name)
+            .await?
+            .map(|found| (tenant, found)),
+        Err(_) => None,
+    };
+    let secret = match &found {
+        Some((tenant, (_, stored))) => state
+            .vault
+            .open_value(SecretKind::Hook, tenant, &name, stored)
+            .map_err(super::tenant_data::opening)?,
+        None => NO_HOOK_SECRET.to_owned(),
+    };
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     let now = i64::try_from(
         std::time::SystemTime::now()
@@ -203,7 +223,7 @@ pub(crate) async fn receive(
             .as_secs(),
     )
     .unwrap_or(i64::MAX);
-    signing::verify(
+    let verified = signing::verify(
         &secret,
         header("webhook-id"),
         header("webhook-timestamp"),
@@ -211,14 +231,19 @@ pub(crate) async fn receive(
         &body,
         now,
         signing::DEFAULT_TOLERANCE_SECONDS,
-    )
-    .map_err(|error| {
+    );
+    let unsigned = |why: String| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
-            format!("the call is not signed with this hook's secret: {error}"),
+            format!("the call is not signed with this hook's secret: {why}"),
         )
-    })?;
+    };
+    let (tenant_id, (hook, _)) = match (found, verified) {
+        (_, Err(error)) => return Err(unsigned(error.to_string())),
+        (None, Ok(())) => return Err(unsigned(signing::VerifyError::Signature.to_string())),
+        (Some(found), Ok(())) => found,
+    };
     let webhook_id = header("webhook-id").unwrap_or_default().to_owned();
     if webhook_id.len() > 200 || webhook_id.chars().any(char::is_control) {
         return Err(ApiError::bad_request(

@@ -208,6 +208,15 @@ pub(crate) fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
     )
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "used as `map_err(opening)`")]
+pub(crate) fn opening(error: fluxo_orchestrator::VaultError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("opening a stored secret: {error}"),
+    )
+}
+
 /// `DELETE /v1/secrets/{name}`
 pub(crate) async fn delete_secret(
     Tenant(tenant): Tenant,

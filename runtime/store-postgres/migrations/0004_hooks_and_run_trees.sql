@@ -11,3 +11,14 @@ CREATE TABLE hooks (
     created_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, name)
 );
+
+-- How many runs each tree of runs starting runs (`trigger_workflow`) has started, by
+-- its first run: a commit that would take a tree past its cap applies nothing.
+CREATE TABLE run_trees (
+    tenant TEXT NOT NULL,
+    root TEXT NOT NULL,
+    started BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, root)
+);
+CREATE INDEX run_trees_created ON run_trees (created_ms);
