@@ -292,8 +292,8 @@ impl Scheduler {
 
     /// The runs `effects`' start requests become, pinned now (the commit queues them).
     /// A request whose target was deleted or disabled since its step checked it is
-    /// taken out of `effects` and named in the returned notes: the rest of the run
-    /// (a segment's messages, a wait) commits without it.
+    /// taken out of `effects` and returned with a note (its request id first): the rest
+    /// of the run (a segment's messages, a wait) commits without it.
     ///
     /// # Errors
     /// `backend_unavailable` (retryable) when the catalog cannot be read.
@@ -301,7 +301,7 @@ impl Scheduler {
         &self,
         tenant: &TenantId,
         effects: &mut Vec<Effect>,
-    ) -> Result<(Vec<NewRun>, Vec<String>), RunError> {
+    ) -> Result<(Vec<NewRun>, Vec<(String, String)>), RunError> {
         let mut runs = Vec::new();
         let mut dropped = Vec::new();
         let mut kept = Vec::with_capacity(effects.len());
@@ -311,7 +311,10 @@ impl Scheduler {
                 continue;
             };
             let Ok(action) = ActionName::parse(&request.action) else {
-                dropped.push(format!("`{}` is not an action name", request.action));
+                dropped.push((
+                    request.request_id.clone(),
+                    format!("`{}` is not an action name", request.action),
+                ));
                 continue;
             };
             let mut event = Event::new(tenant.clone(), action.clone());
@@ -337,7 +340,10 @@ impl Scheduler {
                     kept.push(effect);
                 }
                 Err(SubmitError::Registry(error)) => {
-                    dropped.push(format!("`{action}` was not started: {error}"));
+                    dropped.push((
+                        request.request_id.clone(),
+                        format!("`{action}` was not started: {error}"),
+                    ));
                 }
                 Err(other) => {
                     return Err(
@@ -832,7 +838,11 @@ impl Scheduler {
             match self.spawned(&claimed.tenant, &mut effects).await {
                 Ok((runs, dropped)) => {
                     spawned = runs;
-                    for note in dropped {
+                    report.effects.retain(|effect| {
+                        !matches!(effect, Effect::StartRun(request)
+                            if dropped.iter().any(|(id, _)| *id == request.request_id))
+                    });
+                    for (_, note) in dropped {
                         tracing::info!(%note, "a run's start request was dropped at commit");
                         report.logs.push(fluxo_core::LogLine {
                             level: fluxo_core::LogLevel::Warn,

@@ -13,12 +13,13 @@ CREATE TABLE hooks (
 );
 
 -- How many runs each tree of runs starting runs (`trigger_workflow`) has started, by
--- its first run: a commit that would take a tree past its cap applies nothing.
+-- its first run: a commit that would take a tree past its cap applies nothing. A tree
+-- that started nothing for a while (`updated_ms`) is forgotten.
 CREATE TABLE run_trees (
     tenant TEXT NOT NULL,
     root TEXT NOT NULL,
     started BIGINT NOT NULL,
-    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
     PRIMARY KEY (tenant, root)
 );
-CREATE INDEX run_trees_created ON run_trees (created_ms);
+CREATE INDEX run_trees_updated ON run_trees (updated_ms);

@@ -195,14 +195,18 @@ impl Outbox for PostgresStore {
         Box::pin(self.read(move |client| {
             Box::pin(async move {
                 let now = now_ms();
-                let (status, error, next) = match &settlement {
-                    Settlement::Sent => ("sent", None, now),
-                    Settlement::Retry { at_ms, error } => ("queued", Some(error.clone()), *at_ms),
-                    Settlement::Failed { error } => ("failed", Some(error.clone()), now),
+                let (status, error, next, tried) = match &settlement {
+                    Settlement::Sent => ("sent", None, now, 1_i64),
+                    Settlement::Retry { at_ms, error } => {
+                        ("queued", Some(error.clone()), *at_ms, 1)
+                    }
+                    Settlement::Failed { error } => ("failed", Some(error.clone()), now, 1),
+                    Settlement::Release { at_ms } => ("queued", None, *at_ms, 0),
                 };
                 let changed = client
                     .execute(
-                        "UPDATE outbox SET status = $3, attempts = attempts + 1, last_error = $4,
+                        "UPDATE outbox SET status = $3, attempts = attempts + $7,
+                             last_error = CASE WHEN $7 = 1 THEN $4 ELSE last_error END,
                              next_attempt_ms = $5, claimed_by = NULL, lease_until = NULL,
                              updated_ms = $6
                          WHERE id = $1 AND claim = $2 AND status = 'sending'",
@@ -213,6 +217,7 @@ impl Outbox for PostgresStore {
                             &error,
                             &next,
                             &now,
+                            &tried,
                         ],
                     )
                     .await

@@ -92,8 +92,9 @@ pub(crate) async fn count_tree(
     let added = i64::try_from(spawned.len()).unwrap_or(i64::MAX);
     let started: i64 = tx
         .query_one(
-            "INSERT INTO run_trees (tenant, root, started, created_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant, root) DO UPDATE SET started = run_trees.started + EXCLUDED.started
+            "INSERT INTO run_trees (tenant, root, started, updated_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, root) DO UPDATE
+               SET started = run_trees.started + EXCLUDED.started, updated_ms = EXCLUDED.updated_ms
              RETURNING started",
             &[&tenant, &root.to_string(), &added, &now],
         )
@@ -1153,7 +1154,7 @@ impl RunQueue for PostgresStore {
                     .map_err(pg)?;
                 tx.execute(
                     "DELETE FROM run_trees WHERE (tenant, root) IN (
-                         SELECT tenant, root FROM run_trees WHERE created_ms < $1 LIMIT 10000)",
+                         SELECT tenant, root FROM run_trees WHERE updated_ms < $1 LIMIT 10000)",
                     &[&(now_ms() - fluxo_store::RUN_TREE_RETENTION_MS)],
                 )
                 .await

@@ -95,8 +95,9 @@ pub(crate) fn count_tree(
     let added = i64::try_from(spawned.len()).unwrap_or(i64::MAX);
     let started: i64 = connection
         .query_row(
-            "INSERT INTO run_trees (tenant, root, started, created_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (tenant, root) DO UPDATE SET started = started + excluded.started
+            "INSERT INTO run_trees (tenant, root, started, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, root) DO UPDATE
+               SET started = started + excluded.started, updated_ms = excluded.updated_ms
              RETURNING started",
             params![tenant, root.to_string(), added, now],
             |row| row.get(0),
@@ -1140,7 +1141,7 @@ impl RunQueue for SqliteStore {
             connection
                 .execute(
                     "DELETE FROM run_trees WHERE rowid IN (
-                         SELECT rowid FROM run_trees WHERE created_ms < ?1 LIMIT 10000)",
+                         SELECT rowid FROM run_trees WHERE updated_ms < ?1 LIMIT 10000)",
                     params![now_ms() - fluxo_store::RUN_TREE_RETENTION_MS],
                 )
                 .map_err(sql)?;

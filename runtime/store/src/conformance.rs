@@ -38,7 +38,8 @@ macro_rules! conformance_tests {
             cancel_and_release, tests_are_not_listed, work_conserving,
             version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
             retention_per_tenant, waits_resume_on_a_reply_a_timer_or_an_early_message,
-            started_runs_are_queued_once_by_the_commit_that_applies);
+            started_runs_are_queued_once_by_the_commit_that_applies,
+            a_released_row_is_queued_again_untried);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -1107,4 +1108,38 @@ pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<
     };
     let listed = store.runs(&acme, &all).await.unwrap();
     assert_eq!(listed.len(), 3 + 1 + 2 + (cap - 2), "{}", listed.len());
+}
+
+/// A row given back untried (a platform message behind a failed one of its
+/// conversation) is queued again at the time given, its attempts and last error as they
+/// were, and claimable again.
+pub async fn a_released_row_is_queued_again_untried(store: Arc<dyn Store>) {
+    let id = enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .commit(commit(&claimed, effects(id, 5), Decision::Succeeded))
+        .await
+        .unwrap();
+    let kinds = [OutboxKind::Message];
+    let rows = store.claim_due("node-a", &kinds, 10, 30_000).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    store
+        .settle(row.id, row.claim, Settlement::Release { at_ms: 0 })
+        .await
+        .unwrap();
+    let stored = store.outbox().await.unwrap();
+    let record = stored.iter().find(|record| record.id == row.id).unwrap();
+    assert_eq!(record.status, crate::OutboxStatus::Queued);
+    assert_eq!(record.attempts, 0);
+    let again = store.claim_due("node-b", &kinds, 10, 30_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, row.id);
+    // The old claim can settle nothing any more.
+    let stale = store.settle(row.id, row.claim, Settlement::Sent).await;
+    assert!(stale.unwrap_err().is_lease_lost());
 }

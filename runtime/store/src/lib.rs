@@ -333,8 +333,9 @@ impl<T> Store for T where
 /// (`fluxo_core::limits::MAX_DEADLINE_MS`, 24 h) and an hour for it to be claimed.
 pub const INBOX_RETENTION_MS: i64 = 25 * 3600 * 1000;
 
-/// How long a tree of runs starting runs is counted ([`fluxo_core::MAX_RUNS_PER_TREE`]):
-/// 31 days, the longest wait and a day. A tree older than that counts from zero again.
+/// How long a tree of runs starting runs is counted ([`fluxo_core::MAX_RUNS_PER_TREE`])
+/// after it last started one: 31 days, the longest wait and a day. A tree that started
+/// nothing for that long counts from zero again.
 pub const RUN_TREE_RETENTION_MS: i64 = 31 * 24 * 3600 * 1000;
 
 /// The refusal of a commit whose started runs would take their tree past

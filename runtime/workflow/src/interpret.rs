@@ -964,8 +964,9 @@ impl Interpreter {
             in_body: *client_auth == ClientAuth::Body,
         };
         match self.tokens.token(&client, ctx).await {
-            Ok((token, _)) => Ok((Some(client), Some(token), None)),
+            Ok(token) => Ok((Some(client), Some(token), None)),
             Err(TokenError::Limit(hit)) => Err((Value::Null, hit.into())),
+            Err(TokenError::Run(error)) => Err((Value::Null, Failure::Run(error))),
             Err(TokenError::Failed(why, blame)) => Ok((None, None, Some((why, blame)))),
         }
     }
@@ -1180,7 +1181,7 @@ impl Interpreter {
 /// Whose fault a refused or failed request is: the definition's when the request could
 /// never be sent (a host not allowed, a bad header, a body over the cap), the upstream's
 /// when it may answer next time (a timeout, a failed connection).
-fn blame_of(error: &EgressError) -> Blame {
+pub(crate) fn blame_of(error: &EgressError) -> Blame {
     match error {
         EgressError::Timeout | EgressError::Connect(_) => Blame::Upstream,
         _ => Blame::Guest,
@@ -1600,5 +1601,19 @@ fn redact_run(redactor: &Redactor, run: &mut WorkflowRun) {
     }
     for value in run.vars.values_mut() {
         redactor.redact_json(value);
+    }
+    // A checkpoint is stored in the clear: a secret or token an upstream echoed into a
+    // saved answer or variable is not kept in it.
+    if let Some(checkpoint) = &mut run.waiting {
+        for value in checkpoint
+            .vars
+            .values_mut()
+            .chain(checkpoint.responses.values_mut())
+        {
+            redactor.redact_json(value);
+        }
+        if let Some(message) = &mut checkpoint.message {
+            redactor.redact_in_place(&mut message.text);
+        }
     }
 }

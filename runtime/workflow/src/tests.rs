@@ -869,14 +869,19 @@ async fn an_oauth2_token_is_fetched_through_the_egress_cached_and_redacted() {
 }
 
 /// A checkpoint is stored in the clear: it names the secrets a run used, never holds
-/// their values.
+/// their values, not even one an upstream echoed into a saved answer.
 #[tokio::test]
 async fn a_checkpoint_names_the_secrets_used_and_holds_none() {
-    let (port, _) = upstream(Arc::new(|_: &str| (200, json!({}).to_string()))).await;
+    let (port, _) = upstream(Arc::new(|raw: &str| {
+        let headers: Vec<&str> = raw.lines().take_while(|l| !l.is_empty()).collect();
+        (200, json!({"echo": headers.join("\n")}).to_string())
+    }))
+    .await;
     let text = json!({"name": "ask", "steps": [
         {"id": "call", "type": "http", "method": "GET",
          "url": format!("http://127.0.0.1:{port}/x"),
-         "auth": {"bearer": {"secret": "CRM_TOKEN"}}, "next": "answer"},
+         "auth": {"bearer": {"secret": "CRM_TOKEN"}},
+         "save": [{"path": "echo", "var": "echo"}], "next": "answer"},
         {"id": "answer", "type": "wait_for_reply"}
     ]})
     .to_string();
@@ -885,5 +890,72 @@ async fn a_checkpoint_names_the_secrets_used_and_holds_none() {
     let run = run_in(&workflow, &mut ctx, Start::default(), &HttpMode::Live).await;
     let checkpoint = serde_json::to_string(&run.waiting.unwrap()).unwrap();
     assert!(checkpoint.contains("\"CRM_TOKEN\""), "{checkpoint}");
+    assert!(checkpoint.contains("Bearer [REDACTED]"), "{checkpoint}");
     assert!(!checkpoint.contains("crm-token-7f3a9"), "{checkpoint}");
+}
+
+/// A token answer the crate cannot read still has its token redacted from the run's
+/// records; a token endpoint's 503 is the upstream's trouble (retryable), whatever error
+/// body it carries; plain `http` to anything but this host is refused at save time.
+#[tokio::test]
+async fn oauth2_failures_are_blamed_right_and_leak_no_token() {
+    let (port, _) = upstream(Arc::new(|raw: &str| {
+        if raw.starts_with("POST /token-odd") {
+            let odd = json!({"access_token": "tok-odd-4242", "token_type": "Bearer", "expires_in": "3599"});
+            return (200, odd.to_string());
+        }
+        (503, json!({"error": "temporarily_unavailable"}).to_string())
+    }))
+    .await;
+    let definition = |path: &str| {
+        json!({"name": "deals", "steps": [
+            {"id": "call", "type": "http", "method": "GET",
+             "url": format!("http://127.0.0.1:{port}/deals"),
+             "auth": {"oauth2": {"token_url": format!("http://127.0.0.1:{port}/{path}"),
+                                 "client_id": "crm-client", "client_secret": "CRM_TOKEN"}}}
+        ]})
+        .to_string()
+    };
+    let interpreter = Interpreter::new();
+    let workflow = check(&definition("token-odd"), &Templates::new()).unwrap();
+    let mut ctx = context(port, ana());
+    let run = interpreter
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    let error = run.error.unwrap().error;
+    assert!(error.message.contains("not a token response"), "{error:?}");
+    assert!(
+        ctx.secrets().values().any(|value| value == "tok-odd-4242"),
+        "the token in the recorded answer is redacted"
+    );
+    let workflow = check(&definition("token-busy"), &Templates::new()).unwrap();
+    let mut ctx = context(port, ana());
+    let run = interpreter
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    let error = run.error.unwrap().error;
+    assert!(
+        error.message.contains("temporarily_unavailable"),
+        "{error:?}"
+    );
+    assert!(error.retryable(), "{error:?}");
+
+    let plain = definition("x").replace("http://127.0.0.1", "http://auth.example");
+    let problems = check(&plain, &Templates::new()).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.field == "auth.oauth2.token_url"),
+        "{problems:?}"
+    );
 }

@@ -502,17 +502,37 @@ fn check_block(id: &str, block: &Block, problems: &mut Vec<Problem>) {
                     token_url,
                     client_id,
                     client_secret,
+                    scope,
                     ..
                 }) => {
+                    // RFC 6749 §3.2: the token endpoint takes the client's secret, so
+                    // only over TLS; plain HTTP only to this host (tests, a local server).
+                    let loopback = |url: &url::Url| match url.host() {
+                        Some(url::Host::Domain(name)) => name == "localhost",
+                        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                        None => false,
+                    };
                     match url::Url::parse(token_url) {
-                        Ok(url) if matches!(url.scheme(), "https" | "http") => {}
+                        _ if token_url.len() > 2048 => {
+                            problem("auth.oauth2.token_url", "is over 2 048 bytes".to_owned())
+                        }
+                        Ok(url) if url.scheme() == "https" => {}
+                        Ok(url) if url.scheme() == "http" && loopback(&url) => {}
                         _ => problem(
                             "auth.oauth2.token_url",
-                            format!("`{token_url}` is not an absolute http(s) URL"),
+                            format!(
+                                "`{token_url}` is not an absolute https URL (RFC 6749 §3.2; plain http only to a loopback address)"
+                            ),
                         ),
                     }
-                    if client_id.trim().is_empty() {
-                        problem("auth.oauth2.client_id", "is empty".to_owned());
+                    if client_id.trim().is_empty() || client_id.len() > 256 {
+                        problem("auth.oauth2.client_id", "must be 1 to 256 bytes".to_owned());
+                    }
+                    if let Some(scope) = scope
+                        && scope.len() > 1024
+                    {
+                        problem("auth.oauth2.scope", "is over 1 024 bytes".to_owned());
                     }
                     if client_secret.is_empty() {
                         problem("auth", "names no secret".to_owned());

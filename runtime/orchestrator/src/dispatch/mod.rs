@@ -207,6 +207,7 @@ impl Dispatcher {
             .store
             .claim_due(&self.options.node, &kinds, self.options.batch, lease_ms)
             .await?;
+        let claimed_at = std::time::Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for lane in lanes(items) {
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
@@ -214,7 +215,7 @@ impl Dispatcher {
             };
             let this = self.clone();
             tasks.spawn(async move {
-                let outcomes = this.deliver_lane(lane).await;
+                let outcomes = this.deliver_lane(lane, claimed_at).await;
                 drop(permit);
                 outcomes
             });
@@ -226,30 +227,54 @@ impl Dispatcher {
                     Some(Settlement::Sent) => stats.sent += 1,
                     Some(Settlement::Retry { .. }) => stats.retried += 1,
                     Some(Settlement::Failed { .. }) => stats.failed += 1,
-                    None => {}
+                    Some(Settlement::Release { .. }) | None => {}
                 }
             }
         }
         Ok(stats)
     }
 
-    /// Delivers a lane's rows one after the other, in order. It stops at the first row
-    /// not sent (a message does not overtake the one before it) and once half the claim's
-    /// lease has passed (a row is never sent after its claim could have been taken over);
-    /// the rows left stay claimed and are claimed again when the lease ends.
-    async fn deliver_lane(&self, lane: Vec<OutboxItem>) -> Vec<Option<Settlement>> {
-        let started = std::time::Instant::now();
+    /// Delivers a lane's rows one after the other, in order. At the first row not sent
+    /// (a message does not overtake the one before it), and once half the claim's lease
+    /// has passed since `claimed_at` (a row is never sent after its claim could have
+    /// been taken over), the rows left go back to the queue untried
+    /// ([`Settlement::Release`]), due when the failed row is tried again.
+    async fn deliver_lane(
+        &self,
+        lane: Vec<OutboxItem>,
+        claimed_at: std::time::Instant,
+    ) -> Vec<Option<Settlement>> {
         let mut outcomes = Vec::with_capacity(lane.len());
+        let mut due_again = None;
         for item in lane {
-            if !outcomes.is_empty() && started.elapsed() >= self.options.lease / 2 {
-                break;
+            if let Some(at_ms) = due_again {
+                let release = Settlement::Release { at_ms };
+                let settled = self
+                    .store
+                    .settle(item.id, item.claim, release.clone())
+                    .await;
+                outcomes.push(settled.ok().map(|()| release));
+                continue;
+            }
+            if claimed_at.elapsed() >= self.options.lease / 2 {
+                due_again = Some(fluxo_store::now_ms());
+                let release = Settlement::Release {
+                    at_ms: fluxo_store::now_ms(),
+                };
+                let settled = self
+                    .store
+                    .settle(item.id, item.claim, release.clone())
+                    .await;
+                outcomes.push(settled.ok().map(|()| release));
+                continue;
             }
             let outcome = self.deliver(item).await;
-            let sent = matches!(outcome, Some(Settlement::Sent));
+            due_again = match &outcome {
+                Some(Settlement::Sent) => None,
+                Some(Settlement::Retry { at_ms, .. }) => Some(*at_ms),
+                _ => Some(fluxo_store::now_ms()),
+            };
             outcomes.push(outcome);
-            if !sent {
-                break;
-            }
         }
         outcomes
     }
@@ -321,6 +346,7 @@ impl Dispatcher {
             Settlement::Sent => "sent",
             Settlement::Retry { .. } => "retry",
             Settlement::Failed { .. } => "failed",
+            Settlement::Release { .. } => "released",
         };
         self.metrics
             .record_delivery(item.payload.kind().as_str(), result);
@@ -386,13 +412,14 @@ impl Dispatcher {
                     }
                     continue;
                 }
+                let claimed_at = std::time::Instant::now();
                 for lane in lanes(items) {
                     let Ok(permit) = self.slots.clone().acquire_owned().await else {
                         break;
                     };
                     let this = self.clone();
                     running.spawn(async move {
-                        this.deliver_lane(lane).await;
+                        this.deliver_lane(lane, claimed_at).await;
                         drop(permit);
                     });
                 }

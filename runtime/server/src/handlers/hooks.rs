@@ -116,13 +116,7 @@ pub(crate) async fn put(
         contact_path,
         created_ms: fluxo_store::now_ms(),
     };
-    let secret = signing::new_secret().map_err(|error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("randomness: {error}"),
-        )
-    })?;
+    let secret = super::tenant_data::new_signing_secret()?;
     let sealed = state
         .vault
         .seal(SecretKind::Hook, &tenant, name.as_str(), &secret)
@@ -182,24 +176,20 @@ pub(crate) async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_body"
+        };
         ApiError::new(
-            rejection.status(),
-            "payload_too_large",
+            status,
+            code,
             format!(
                 "the payload could not be read (at most {MAX_HOOK_PAYLOAD_BYTES} bytes): {rejection}"
             ),
         )
     })?;
-    if body.len() > MAX_HOOK_PAYLOAD_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the payload is {} bytes, over the {MAX_HOOK_PAYLOAD_BYTES}-byte limit",
-                body.len()
-            ),
-        ));
-    }
     let found = match TenantId::parse(&tenant) {
         Ok(tenant) => state
             .store
@@ -250,13 +240,17 @@ pub(crate) async fn receive(
             "webhook-id must be at most 200 bytes without control characters",
         ));
     }
-    let payload: Value = serde_json::from_slice(&body).map_err(|error| {
+    // As the API reads events: an unpaired surrogate escape (a chat message cut in
+    // the middle of an emoji) becomes U+FFFD, noted in the run's warnings, rather than a
+    // refusal the sender would retry forever.
+    let read = fluxo_core::json::from_slice_lenient::<Value>(&body).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the payload is not JSON: {error}"),
         )
     })?;
+    let payload = read.value;
     let workflow = ActionName::parse(&hook.workflow)
         .map_err(|_| ApiError::not_found(format!("no workflow named {:?}", hook.workflow)))?;
     let mut event = Event::new(tenant_id.clone(), workflow.clone());
@@ -265,6 +259,7 @@ pub(crate) async fn receive(
         event.contact.id = Some(contact_at(&payload, path)?);
     }
     event.input = json!({"payload": payload, "hook": name, "webhook_id": webhook_id}).into();
+    event.warnings = read.warnings;
     let enqueued = state
         .scheduler
         .submit(

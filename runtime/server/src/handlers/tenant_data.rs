@@ -199,6 +199,17 @@ pub(crate) async fn set_secret(
     ok(StatusCode::OK, &SecretSaved { name })
 }
 
+/// A new Standard Webhooks secret (`whsec_…`) for an endpoint or an inbound hook.
+pub(crate) fn new_signing_secret() -> Result<String, ApiError> {
+    fluxo_orchestrator::signing::new_secret().map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("randomness: {error}"),
+        )
+    })
+}
+
 #[allow(clippy::needless_pass_by_value, reason = "used as `map_err(sealing)`")]
 pub(crate) fn sealing(error: fluxo_orchestrator::VaultError) -> ApiError {
     ApiError::new(
@@ -262,13 +273,7 @@ pub(crate) async fn create_endpoint(
     JsonBody(body): JsonBody<NewEndpoint>,
 ) -> ApiResult {
     check_url(&body.url)?;
-    let secret = fluxo_orchestrator::signing::new_secret().map_err(|error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("randomness: {error}"),
-        )
-    })?;
+    let secret = new_signing_secret()?;
     let sealed = state
         .vault
         .seal(SecretKind::Webhook, &tenant, "", &secret)
@@ -296,13 +301,7 @@ pub(crate) async fn rotate_endpoint(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> ApiResult {
-    let secret = fluxo_orchestrator::signing::new_secret().map_err(|error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("randomness: {error}"),
-        )
-    })?;
+    let secret = new_signing_secret()?;
     let keep_until = fluxo_store::now_ms().saturating_add(86_400_000);
     let sealed = state
         .vault
