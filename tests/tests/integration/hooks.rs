@@ -514,6 +514,34 @@ async fn a_hook_refuses_unsigned_stale_and_malformed_calls() {
     let tags = contact(&api, &token, "c-1").await["tags"].clone();
     assert_eq!(tags, json!(["seen-1"]));
 
+    // A chat message cut inside an emoji (an unpaired surrogate escape) is read as the
+    // API reads events: U+FFFD and a warning, not a 400 the sender would retry forever.
+    let cut = r#"{"who": {"id": "c-1"}, "n": "oi \ud83d"}"#;
+    let lenient = api
+        .call_with(
+            Method::POST,
+            "/v1/hooks/acme/desk",
+            None,
+            &signed("e5b", cut),
+            Bytes::from(cut),
+        )
+        .await;
+    assert_eq!(lenient.status, StatusCode::ACCEPTED, "{}", lenient.body);
+    let run = api
+        .wait(&token, lenient.body["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        run["event"]["input"]["payload"]["n"], "oi \u{fffd}",
+        "{run:#}"
+    );
+    assert!(
+        run["event"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("surrogate"),
+        "{run:#}"
+    );
+
     // Changing the hook keeps its secret (none is shown); deleting it ends it.
     let changed = api
         .json(
