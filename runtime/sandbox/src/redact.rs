@@ -87,8 +87,11 @@ impl Secrets {
     /// is stored under a name with a NUL, which no secret name may hold): a credential
     /// the run obtained, such as an OAuth 2.0 access token. A value already held is not
     /// added again.
+    ///
+    /// Values shorter than 8 bytes are not added (the API's own minimum for a secret):
+    /// they would match innocent text, and redaction would mangle every record.
     pub fn redact_also(&mut self, value: &str) {
-        if value.is_empty() || self.0.values().any(|held| held == value) {
+        if value.len() < 8 || self.0.values().any(|held| held == value) {
             return;
         }
         let map = Arc::make_mut(&mut self.0);

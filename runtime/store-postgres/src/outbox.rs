@@ -195,18 +195,14 @@ impl Outbox for PostgresStore {
         Box::pin(self.read(move |client| {
             Box::pin(async move {
                 let now = now_ms();
-                let (status, error, next, tried) = match &settlement {
-                    Settlement::Sent => ("sent", None, now, 1_i64),
-                    Settlement::Retry { at_ms, error } => {
-                        ("queued", Some(error.clone()), *at_ms, 1)
-                    }
-                    Settlement::Failed { error } => ("failed", Some(error.clone()), now, 1),
-                    Settlement::Release { at_ms } => ("queued", None, *at_ms, 0),
+                let (status, error, next) = match &settlement {
+                    Settlement::Sent => ("sent", None, now),
+                    Settlement::Retry { at_ms, error } => ("queued", Some(error.clone()), *at_ms),
+                    Settlement::Failed { error } => ("failed", Some(error.clone()), now),
                 };
                 let changed = client
                     .execute(
-                        "UPDATE outbox SET status = $3, attempts = attempts + $7,
-                             last_error = CASE WHEN $7 = 1 THEN $4 ELSE last_error END,
+                        "UPDATE outbox SET status = $3, attempts = attempts + 1, last_error = $4,
                              next_attempt_ms = $5, claimed_by = NULL, lease_until = NULL,
                              updated_ms = $6
                          WHERE id = $1 AND claim = $2 AND status = 'sending'",
@@ -217,7 +213,6 @@ impl Outbox for PostgresStore {
                             &error,
                             &next,
                             &now,
-                            &tried,
                         ],
                     )
                     .await
@@ -229,6 +224,29 @@ impl Outbox for PostgresStore {
                         "outbox row {id} is no longer claimed under {claim}"
                     )))
                 }
+            })
+        }))
+    }
+
+    fn release_rows<'a>(&'a self, rows: &'a [(i64, u64)], at_ms: i64) -> StoreFuture<'a, u64> {
+        let rows = rows.to_vec();
+        Box::pin(self.tx(move |tx| {
+            let rows = rows.clone();
+            Box::pin(async move {
+                let now = now_ms();
+                let mut released = 0;
+                for (id, claim) in rows {
+                    released += tx
+                        .execute(
+                            "UPDATE outbox SET status = 'queued', next_attempt_ms = $3,
+                                 claimed_by = NULL, lease_until = NULL, updated_ms = $4
+                             WHERE id = $1 AND claim = $2 AND status = 'sending'",
+                            &[&id, &i64::try_from(claim).unwrap_or(-1), &at_ms, &now],
+                        )
+                        .await
+                        .map_err(pg)?;
+                }
+                Ok(released)
             })
         }))
     }

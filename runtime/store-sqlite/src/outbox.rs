@@ -198,16 +198,14 @@ fn settle(
     settlement: &Settlement,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let (status, error, next, tried) = match settlement {
-        Settlement::Sent => ("sent", None, now, 1),
-        Settlement::Retry { at_ms, error } => ("queued", Some(error.as_str()), *at_ms, 1),
-        Settlement::Failed { error } => ("failed", Some(error.as_str()), now, 1),
-        Settlement::Release { at_ms } => ("queued", None, *at_ms, 0),
+    let (status, error, next) = match settlement {
+        Settlement::Sent => ("sent", None, now),
+        Settlement::Retry { at_ms, error } => ("queued", Some(error.as_str()), *at_ms),
+        Settlement::Failed { error } => ("failed", Some(error.as_str()), now),
     };
     let changed = connection
         .execute(
-            "UPDATE outbox SET status = ?3, attempts = attempts + ?7,
-                 last_error = CASE WHEN ?7 = 1 THEN ?4 ELSE last_error END,
+            "UPDATE outbox SET status = ?3, attempts = attempts + 1, last_error = ?4,
                  next_attempt_ms = ?5, claimed_by = NULL, lease_until = NULL, updated_ms = ?6
              WHERE id = ?1 AND claim = ?2 AND status = 'sending'",
             params![
@@ -216,8 +214,7 @@ fn settle(
                 status,
                 error,
                 next,
-                now,
-                tried
+                now
             ],
         )
         .map_err(sql)?;
@@ -245,6 +242,25 @@ impl Outbox for SqliteStore {
 
     fn settle<'a>(&'a self, id: i64, claim: u64, settlement: Settlement) -> StoreFuture<'a, ()> {
         Box::pin(self.write(move |connection| settle(connection, id, claim, &settlement)))
+    }
+
+    fn release_rows<'a>(&'a self, rows: &'a [(i64, u64)], at_ms: i64) -> StoreFuture<'a, u64> {
+        let rows = rows.to_vec();
+        Box::pin(self.write(move |connection| {
+            let now = now_ms();
+            let mut released = 0;
+            for (id, claim) in rows {
+                released += connection
+                    .execute(
+                        "UPDATE outbox SET status = 'queued', next_attempt_ms = ?3,
+                             claimed_by = NULL, lease_until = NULL, updated_ms = ?4
+                         WHERE id = ?1 AND claim = ?2 AND status = 'sending'",
+                        params![id, i64::try_from(claim).unwrap_or(-1), at_ms, now],
+                    )
+                    .map_err(sql)?;
+            }
+            Ok(u64::try_from(released).unwrap_or(0))
+        }))
     }
 
     fn outbox(&self) -> StoreFuture<'_, Vec<OutboxRecord>> {

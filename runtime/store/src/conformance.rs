@@ -1110,9 +1110,9 @@ pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<
     assert_eq!(listed.len(), 3 + 1 + 2 + (cap - 2), "{}", listed.len());
 }
 
-/// A row given back untried (a platform message behind a failed one of its
-/// conversation) is queued again at the time given, its attempts and last error as they
-/// were, and claimable again.
+/// Rows given back untried (platform messages behind one of their conversation that
+/// was not sent) are queued again together at the time given, their attempts and last
+/// error as they were, and claimable again; the old claims settle nothing more.
 pub async fn a_released_row_is_queued_again_untried(store: Arc<dyn Store>) {
     let id = enqueue(&store, new_run("acme")).await;
     let claimed = store
@@ -1124,22 +1124,21 @@ pub async fn a_released_row_is_queued_again_untried(store: Arc<dyn Store>) {
         .commit(commit(&claimed, effects(id, 5), Decision::Succeeded))
         .await
         .unwrap();
-    let kinds = [OutboxKind::Message];
+    let kinds = [OutboxKind::Email, OutboxKind::Message];
     let rows = store.claim_due("node-a", &kinds, 10, 30_000).await.unwrap();
-    assert_eq!(rows.len(), 1);
-    let row = &rows[0];
-    store
-        .settle(row.id, row.claim, Settlement::Release { at_ms: 0 })
-        .await
-        .unwrap();
-    let stored = store.outbox().await.unwrap();
-    let record = stored.iter().find(|record| record.id == row.id).unwrap();
-    assert_eq!(record.status, crate::OutboxStatus::Queued);
-    assert_eq!(record.attempts, 0);
+    assert_eq!(rows.len(), 2);
+    let held: Vec<(i64, u64)> = rows.iter().map(|row| (row.id, row.claim)).collect();
+    assert_eq!(store.release_rows(&held, 0).await.unwrap(), 2);
+    for record in store.outbox().await.unwrap() {
+        assert_eq!(record.status, crate::OutboxStatus::Queued);
+        assert_eq!(record.attempts, 0);
+    }
     let again = store.claim_due("node-b", &kinds, 10, 30_000).await.unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].id, row.id);
-    // The old claim can settle nothing any more.
-    let stale = store.settle(row.id, row.claim, Settlement::Sent).await;
+    assert_eq!(again.len(), 2);
+    // The old claims can settle or give back nothing any more.
+    assert_eq!(store.release_rows(&held, 0).await.unwrap(), 0);
+    let stale = store
+        .settle(rows[0].id, rows[0].claim, Settlement::Sent)
+        .await;
     assert!(stale.unwrap_err().is_lease_lost());
 }

@@ -313,6 +313,12 @@ pub trait Outbox: Send + Sync + 'static {
     ///
     /// Fails with [`StoreErrorKind::LeaseLost`] when the claim is no longer this one's.
     fn settle<'a>(&'a self, id: i64, claim: u64, settlement: Settlement) -> StoreFuture<'a, ()>;
+    /// Gives claimed rows back untried, in one transaction: queued again, due at
+    /// `at_ms`, their attempts and last error as they were (platform messages behind one
+    /// of their conversation that was not sent wait for it, all together, so none is
+    /// claimed apart from the others). Returns how many were still held under their
+    /// claims (the others were taken over meanwhile and are left alone).
+    fn release_rows<'a>(&'a self, rows: &'a [(i64, u64)], at_ms: i64) -> StoreFuture<'a, u64>;
     /// Every row, oldest first (for inspection).
     fn outbox(&self) -> StoreFuture<'_, Vec<OutboxRecord>>;
 }

@@ -692,12 +692,6 @@ pub enum Settlement {
         /// Why.
         error: String,
     },
-    /// Not tried: back to the queue, due at `at_ms`, without counting an attempt (a
-    /// platform message behind one of its conversation that failed waits for it).
-    Release {
-        /// When it is due again.
-        at_ms: i64,
-    },
 }
 
 /// Where an outbox row is.

@@ -126,6 +126,11 @@ impl TokenCache {
             .tokens
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two runs that fetched the same client's token at once: the later replaces it.
+        if let Some(held) = tokens.get_mut(&key) {
+            *held = (token, until);
+            return;
+        }
         let tenant = &key.0;
         let held = tokens.keys().filter(|(owner, _)| owner == tenant).count();
         if held >= MAX_CACHED_PER_TENANT {
@@ -239,12 +244,19 @@ async fn carry(ctx: &mut RunContext, request: HttpRequest) -> Result<HttpRespons
         Ok(Err(error)) => return Err(Carried::Egress(error)),
         Ok(Ok(response)) => response,
     };
+    // RFC 6749 §5.1 asks for JSON; some servers answer form-encoded: both are read.
     if let Ok(serde_json::Value::Object(answer)) =
         serde_json::from_slice::<serde_json::Value>(&response.body)
     {
         for member in CREDENTIAL_MEMBERS {
             if let Some(serde_json::Value::String(credential)) = answer.get(*member) {
                 ctx.redact_also(credential);
+            }
+        }
+    } else {
+        for (name, value) in url::form_urlencoded::parse(&response.body) {
+            if CREDENTIAL_MEMBERS.contains(&name.as_ref()) {
+                ctx.redact_also(&value);
             }
         }
     }
@@ -293,9 +305,13 @@ async fn fetch(
             }
         }
     };
-    // A server's trouble (a 5xx, or too many requests) is the upstream's, worth a
-    // retry, whatever body it came with.
-    let upstream = status.is_some_and(|status| status >= 500 || status == 429);
+    // Whatever the body: a 5xx, 408 or 429 is the server's trouble (worth a retry);
+    // another 4xx is the definition's (a wrong URL, id or secret).
+    let by_status = |otherwise: Blame| match status {
+        Some(status) if status >= 500 || status == 408 || status == 429 => Blame::Upstream,
+        Some(status) if status >= 400 => Blame::Guest,
+        _ => otherwise,
+    };
     match result {
         Ok(token) => {
             if *token.token_type() != BasicTokenType::Bearer {
@@ -324,21 +340,24 @@ async fn fetch(
             format!("the OAuth 2.0 token request failed: {error}"),
             Blame::Upstream,
         )),
-        Err(RequestTokenError::ServerResponse(answer)) => Err(refused(&answer, upstream)),
+        Err(RequestTokenError::ServerResponse(answer)) => {
+            Err(refused(&answer, by_status(Blame::Guest)))
+        }
         Err(RequestTokenError::Parse(error, _)) => Err(TokenError::Failed(
             format!("the OAuth 2.0 token endpoint's answer is not a token response: {error}"),
-            Blame::Upstream,
+            by_status(Blame::Upstream),
         )),
         Err(RequestTokenError::Other(why)) => Err(TokenError::Failed(
             format!("the OAuth 2.0 token endpoint answered: {why}"),
-            Blame::Upstream,
+            by_status(Blame::Upstream),
         )),
     }
 }
 
-/// An RFC 6749 §5.2 error answer: with a 4xx, the client's configuration is wrong (its
-/// id, secret or scope), which no retry mends; with a 5xx or 429, the server's trouble.
-fn refused(answer: &StandardErrorResponse<BasicErrorResponseType>, upstream: bool) -> TokenError {
+/// An RFC 6749 §5.2 error answer, blamed by its status: with a 4xx, the client's
+/// configuration is wrong (its id, secret or scope), which no retry mends; with a 5xx or
+/// 429, the server's trouble.
+fn refused(answer: &StandardErrorResponse<BasicErrorResponseType>, blame: Blame) -> TokenError {
     let mut why = format!(
         "the OAuth 2.0 token endpoint refused the client: {}",
         answer.error()
@@ -346,11 +365,6 @@ fn refused(answer: &StandardErrorResponse<BasicErrorResponseType>, upstream: boo
     if let Some(description) = answer.error_description() {
         why.push_str(&format!(" ({description})"));
     }
-    let blame = if upstream {
-        Blame::Upstream
-    } else {
-        Blame::Guest
-    };
     TokenError::Failed(why, blame)
 }
 

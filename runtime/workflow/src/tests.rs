@@ -900,6 +900,9 @@ async fn a_checkpoint_names_the_secrets_used_and_holds_none() {
 #[tokio::test]
 async fn oauth2_failures_are_blamed_right_and_leak_no_token() {
     let (port, _) = upstream(Arc::new(|raw: &str| {
+        if raw.starts_with("POST /token-denied") {
+            return (401, "not json".to_owned());
+        }
         if raw.starts_with("POST /token-odd") {
             let odd = json!({"access_token": "tok-odd-4242", "token_type": "Bearer", "expires_in": "3599"});
             return (200, odd.to_string());
@@ -951,6 +954,20 @@ async fn oauth2_failures_are_blamed_right_and_leak_no_token() {
         "{error:?}"
     );
     assert!(error.retryable(), "{error:?}");
+    // A 4xx the crate cannot read is still the definition's fault (a wrong secret).
+    let workflow = check(&definition("token-denied"), &Templates::new()).unwrap();
+    let mut ctx = context(port, ana());
+    let run = interpreter
+        .run(
+            &workflow,
+            &mut ctx,
+            Start::default(),
+            &HttpMode::Live,
+            &mut never,
+        )
+        .await;
+    let error = run.error.unwrap().error;
+    assert!(!error.retryable(), "{error:?}");
 
     let plain = definition("x").replace("http://127.0.0.1", "http://auth.example");
     let problems = check(&plain, &Templates::new()).unwrap_err();

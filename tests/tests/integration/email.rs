@@ -227,6 +227,7 @@ async fn deliver_all(delivery: &Dispatcher) -> PassStats {
         total.sent += stats.sent;
         total.retried += stats.retried;
         total.failed += stats.failed;
+        total.released += stats.released;
         if stats.retried == 0 && stats.sent + stats.failed > 0 {
             break;
         }
@@ -252,7 +253,8 @@ async fn a_committed_email_is_delivered_once() {
         PassStats {
             sent: 1,
             retried: 0,
-            failed: 0
+            failed: 0,
+            released: 0
         }
     );
     assert_eq!(

@@ -118,6 +118,14 @@ impl Default for DispatchOptions {
     }
 }
 
+/// What one lane's delivery did: each row tried (its settlement, `None` when the claim
+/// was lost or the result not recorded), and how many rows went back untried.
+#[derive(Debug, Default)]
+struct Lane {
+    settled: Vec<Option<Settlement>>,
+    released: u64,
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PassStats {
@@ -127,6 +135,9 @@ pub struct PassStats {
     pub retried: u32,
     /// Rows given up.
     pub failed: u32,
+    /// Rows given back untried (behind a message of their conversation that was not
+    /// sent), due again with it.
+    pub released: u32,
 }
 
 /// Delivers the outbox.
@@ -222,61 +233,72 @@ impl Dispatcher {
         }
         let mut stats = PassStats::default();
         while let Some(done) = tasks.join_next().await {
-            for outcome in done.unwrap_or_default() {
+            let lane = done.unwrap_or_default();
+            stats.released = stats
+                .released
+                .saturating_add(u32::try_from(lane.released).unwrap_or(u32::MAX));
+            for outcome in lane.settled {
                 match outcome {
                     Some(Settlement::Sent) => stats.sent += 1,
                     Some(Settlement::Retry { .. }) => stats.retried += 1,
                     Some(Settlement::Failed { .. }) => stats.failed += 1,
-                    Some(Settlement::Release { .. }) | None => {}
+                    None => {}
                 }
             }
         }
         Ok(stats)
     }
 
-    /// Delivers a lane's rows one after the other, in order. At the first row not sent
-    /// (a message does not overtake the one before it), and once half the claim's lease
-    /// has passed since `claimed_at` (a row is never sent after its claim could have
-    /// been taken over), the rows left go back to the queue untried
-    /// ([`Settlement::Release`]), due when the failed row is tried again.
-    async fn deliver_lane(
-        &self,
-        lane: Vec<OutboxItem>,
-        claimed_at: std::time::Instant,
-    ) -> Vec<Option<Settlement>> {
-        let mut outcomes = Vec::with_capacity(lane.len());
-        let mut due_again = None;
-        for item in lane {
-            if let Some(at_ms) = due_again {
-                let release = Settlement::Release { at_ms };
-                let settled = self
-                    .store
-                    .settle(item.id, item.claim, release.clone())
-                    .await;
-                outcomes.push(settled.ok().map(|()| release));
-                continue;
-            }
+    /// Delivers a lane's rows one after the other, in order.
+    /// - After a row that failed (retried later, or for good), the rows left go back to
+    ///   the queue untried, all in one transaction ([`fluxo_store::Outbox::release_rows`]),
+    ///   due when the failed row is tried again (or now): a message does not overtake
+    ///   the one before it, and the rest come back together.
+    /// - Once half the claim's lease has passed since `claimed_at`, the rows left go
+    ///   back the same way, due now (a row is never sent after its claim could have been
+    ///   taken over).
+    /// - When a row's result could not be recorded (it may have been sent), the rows
+    ///   left stay claimed until the lease ends, when that row is claimed again first.
+    async fn deliver_lane(&self, lane: Vec<OutboxItem>, claimed_at: std::time::Instant) -> Lane {
+        let mut done = Lane::default();
+        let mut rows = lane.into_iter();
+        let mut release_at = None;
+        for item in rows.by_ref() {
             if claimed_at.elapsed() >= self.options.lease / 2 {
-                due_again = Some(fluxo_store::now_ms());
-                let release = Settlement::Release {
-                    at_ms: fluxo_store::now_ms(),
-                };
-                let settled = self
-                    .store
-                    .settle(item.id, item.claim, release.clone())
-                    .await;
-                outcomes.push(settled.ok().map(|()| release));
-                continue;
+                release_at = Some((fluxo_store::now_ms(), Some(item)));
+                break;
             }
             let outcome = self.deliver(item).await;
-            due_again = match &outcome {
-                Some(Settlement::Sent) => None,
-                Some(Settlement::Retry { at_ms, .. }) => Some(*at_ms),
-                _ => Some(fluxo_store::now_ms()),
-            };
-            outcomes.push(outcome);
+            done.settled.push(outcome.clone());
+            match outcome {
+                Some(Settlement::Sent) => {}
+                Some(Settlement::Retry { at_ms, .. }) => {
+                    release_at = Some((at_ms, None));
+                    break;
+                }
+                Some(Settlement::Failed { .. }) => {
+                    release_at = Some((fluxo_store::now_ms(), None));
+                    break;
+                }
+                None => return done,
+            }
         }
-        outcomes
+        if let Some((at_ms, current)) = release_at {
+            let left: Vec<(i64, u64)> = current
+                .into_iter()
+                .chain(rows)
+                .map(|item| (item.id, item.claim))
+                .collect();
+            if !left.is_empty() {
+                match self.store.release_rows(&left, at_ms).await {
+                    Ok(count) => done.released = count,
+                    Err(error) => {
+                        tracing::warn!(%error, rows = left.len(), "could not give rows back; they are claimed again when their lease ends");
+                    }
+                }
+            }
+        }
+        done
     }
 
     /// Delivers one claimed row and settles it; `None` when the claim was lost meanwhile.
@@ -346,7 +368,6 @@ impl Dispatcher {
             Settlement::Sent => "sent",
             Settlement::Retry { .. } => "retry",
             Settlement::Failed { .. } => "failed",
-            Settlement::Release { .. } => "released",
         };
         self.metrics
             .record_delivery(item.payload.kind().as_str(), result);
