@@ -266,6 +266,29 @@ fn definition_error(message: impl Into<String>) -> Failure {
     Failure::Run(RunError::new(ErrorKind::ActionError, message).blamed_on(Blame::Guest))
 }
 
+/// An HTTP block's OAuth 2.0 access token, as far as it was had.
+enum Bearer {
+    /// The block does not use OAuth 2.0.
+    None,
+    /// A test with fixtures: no token is requested.
+    Fixture,
+    /// The client's token (the client, to drop it when the API refuses it).
+    Token { client: Client, token: String },
+    /// Why no token was had: the step fails as an HTTP failure does.
+    Failed(String, Blame),
+}
+
+impl Bearer {
+    /// What the request's `Authorization: Bearer` carries.
+    fn token(&self) -> Option<&str> {
+        match self {
+            Self::Token { token, .. } => Some(token),
+            Self::Fixture => Some("fixture-token"),
+            Self::None | Self::Failed(..) => None,
+        }
+    }
+}
+
 /// What a step hands back to the loop.
 struct Outcome {
     port: Option<(String, Option<String>)>,
@@ -787,12 +810,12 @@ impl Interpreter {
         state: &mut RunState,
         mode: &HttpMode,
     ) -> Result<Outcome, (Value, Failure)> {
-        let (oauth, token, token_failure) = self.oauth_token(http, ctx, mode).await?;
+        let bearer = self.oauth_token(http, ctx, mode).await?;
         let (request, inputs) = self
-            .render_request(http, ctx, state, token.as_deref())
+            .render_request(http, ctx, state, bearer.token())
             .map_err(|failure| (Value::Null, failure))?;
-        let response = if let Some(failure) = token_failure {
-            Err(failure)
+        let response = if let Bearer::Failed(why, blame) = &bearer {
+            Err((why.clone(), *blame))
         } else {
             match mode {
                 HttpMode::Live => match ctx.http(request).await {
@@ -849,7 +872,7 @@ impl Interpreter {
         };
         // A token the API no longer takes is not used again.
         if response.status == 401
-            && let Some(client) = &oauth
+            && let Bearer::Token { client, .. } = &bearer
         {
             self.tokens.forget(client);
         }
@@ -924,16 +947,12 @@ impl Interpreter {
     /// An OAuth 2.0 block's client and access token (cached, or requested through the
     /// run's egress: a live request, so not under fixtures), or why none was had (the
     /// step then fails as an HTTP failure, which `on_error` may catch).
-    #[allow(
-        clippy::type_complexity,
-        reason = "one private call site; the parts are named where it is read"
-    )]
     async fn oauth_token(
         &self,
         http: &HttpBlock,
         ctx: &mut RunContext,
         mode: &HttpMode,
-    ) -> Result<(Option<Client>, Option<String>, Option<(String, Blame)>), (Value, Failure)> {
+    ) -> Result<Bearer, (Value, Failure)> {
         let Some(Auth::OAuth2 {
             token_url,
             client_id,
@@ -942,10 +961,10 @@ impl Interpreter {
             client_auth,
         }) = &http.auth
         else {
-            return Ok((None, None, None));
+            return Ok(Bearer::None);
         };
         if matches!(mode, HttpMode::Fixtures(_)) {
-            return Ok((None, Some("fixture-token".to_owned()), None));
+            return Ok(Bearer::Fixture);
         }
         let secret = ctx.secret(client_secret).map_err(|error| {
             (
@@ -964,10 +983,10 @@ impl Interpreter {
             in_body: *client_auth == ClientAuth::Body,
         };
         match self.tokens.token(&client, ctx).await {
-            Ok(token) => Ok((Some(client), Some(token), None)),
+            Ok(token) => Ok(Bearer::Token { client, token }),
             Err(TokenError::Limit(hit)) => Err((Value::Null, hit.into())),
             Err(TokenError::Run(error)) => Err((Value::Null, Failure::Run(error))),
-            Err(TokenError::Failed(why, blame)) => Ok((None, None, Some((why, blame)))),
+            Err(TokenError::Failed(why, blame)) => Ok(Bearer::Failed(why, blame)),
         }
     }
 

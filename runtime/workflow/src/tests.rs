@@ -920,53 +920,38 @@ async fn oauth2_failures_are_blamed_right_and_leak_no_token() {
         .to_string()
     };
     let interpreter = Interpreter::new();
-    let workflow = check(&definition("token-odd"), &Templates::new()).unwrap();
-    let mut ctx = context(port, ana());
-    let run = interpreter
-        .run(
-            &workflow,
-            &mut ctx,
-            Start::default(),
-            &HttpMode::Live,
-            &mut never,
-        )
-        .await;
-    let error = run.error.unwrap().error;
+    // Each case: a run of the workflow whose token endpoint is at `path`, and its error.
+    let fail = |path: &str| {
+        let workflow = check(&definition(path), &Templates::new()).unwrap();
+        let interpreter = &interpreter;
+        async move {
+            let mut ctx = context(port, ana());
+            let run = interpreter
+                .run(
+                    &workflow,
+                    &mut ctx,
+                    Start::default(),
+                    &HttpMode::Live,
+                    &mut never,
+                )
+                .await;
+            (run.error.unwrap().error, ctx)
+        }
+    };
+    let (error, ctx) = fail("token-odd").await;
     assert!(error.message.contains("not a token response"), "{error:?}");
     assert!(
         ctx.secrets().values().any(|value| value == "tok-odd-4242"),
         "the token in the recorded answer is redacted"
     );
-    let workflow = check(&definition("token-busy"), &Templates::new()).unwrap();
-    let mut ctx = context(port, ana());
-    let run = interpreter
-        .run(
-            &workflow,
-            &mut ctx,
-            Start::default(),
-            &HttpMode::Live,
-            &mut never,
-        )
-        .await;
-    let error = run.error.unwrap().error;
+    let (error, _) = fail("token-busy").await;
     assert!(
         error.message.contains("temporarily_unavailable"),
         "{error:?}"
     );
     assert!(error.retryable(), "{error:?}");
     // A 4xx the crate cannot read is still the definition's fault (a wrong secret).
-    let workflow = check(&definition("token-denied"), &Templates::new()).unwrap();
-    let mut ctx = context(port, ana());
-    let run = interpreter
-        .run(
-            &workflow,
-            &mut ctx,
-            Start::default(),
-            &HttpMode::Live,
-            &mut never,
-        )
-        .await;
-    let error = run.error.unwrap().error;
+    let (error, _) = fail("token-denied").await;
     assert!(!error.retryable(), "{error:?}");
 
     let plain = definition("x").replace("http://127.0.0.1", "http://auth.example");

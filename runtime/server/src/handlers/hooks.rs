@@ -206,13 +206,7 @@ pub(crate) async fn receive(
         None => NO_HOOK_SECRET.to_owned(),
     };
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-    )
-    .unwrap_or(i64::MAX);
+    let now = fluxo_store::now_ms() / 1000;
     let verified = signing::verify(
         &secret,
         header("webhook-id"),
