@@ -6,10 +6,11 @@
 //!   per block; and the same loop timing one run of the triage component (`R`), in the
 //!   same process, for the ratio. Goal: ≤ 50 µs a block.
 //! - **Waiting runs**: a release `fluxo serve` on a fresh SQLite data directory; the
-//!   server's resident memory fresh, idle after `N` runs that do not wait were submitted
-//!   and ended (the baseline: the same API and store churn), and with `N` runs of a
+//!   server's resident memory fresh, idle after `N` runs that do not wait and `N / 10`
+//!   that wait and are answered were submitted and ended (the baseline: the same API
+//!   and store churn, every code path warm), and with `N / 2` then `N` runs of a
 //!   workflow whose first step waits for the contact's reply all waiting. Goal: within
-//!   10 % of idle.
+//!   10 % of idle; the half-way figure gives what one more waiting run holds.
 //! - **Resume**: one at a time, `POST /v1/contacts/{id}/messages` for 500 of them; from
 //!   just before the request to the run's `finished_ms` (same clock). Goal: p99 ≤ 100 ms.
 //! - **Timers**: the server is killed, the waits all fall due while it is down, and it is
@@ -76,6 +77,8 @@ pub struct WaitFigures {
     /// Server RSS idle, bytes, after as many runs that did not wait were submitted and
     /// ended (the same API and store churn): the baseline.
     pub rss_idle: u64,
+    /// Server RSS with half of `waiting` runs waiting, bytes.
+    pub rss_half: u64,
     /// Server RSS with `waiting` runs waiting, bytes.
     pub rss_waiting: u64,
     /// Resume latency (message posted → run finished).
@@ -196,7 +199,45 @@ pub async fn served(fluxo_bin: &Path, count: usize) -> anyhow::Result<WaitFigure
     until_state(&server, &token, &warm, "succeeded").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_fresh = server.rss_bytes()?;
-    submit_all(&server, &token, "nowait", count).await?;
+    // The baseline's churn: `count` runs that do not wait, then a tenth as many that
+    // wait and are answered, so that every code path and SQLite statement the waiting
+    // runs use has run once (a connection's prepared statements and page cache are
+    // kept, up to their caps, whatever the runs) and what the rows below add is what
+    // waiting runs hold.
+    submit_all(&server, &token, "nowait", "c", count).await?;
+    until_none(
+        &server,
+        &token,
+        &["queued", "running"],
+        Duration::from_secs(600),
+    )
+    .await?;
+    let warm = count / 10;
+    submit_all(&server, &token, "waiter", "w", warm).await?;
+    until_none(
+        &server,
+        &token,
+        &["queued", "running"],
+        Duration::from_secs(600),
+    )
+    .await?;
+    for n in 0..warm {
+        reply(&server, &token, &format!("w-{n}")).await?;
+    }
+    until_none(
+        &server,
+        &token,
+        &["queued", "running", "waiting"],
+        Duration::from_secs(600),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = server.rss_bytes()?;
+
+    // Half the waiting runs, then all: the difference over the second half's count is
+    // what one more waiting run costs in memory.
+    let half = count / 2;
+    let mut ids = submit_all(&server, &token, "waiter", "c", half).await?;
     until_none(
         &server,
         &token,
@@ -205,9 +246,8 @@ pub async fn served(fluxo_bin: &Path, count: usize) -> anyhow::Result<WaitFigure
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = server.rss_bytes()?;
-
-    let ids = submit_all(&server, &token, "waiter", count).await?;
+    let rss_half = server.rss_bytes()?;
+    ids.extend(submit_range(&server, &token, "waiter", "c", half..count).await?);
     until_none(
         &server,
         &token,
@@ -220,9 +260,10 @@ pub async fn served(fluxo_bin: &Path, count: usize) -> anyhow::Result<WaitFigure
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_waiting = server.rss_bytes()?;
     eprintln!(
-        "bench-workflows: {count} waiting, RSS {} (fresh) / {} (idle) → {} MiB",
+        "bench-workflows: {count} waiting, RSS {} (fresh) / {} (idle) → {} ({half} waiting) → {} MiB",
         rss_fresh >> 20,
         rss_idle >> 20,
+        rss_half >> 20,
         rss_waiting >> 20
     );
 
@@ -266,6 +307,7 @@ pub async fn served(fluxo_bin: &Path, count: usize) -> anyhow::Result<WaitFigure
         waiting: count,
         rss_fresh,
         rss_idle,
+        rss_half,
         rss_waiting,
         resume,
         timers: count - sample,
@@ -301,17 +343,29 @@ async fn submit(
         .to_owned())
 }
 
-/// Submits runs for contacts `c-0` … `c-{count-1}`, one after another; their ids in
-/// order.
+/// Submits runs for contacts `{prefix}-0` … `{prefix}-{count-1}`, one after another;
+/// their ids in order.
 async fn submit_all(
     server: &Server,
     token: &str,
     action: &str,
+    prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let mut ids = Vec::with_capacity(count);
-    for n in 0..count {
-        ids.push(submit(server, token, action, &format!("c-{n}")).await?);
+    submit_range(server, token, action, prefix, 0..count).await
+}
+
+/// Submits runs for contacts `{prefix}-{n}` for each `n` of `range`, in order.
+async fn submit_range(
+    server: &Server,
+    token: &str,
+    action: &str,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(range.len());
+    for n in range {
+        ids.push(submit(server, token, action, &format!("{prefix}-{n}")).await?);
     }
     Ok(ids)
 }
@@ -395,13 +449,18 @@ pub fn markdown(figures: &WaitFigures, machine: &str) -> String {
     };
     #[allow(clippy::cast_precision_loss, reason = "display figures")]
     let growth = (figures.rss_waiting as f64 / figures.rss_idle.max(1) as f64 - 1.0) * 100.0;
+    // Bytes one more waiting run holds: the second half's growth over its count.
+    #[allow(clippy::cast_precision_loss, reason = "a display figure")]
+    let per_run = (figures.rss_waiting as f64 - figures.rss_half as f64)
+        / (figures.waiting - figures.waiting / 2).max(1) as f64;
     let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
     format!(
         "## Workflows (scripts/bench-workflows)\n\n{machine}\n\n\
 | row | figure | goal | |\n|---|---|---|---|\n\
 | built-in block, host time (10-block workflow, no I/O) | {:.2} µs | ≤ 50 µs | {} |\n\
 | one triage component run (`R`), same loop | {:.1} µs | (for the ratio) | 10 blocks = {:.2}× one run |\n\
-| RSS fresh; idle after as many runs that did not wait; {} runs waiting | {:.1}; {:.1} → {:.1} MiB ({growth:+.1} %) | within 10 % of idle | {} |\n\
+| RSS fresh; idle after as many runs that did not wait and a tenth as many that waited and were answered; {} runs waiting | {:.1}; {:.1} → {:.1} MiB ({growth:+.1} %) | within 10 % of idle | {} |\n\
+| RSS with half of them waiting → all: what one more waiting run holds | {:.1} → {:.1} MiB: {per_run:.0} bytes a run | (no goal: the row above's cause) | |\n\
 | resume (message posted → run finished), {} one at a time | p50 {} ms, p99 {} ms | p99 ≤ 100 ms | {} |\n\
 | {} timers due at once (server restarted after they fell due) | all fired in {} ms; all runs ended in {} ms | all fire within 1 s | {} |\n",
         figures.block_us,
@@ -413,6 +472,8 @@ pub fn markdown(figures: &WaitFigures, machine: &str) -> String {
         mib(figures.rss_idle),
         mib(figures.rss_waiting),
         verdict(growth <= 10.0),
+        mib(figures.rss_half),
+        mib(figures.rss_waiting),
         figures.resume.samples,
         figures.resume.p50.as_millis(),
         figures.resume.p99.as_millis(),

@@ -118,6 +118,7 @@ pub async fn open_store(data_dir: &Path, config: &Config) -> Result<Arc<dyn Stor
                 SqliteOptions {
                     tenant_state_bytes: settings.tenant_state_bytes,
                     backlog_per_tenant: settings.backlog_per_tenant,
+                    page_cache_kib: config.store.page_cache_kib,
                     ..SqliteOptions::default()
                 },
             )

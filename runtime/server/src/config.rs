@@ -40,6 +40,9 @@ pub struct StoreSettings {
     pub url: Option<String>,
     /// Connections to PostgreSQL this node keeps.
     pub pool_size: usize,
+    /// SQLite only: KiB of page cache each of its connections may keep (see
+    /// `fluxo_store_sqlite::SqliteOptions::page_cache_kib`).
+    pub page_cache_kib: u32,
 }
 
 impl Default for StoreSettings {
@@ -47,6 +50,7 @@ impl Default for StoreSettings {
         Self {
             url: None,
             pool_size: 16,
+            page_cache_kib: fluxo_store_sqlite::SqliteOptions::default().page_cache_kib,
         }
     }
 }
@@ -64,6 +68,7 @@ impl std::fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("url", &url)
             .field("pool_size", &self.pool_size)
+            .field("page_cache_kib", &self.page_cache_kib)
             .finish()
     }
 }

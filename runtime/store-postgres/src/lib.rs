@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_hooks_and_run_trees",
         include_str!("../migrations/0004_hooks_and_run_trees.sql"),
     ),
+    (
+        "0005_runs_by_state",
+        include_str!("../migrations/0005_runs_by_state.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations (any constant; "fluxomig" in ASCII).

@@ -45,14 +45,26 @@ pub(crate) async fn add_runnable(
     tenant: &str,
     quantum: i64,
 ) -> Result<(), StoreError> {
+    add_runnable_n(tx, tenant, 1, quantum).await
+}
+
+/// Records that `tenant` has `count` more runnable runs in one statement, exactly as
+/// `count` calls of [`add_runnable`] would (the credit rule looks at the counts before
+/// the first of them).
+pub(crate) async fn add_runnable_n(
+    tx: &Tx<'_>,
+    tenant: &str,
+    count: i64,
+    quantum: i64,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO tenant_queue (tenant, runnable, deficit, served)
-         VALUES ($1, 1, $2, (SELECT value FROM counters WHERE name = 'served'))
+         VALUES ($1, $3, $2, (SELECT value FROM counters WHERE name = 'served'))
          ON CONFLICT (tenant) DO UPDATE SET
              deficit = CASE WHEN tenant_queue.runnable = 0 AND tenant_queue.running = 0
                             THEN GREATEST(tenant_queue.deficit, $2) ELSE tenant_queue.deficit END,
-             runnable = tenant_queue.runnable + 1",
-        &[&tenant, &quantum],
+             runnable = tenant_queue.runnable + $3",
+        &[&tenant, &quantum, &count],
     )
     .await
     .map_err(pg)?;
@@ -524,8 +536,14 @@ async fn fire_timers(tx: &Tx<'_>, now: i64, quantum: i64) -> Result<(), StoreErr
         )
         .await
         .map_err(pg)?;
+    // One statement per tenant, not per run (a round trip each): 10 000 timers of one
+    // tenant falling due at once are one upsert.
+    let mut fired: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for row in rows {
-        add_runnable(tx, &row.get::<_, String>(0), quantum).await?;
+        *fired.entry(row.get::<_, String>(0)).or_default() += 1;
+    }
+    for (tenant, count) in fired {
+        add_runnable_n(tx, &tenant, count, quantum).await?;
     }
     Ok(())
 }
@@ -581,12 +599,19 @@ async fn deliver_reply(
         )
         .await
         .map_err(pg)?;
-    let mut ids = Vec::with_capacity(resumed.len());
-    for row in resumed {
-        add_runnable(tx, tenant, quantum).await?;
-        ids.push(parse_id(&row.get::<_, String>(0))?);
+    if !resumed.is_empty() {
+        add_runnable_n(
+            tx,
+            tenant,
+            i64::try_from(resumed.len()).unwrap_or(i64::MAX),
+            quantum,
+        )
+        .await?;
     }
-    Ok(ids)
+    resumed
+        .iter()
+        .map(|row| parse_id(&row.get::<_, String>(0)))
+        .collect()
 }
 
 /// A run stopping at a wait: a message from its contact recorded since the run was
@@ -1094,13 +1119,25 @@ impl RunQueue for PostgresStore {
                     None => None,
                 };
                 let order = if cursor.is_some() { "ASC" } else { "DESC" };
+                // The state and the cursor are written into the statement only when
+                // given, so the plan is a range of `runs_state` (state, tenant, seq)
+                // from the cursor rather than a walk over every row of the tenant.
+                let state_test = if state.is_some() {
+                    "state = $3"
+                } else {
+                    "$3::TEXT IS NULL"
+                };
+                let cursor_test = if cursor.is_some() {
+                    "seq > $5"
+                } else {
+                    "$5::BIGINT IS NULL"
+                };
                 client
                     .query(
                         &format!(
                             "SELECT {RECORD_COLUMNS} FROM runs WHERE tenant = $1 AND mode = 'run'
                                AND ($2::TEXT IS NULL OR target_name = $2)
-                               AND ($3::TEXT IS NULL OR state = $3)
-                               AND ($5::BIGINT IS NULL OR seq > $5)
+                               AND {state_test} AND {cursor_test}
                              ORDER BY seq {order} LIMIT $4"
                         ),
                         &[&tenant, &action, &state, &limit, &cursor],

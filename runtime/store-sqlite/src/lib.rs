@@ -69,6 +69,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_hooks_and_run_trees",
         include_str!("../migrations/0009_hooks_and_run_trees.sql"),
     ),
+    (
+        "0010_runs_by_state",
+        include_str!("../migrations/0010_runs_by_state.sql"),
+    ),
 ];
 
 /// The default cap on a tenant's state: 1 MiB of keys and values.
@@ -89,6 +93,13 @@ pub struct SqliteOptions {
     pub tenant_state_bytes: u64,
     /// Read-only connections in the pool.
     pub readers: usize,
+    /// KiB of SQLite page cache each connection (the writer and every reader) may hold
+    /// (`PRAGMA cache_size`; default 256). SQLite's own default is 2 000 KiB a
+    /// connection, which the process keeps once a large database has been read through
+    /// it: 10 MiB for the writer and four readers, the largest share of what a server
+    /// holding 10 000 waiting runs had grown by (BENCHMARKS.md, workflows). Pages past
+    /// the cap are read again from the operating system's file cache.
+    pub page_cache_kib: u32,
     /// Rows of a tenant waiting to run (queued or retrying) before its submits are
     /// refused: one tenant's flood gets 429s, the others do not.
     pub backlog_per_tenant: u64,
@@ -104,6 +115,7 @@ impl Default for SqliteOptions {
         Self {
             tenant_state_bytes: DEFAULT_TENANT_STATE_BYTES,
             readers: 4,
+            page_cache_kib: 256,
             backlog_per_tenant: 50_000,
             quantum: 100,
             failpoint: None,
@@ -153,11 +165,30 @@ impl SqliteStore {
         connection
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
+        let cache_size = -i64::from(options.page_cache_kib.max(1));
+        connection
+            .pragma_update(None, "cache_size", cache_size)
+            .map_err(sql)?;
         migrate(&connection)?;
         let readers = deadpool_sqlite::Config::new(path)
             .builder(deadpool_sqlite::Runtime::Tokio1)
             .map_err(|error| StoreError::permanent(format!("reader pool: {error}")))?
             .max_size(options.readers.max(1))
+            .post_create(deadpool_sqlite::Hook::async_fn(move |connection, _| {
+                Box::pin(async move {
+                    connection
+                        .interact(move |connection| {
+                            connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                            connection.pragma_update(None, "query_only", true)?;
+                            connection.pragma_update(None, "cache_size", cache_size)
+                        })
+                        .await
+                        .map_err(|error| {
+                            deadpool_sqlite::HookError::Message(error.to_string().into())
+                        })?
+                        .map_err(deadpool_sqlite::HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|error| StoreError::permanent(format!("reader pool: {error}")))?;
         Ok(Self {
@@ -195,16 +226,10 @@ impl SqliteStore {
             .get()
             .await
             .map_err(|error| StoreError::transient(format!("reader pool: {error}")))?;
+        // Busy timeout, `query_only` and the page cache cap were set when the pool
+        // opened the connection (its post-create hook).
         connection
-            .interact(move |connection| {
-                connection
-                    .busy_timeout(std::time::Duration::from_secs(5))
-                    .map_err(sql)?;
-                connection
-                    .pragma_update(None, "query_only", true)
-                    .map_err(sql)?;
-                work(connection)
-            })
+            .interact(move |connection| work(connection))
             .await
             .map_err(|error| StoreError::transient(format!("reader: {error}")))?
     }

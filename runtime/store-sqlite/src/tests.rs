@@ -274,3 +274,43 @@ async fn inbox_numbers_are_never_reused_after_pruning_empties_it() {
         .unwrap();
     assert_eq!(seq, 3, "a number once given is never given again");
 }
+
+/// Every connection keeps at most `page_cache_kib` of pages; a reader is read-only and
+/// waits for a busy writer rather than failing at once.
+#[tokio::test]
+async fn every_connection_caps_its_page_cache_and_readers_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("fluxo.db"),
+        SqliteOptions {
+            page_cache_kib: 300,
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    let written: i64 = store
+        .write(|connection| {
+            connection
+                .pragma_query_value(None, "cache_size", |row| row.get(0))
+                .map_err(sql)
+        })
+        .await
+        .unwrap();
+    assert_eq!(written, -300);
+    let (cache, query_only, busy): (i64, bool, i64) = store
+        .read(|connection| {
+            let cache = connection
+                .pragma_query_value(None, "cache_size", |row| row.get(0))
+                .map_err(sql)?;
+            let query_only = connection
+                .pragma_query_value(None, "query_only", |row| row.get(0))
+                .map_err(sql)?;
+            let busy = connection
+                .pragma_query_value(None, "busy_timeout", |row| row.get(0))
+                .map_err(sql)?;
+            Ok((cache, query_only, busy))
+        })
+        .await
+        .unwrap();
+    assert_eq!((cache, query_only, busy), (-300, true, 5_000));
+}

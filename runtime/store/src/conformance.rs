@@ -39,7 +39,7 @@ macro_rules! conformance_tests {
             version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
             retention_per_tenant, waits_resume_on_a_reply_a_timer_or_an_early_message,
             started_runs_are_queued_once_by_the_commit_that_applies,
-            a_released_row_is_queued_again_untried);
+            a_released_row_is_queued_again_untried, listing_filters_by_state_action_and_cursor);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -1141,4 +1141,98 @@ pub async fn a_released_row_is_queued_again_untried(store: Arc<dyn Store>) {
         .settle(rows[0].id, rows[0].claim, Settlement::Sent)
         .await;
     assert!(stale.unwrap_err().is_lease_lost());
+}
+
+/// Listing: newest first; by state, by action and both; after a cursor, oldest first and
+/// only later runs; a cursor naming no run is `NotFound`; another tenant's runs never.
+pub async fn listing_filters_by_state_action_and_cursor(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let other = ActionName::parse("other").unwrap();
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let mut run = new_run("acme");
+        if n % 2 == 1 {
+            run.target = RunTarget::Action {
+                name: other.clone(),
+                version: 1,
+            };
+        }
+        ids.push(enqueue(&store, run).await);
+    }
+    enqueue(&store, new_run("globex")).await;
+    // Claim until acme's two oldest run (globex's run may be claimed on the way).
+    let mut running = Vec::new();
+    while running.len() < 2 {
+        for claimed in store.claim(&request(1, 30_000, 10)).await.unwrap() {
+            if claimed.tenant == acme {
+                running.push(claimed.lease.run);
+            }
+        }
+    }
+    let mut oldest = ids[..2].to_vec();
+    oldest.sort();
+    running.sort();
+    assert_eq!(running, oldest);
+    let list = |state: Option<RunPhase>, action: Option<ActionName>, after: Option<RunId>| {
+        let store = store.clone();
+        let acme = acme.clone();
+        async move {
+            store
+                .runs(
+                    &acme,
+                    &RunFilter {
+                        action,
+                        state,
+                        limit: Some(10),
+                        after,
+                    },
+                )
+                .await
+                .map(|runs| runs.iter().map(|run| run.id).collect::<Vec<_>>())
+        }
+    };
+    let newest_first = |picked: &[usize]| picked.iter().rev().map(|n| ids[*n]).collect::<Vec<_>>();
+    assert_eq!(
+        list(None, None, None).await.unwrap(),
+        newest_first(&[0, 1, 2, 3, 4, 5])
+    );
+    assert_eq!(
+        list(Some(RunPhase::Queued), None, None).await.unwrap(),
+        newest_first(&[2, 3, 4, 5])
+    );
+    assert_eq!(
+        list(Some(RunPhase::Running), None, None).await.unwrap(),
+        newest_first(&[0, 1])
+    );
+    assert_eq!(
+        list(Some(RunPhase::Queued), Some(other.clone()), None)
+            .await
+            .unwrap(),
+        newest_first(&[3, 5])
+    );
+    assert!(
+        list(Some(RunPhase::Waiting), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // After a cursor: oldest first, only later runs, the filters still applied.
+    assert_eq!(
+        list(None, None, Some(ids[1])).await.unwrap(),
+        ids[2..].to_vec()
+    );
+    assert_eq!(
+        list(Some(RunPhase::Queued), Some(action()), Some(ids[0]))
+            .await
+            .unwrap(),
+        vec![ids[2], ids[4]]
+    );
+    assert!(
+        list(Some(RunPhase::Running), None, Some(ids[1]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let missing = list(None, None, Some(RunId::new())).await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
 }
