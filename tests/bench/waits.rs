@@ -6,11 +6,14 @@
 //!   per block; and the same loop timing one run of the triage component (`R`), in the
 //!   same process, for the ratio. Goal: ≤ 50 µs a block.
 //! - **Waiting runs**: a release `fluxo serve` on a fresh SQLite data directory; the
-//!   server's resident memory fresh, idle after `N` runs that do not wait and `N / 10`
-//!   that wait and are answered were submitted and ended (the baseline: the same API
-//!   and store churn, every code path warm), and with `N / 2` then `N` runs of a
-//!   workflow whose first step waits for the contact's reply all waiting. Goal: within
-//!   10 % of idle; the half-way figure gives what one more waiting run holds.
+//!   server's resident memory fresh (after 10 runs waited and were answered, one at a
+//!   time: a wait, its answer and the resume have run; a timer's firing has not), idle after `N` runs that do not wait
+//!   were submitted and ended (the baseline: the same API and store churn), and with
+//!   `N / 2` then `N` runs of a workflow whose first step waits for the contact's reply
+//!   all waiting. Goal: within 10 % of idle. The half-way figure gives what one more
+//!   waiting run holds (the second half's growth over its count), which separates a
+//!   cost per waiting run from a one-off growth (caches and arenas filling up). It is
+//!   an estimate: memory the allocator freed earlier may be reused by either half.
 //! - **Resume**: one at a time, `POST /v1/contacts/{id}/messages` for 500 of them; from
 //!   just before the request to the run's `finished_ms` (same clock). Goal: p99 ≤ 100 ms.
 //! - **Timers**: the server is killed, the waits all fall due while it is down, and it is
@@ -74,7 +77,7 @@ pub struct WaitFigures {
     pub waiting: usize,
     /// Server RSS idle, bytes, fresh.
     pub rss_fresh: u64,
-    /// Server RSS idle, bytes, after as many runs that did not wait were submitted and
+    /// Server RSS idle, bytes, after `waiting` runs that did not wait were submitted and
     /// ended (the same API and store churn): the baseline.
     pub rss_idle: u64,
     /// Server RSS with half of `waiting` runs waiting, bytes.
@@ -192,69 +195,29 @@ pub async fn served(fluxo_bin: &Path, count: usize) -> anyhow::Result<WaitFigure
         .await?;
     anyhow::ensure!(status == 201, "uploading the workflow: {status} {answer}");
 
-    // Idle, after one run waited and was answered (code paths warm, caches filled).
-    let warm = submit(&server, &token, "waiter", "warm").await?;
-    until_state(&server, &token, &warm, "waiting").await?;
-    reply(&server, &token, "warm").await?;
-    until_state(&server, &token, &warm, "succeeded").await?;
+    // Fresh, after ten runs waited and were answered one at a time (a wait, its timer's
+    // arming, the answer and the resume have run once).
+    for n in 0..10 {
+        let contact = format!("warm-{n}");
+        let warm = submit(&server, &token, "waiter", &contact).await?;
+        until_state(&server, &token, &warm, "waiting").await?;
+        reply(&server, &token, &contact).await?;
+        until_state(&server, &token, &warm, "succeeded").await?;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_fresh = server.rss_bytes()?;
-    // The baseline's churn: `count` runs that do not wait, then a tenth as many that
-    // wait and are answered, so that every code path and SQLite statement the waiting
-    // runs use has run once (a connection's prepared statements and page cache are
-    // kept, up to their caps, whatever the runs) and what the rows below add is what
-    // waiting runs hold.
-    submit_all(&server, &token, "nowait", "c", count).await?;
-    until_none(
-        &server,
-        &token,
-        &["queued", "running"],
-        Duration::from_secs(600),
-    )
-    .await?;
-    let warm = count / 10;
-    submit_all(&server, &token, "waiter", "w", warm).await?;
-    until_none(
-        &server,
-        &token,
-        &["queued", "running"],
-        Duration::from_secs(600),
-    )
-    .await?;
-    for n in 0..warm {
-        reply(&server, &token, &format!("w-{n}")).await?;
-    }
-    until_none(
-        &server,
-        &token,
-        &["queued", "running", "waiting"],
-        Duration::from_secs(600),
-    )
-    .await?;
+    // The baseline: as many runs that do not wait, through the same API and store.
+    submit_settled(&server, &token, "nowait", "c", 0..count).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = server.rss_bytes()?;
 
     // Half the waiting runs, then all: the difference over the second half's count is
     // what one more waiting run costs in memory.
     let half = count / 2;
-    let mut ids = submit_all(&server, &token, "waiter", "c", half).await?;
-    until_none(
-        &server,
-        &token,
-        &["queued", "running"],
-        Duration::from_secs(600),
-    )
-    .await?;
+    let mut ids = submit_settled(&server, &token, "waiter", "c", 0..half).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_half = server.rss_bytes()?;
-    ids.extend(submit_range(&server, &token, "waiter", "c", half..count).await?);
-    until_none(
-        &server,
-        &token,
-        &["queued", "running"],
-        Duration::from_secs(600),
-    )
-    .await?;
+    ids.extend(submit_settled(&server, &token, "waiter", "c", half..count).await?);
     // Every wait started by now: each falls due `timeout` after it started.
     let all_waiting_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -343,20 +306,9 @@ async fn submit(
         .to_owned())
 }
 
-/// Submits runs for contacts `{prefix}-0` … `{prefix}-{count-1}`, one after another;
-/// their ids in order.
-async fn submit_all(
-    server: &Server,
-    token: &str,
-    action: &str,
-    prefix: &str,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
-    submit_range(server, token, action, prefix, 0..count).await
-}
-
-/// Submits runs for contacts `{prefix}-{n}` for each `n` of `range`, in order.
-async fn submit_range(
+/// Submits runs for contacts `{prefix}-{n}` for each `n` of `range`, in order, then
+/// waits until none is queued or running (each ended or waits); their ids in order.
+async fn submit_settled(
     server: &Server,
     token: &str,
     action: &str,
@@ -367,6 +319,13 @@ async fn submit_range(
     for n in range {
         ids.push(submit(server, token, action, &format!("{prefix}-{n}")).await?);
     }
+    until_none(
+        server,
+        token,
+        &["queued", "running"],
+        Duration::from_secs(600),
+    )
+    .await?;
     Ok(ids)
 }
 
@@ -449,18 +408,22 @@ pub fn markdown(figures: &WaitFigures, machine: &str) -> String {
     };
     #[allow(clippy::cast_precision_loss, reason = "display figures")]
     let growth = (figures.rss_waiting as f64 / figures.rss_idle.max(1) as f64 - 1.0) * 100.0;
-    // Bytes one more waiting run holds: the second half's growth over its count.
-    #[allow(clippy::cast_precision_loss, reason = "a display figure")]
+    // Bytes one more waiting run holds: the second half's growth over its count; and
+    // what `waiting` runs would add at that rate, against idle (the cost that grows with
+    // the count, apart from the one-off growth of caches and arenas).
+    #[allow(clippy::cast_precision_loss, reason = "display figures")]
     let per_run = (figures.rss_waiting as f64 - figures.rss_half as f64)
         / (figures.waiting - figures.waiting / 2).max(1) as f64;
+    #[allow(clippy::cast_precision_loss, reason = "a display figure")]
+    let slope = per_run * figures.waiting as f64 / figures.rss_idle.max(1) as f64 * 100.0;
     let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
     format!(
         "## Workflows (scripts/bench-workflows)\n\n{machine}\n\n\
 | row | figure | goal | |\n|---|---|---|---|\n\
 | built-in block, host time (10-block workflow, no I/O) | {:.2} µs | ≤ 50 µs | {} |\n\
 | one triage component run (`R`), same loop | {:.1} µs | (for the ratio) | 10 blocks = {:.2}× one run |\n\
-| RSS fresh; idle after as many runs that did not wait and a tenth as many that waited and were answered; {} runs waiting | {:.1}; {:.1} → {:.1} MiB ({growth:+.1} %) | within 10 % of idle | {} |\n\
-| RSS with half of them waiting → all: what one more waiting run holds | {:.1} → {:.1} MiB: {per_run:.0} bytes a run | (no goal: the row above's cause) | |\n\
+| RSS fresh; idle after as many runs that did not wait; {} runs waiting | {:.1}; {:.1} → {:.1} MiB ({growth:+.1} %) | within 10 % of idle | {} |\n\
+| RSS with half of them waiting → all: what one more waiting run holds | {:.1} → {:.1} MiB: {per_run:.0} bytes a run, {slope:+.1} % of idle for all of them | (no goal: splits the row above into a cost per run and a one-off growth) | |\n\
 | resume (message posted → run finished), {} one at a time | p50 {} ms, p99 {} ms | p99 ≤ 100 ms | {} |\n\
 | {} timers due at once (server restarted after they fell due) | all fired in {} ms; all runs ended in {} ms | all fire within 1 s | {} |\n",
         figures.block_us,

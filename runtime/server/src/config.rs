@@ -40,7 +40,7 @@ pub struct StoreSettings {
     pub url: Option<String>,
     /// Connections to PostgreSQL this node keeps.
     pub pool_size: usize,
-    /// SQLite only: KiB of page cache each of its connections may keep (see
+    /// SQLite only: KiB of page cache each of its connections may keep, at least 1 (see
     /// `fluxo_store_sqlite::SqliteOptions::page_cache_kib`).
     pub page_cache_kib: u32,
 }
@@ -254,6 +254,7 @@ impl Config {
                 "server.max_compiles",
                 u64::try_from(server.max_compiles).unwrap_or(u64::MAX),
             ),
+            ("store.page_cache_kib", u64::from(self.store.page_cache_kib)),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -384,6 +385,18 @@ mod tests {
         assert!(Config::from_toml("[limits]\ndeadline_ms = 18446744073709551615").is_err());
         assert!(Config::from_toml("[[http.allow]]\nhost = \"Evil Host\"").is_err());
         assert!(Config::from_toml("[server]\nlease_ms = 0").is_err());
+        let no_cache = Config::from_toml("[store]\npage_cache_kib = 0").unwrap_err();
+        assert!(
+            no_cache.to_string().contains("store.page_cache_kib"),
+            "{no_cache}"
+        );
+        assert_eq!(
+            Config::from_toml("[store]\npage_cache_kib = 64")
+                .unwrap()
+                .store
+                .page_cache_kib,
+            64
+        );
         assert!(Config::from_toml("[server]\noutbox_lease_ms = 19999").is_err());
         assert!(
             Config::from_toml(

@@ -1120,7 +1120,7 @@ impl RunQueue for PostgresStore {
                 };
                 let order = if cursor.is_some() { "ASC" } else { "DESC" };
                 // The state and the cursor are written into the statement only when
-                // given, so the plan is a range of `runs_state` (state, tenant, seq)
+                // given, so the plan is a range of `runs_by_state` (state, tenant, seq)
                 // from the cursor rather than a walk over every row of the tenant.
                 let state_test = if state.is_some() {
                     "state = $3"

@@ -96,9 +96,12 @@ pub struct SqliteOptions {
     /// KiB of SQLite page cache each connection (the writer and every reader) may hold
     /// (`PRAGMA cache_size`; default 256). SQLite's own default is 2 000 KiB a
     /// connection, which the process keeps once a large database has been read through
-    /// it: 10 MiB for the writer and four readers, the largest share of what a server
-    /// holding 10 000 waiting runs had grown by (BENCHMARKS.md, workflows). Pages past
-    /// the cap are read again from the operating system's file cache.
+    /// it: up to 10 MiB for the writer and four readers (SQLite's heap was most of a
+    /// server's live heap while thousands of runs waited: heaptrack, BENCHMARKS.md,
+    /// workflows). Pages past the cap are read again from the operating
+    /// system's file cache; a sort no index serves spills to a temporary file past it
+    /// (migrations run before the cap is set). 0 is taken as 1: a connection always
+    /// keeps SQLite's smallest cache (the server's configuration refuses 0).
     pub page_cache_kib: u32,
     /// Rows of a tenant waiting to run (queued or retrying) before its submits are
     /// refused: one tenant's flood gets 429s, the others do not.
@@ -165,11 +168,13 @@ impl SqliteStore {
         connection
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
+        // Migrations run with SQLite's default cache (an index built over a large table
+        // sorts in memory up to it); the cap applies from then on and frees the rest.
+        migrate(&connection)?;
         let cache_size = -i64::from(options.page_cache_kib.max(1));
         connection
             .pragma_update(None, "cache_size", cache_size)
             .map_err(sql)?;
-        migrate(&connection)?;
         let readers = deadpool_sqlite::Config::new(path)
             .builder(deadpool_sqlite::Runtime::Tokio1)
             .map_err(|error| StoreError::permanent(format!("reader pool: {error}")))?

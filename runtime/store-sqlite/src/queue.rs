@@ -597,7 +597,7 @@ fn fire_timers(connection: &Connection, now: i64, quantum: i64) -> Result<(), St
         rows.collect::<Result<_, _>>().map_err(sql)?
     };
     // One statement per tenant, not per run: 10 000 timers of one tenant falling due at
-    // once are one upsert (the figure is in BENCHMARKS.md, "timers").
+    // once are one upsert (BENCHMARKS.md, workflows: timers).
     let mut fired: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for tenant in tenants {
         *fired.entry(tenant).or_default() += 1;
@@ -983,6 +983,29 @@ fn into_record(row: RecordRow) -> Result<RunRecord, StoreError> {
     })
 }
 
+/// The listing's statement: parameters tenant (?1), action or NULL (?2), state (?3),
+/// limit (?4), cursor's seq (?5). Newest first; with a cursor, the runs after it oldest
+/// first (so a follower that pages with the last one it saw never skips any).
+///
+/// The state and the cursor are written into the statement only when given, so that the
+/// planner sees plain comparisons and walks `runs_by_state` (state, tenant, seq) from the
+/// cursor: a `?3 IS NULL OR state = ?3` form read every row of the tenant (test
+/// `tests::a_listing_by_state_walks_the_state_index`).
+pub(crate) fn list_statement(by_state: bool, after_cursor: bool) -> String {
+    let order = if after_cursor { "ASC" } else { "DESC" };
+    let state_test = if by_state { "state = ?3" } else { "?3 IS NULL" };
+    let cursor_test = if after_cursor {
+        "seq > ?5"
+    } else {
+        "?5 IS NULL"
+    };
+    format!(
+        "SELECT {RECORD_COLUMNS} FROM runs WHERE tenant = ?1 AND mode = 'run'
+           AND (?2 IS NULL OR target_name = ?2) AND {state_test} AND {cursor_test}
+         ORDER BY seq {order} LIMIT ?4"
+    )
+}
+
 fn list(
     connection: &Connection,
     tenant: &str,
@@ -1002,28 +1025,8 @@ fn list(
         ),
         None => None,
     };
-    // Newest first; with a cursor, the runs after it oldest first (so a follower that
-    // pages with the last one it saw never skips any).
-    let order = if after.is_some() { "ASC" } else { "DESC" };
-    // The state and the cursor are written into the statement only when given, so that
-    // the planner sees plain comparisons and walks `runs_state` (state, tenant, seq)
-    // from the cursor: a `?3 IS NULL OR state = ?3` form read every row of the tenant.
-    let state_test = if state.is_some() {
-        "state = ?3"
-    } else {
-        "?3 IS NULL"
-    };
-    let cursor_test = if after.is_some() {
-        "seq > ?5"
-    } else {
-        "?5 IS NULL"
-    };
     let mut statement = connection
-        .prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} FROM runs WHERE tenant = ?1 AND mode = 'run'
-               AND (?2 IS NULL OR target_name = ?2) AND {state_test} AND {cursor_test}
-             ORDER BY seq {order} LIMIT ?4"
-        ))
+        .prepare_cached(&list_statement(state.is_some(), after.is_some()))
         .map_err(sql)?;
     let rows = statement
         .query_map(params![tenant, action, state, limit, after], record_row)

@@ -297,20 +297,69 @@ async fn every_connection_caps_its_page_cache_and_readers_are_read_only() {
         .await
         .unwrap();
     assert_eq!(written, -300);
-    let (cache, query_only, busy): (i64, bool, i64) = store
-        .read(|connection| {
-            let cache = connection
+    // Two reads held at once are two pool connections: both must carry the pragmas the
+    // pool's post-create hook sets (a hook that set only the first would fail here).
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let probe = |arrived: Arc<std::sync::atomic::AtomicUsize>| {
+        store.read(move |connection| {
+            use std::sync::atomic::Ordering::SeqCst;
+            arrived.fetch_add(1, SeqCst);
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while arrived.load(SeqCst) < 2 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let together = arrived.load(SeqCst) >= 2;
+            let cache: i64 = connection
                 .pragma_query_value(None, "cache_size", |row| row.get(0))
                 .map_err(sql)?;
-            let query_only = connection
+            let query_only: bool = connection
                 .pragma_query_value(None, "query_only", |row| row.get(0))
                 .map_err(sql)?;
-            let busy = connection
+            let busy: i64 = connection
                 .pragma_query_value(None, "busy_timeout", |row| row.get(0))
                 .map_err(sql)?;
-            Ok((cache, query_only, busy))
+            Ok((together, cache, query_only, busy))
         })
-        .await
-        .unwrap();
-    assert_eq!((cache, query_only, busy), (-300, true, 5_000));
+    };
+    let (first, second) = tokio::join!(probe(arrived.clone()), probe(arrived));
+    for reader in [first.unwrap(), second.unwrap()] {
+        assert_eq!(reader, (true, -300, true, 5_000));
+    }
+}
+
+/// Listing one state walks `runs_by_state` (state, tenant, seq) in both orders, not the
+/// tenant's whole history (a `?3 IS NULL OR state = ?3` test had every row read).
+#[tokio::test]
+async fn a_listing_by_state_walks_the_state_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("fluxo.db"), SqliteOptions::default()).unwrap();
+    for after_cursor in [false, true] {
+        let plan: Vec<String> = store
+            .read(move |connection| {
+                let mut statement = connection
+                    .prepare(&format!(
+                        "EXPLAIN QUERY PLAN {}",
+                        crate::queue::list_statement(true, after_cursor)
+                    ))
+                    .map_err(sql)?;
+                let cursor = after_cursor.then_some(1_i64);
+                let rows = statement
+                    .query_map(
+                        rusqlite::params!["acme", None::<String>, "queued", 10_i64, cursor],
+                        |row| row.get(3),
+                    )
+                    .map_err(sql)?;
+                rows.collect::<Result<_, _>>().map_err(sql)
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("runs_by_state")),
+            "after a cursor: {after_cursor}; plan {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "the index gives the order, no sort: {plan:?}"
+        );
+    }
 }
