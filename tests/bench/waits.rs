@@ -7,10 +7,10 @@
 //!   same process, for the ratio. Goal: ≤ 50 µs a block.
 //! - **Waiting runs**: a release `fluxo serve` on a fresh SQLite data directory; the
 //!   server's resident memory fresh (after 10 runs waited and were answered, one at a
-//!   time: a wait, its answer and the resume have run; a timer's firing has not), idle after `N` runs that do not wait
-//!   were submitted and ended (the baseline: the same API and store churn), and with
-//!   `N / 2` then `N` runs of a workflow whose first step waits for the contact's reply
-//!   all waiting. Goal: within 10 % of idle. The half-way figure gives what one more
+//!   time: a wait, its answer and the resume have run; a timer's firing has not), idle
+//!   after `N` runs that do not wait were submitted and ended (the baseline: the same
+//!   API and store churn), and with `N / 2` then `N` runs of a workflow whose first
+//!   step waits for the contact's reply all waiting. Goal: within 10 % of idle. The half-way figure gives what one more
 //!   waiting run holds (the second half's growth over its count), which separates a
 //!   cost per waiting run from a one-off growth (caches and arenas filling up). It is
 //!   an estimate: memory the allocator freed earlier may be reused by either half.

@@ -98,10 +98,10 @@ pub struct SqliteOptions {
     /// connection, which the process keeps once a large database has been read through
     /// it: up to 10 MiB for the writer and four readers (SQLite's heap was most of a
     /// server's live heap while thousands of runs waited: heaptrack, BENCHMARKS.md,
-    /// workflows). Pages past the cap are read again from the operating
-    /// system's file cache; a sort no index serves spills to a temporary file past it
-    /// (migrations run before the cap is set). 0 is taken as 1: a connection always
-    /// keeps SQLite's smallest cache (the server's configuration refuses 0).
+    /// workflows). Pages past the cap are read again from the operating system's file
+    /// cache; a sort no index serves spills to a temporary file past it (migrations run
+    /// before the cap is set). 0 is taken as 1: a connection always keeps SQLite's
+    /// smallest cache (the server's configuration refuses 0).
     pub page_cache_kib: u32,
     /// Rows of a tenant waiting to run (queued or retrying) before its submits are
     /// refused: one tenant's flood gets 429s, the others do not.

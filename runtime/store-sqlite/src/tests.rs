@@ -299,14 +299,15 @@ async fn every_connection_caps_its_page_cache_and_readers_are_read_only() {
     assert_eq!(written, -300);
     // Two reads held at once are two pool connections: both must carry the pragmas the
     // pool's post-create hook sets (a hook that set only the first would fail here).
-    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let probe = |arrived: Arc<std::sync::atomic::AtomicUsize>| {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let probe = |arrived: Arc<AtomicUsize>| {
         store.read(move |connection| {
-            use std::sync::atomic::Ordering::SeqCst;
             arrived.fetch_add(1, SeqCst);
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while arrived.load(SeqCst) < 2 && std::time::Instant::now() < until {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            let until = Instant::now() + Duration::from_secs(10);
+            while arrived.load(SeqCst) < 2 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
             }
             let together = arrived.load(SeqCst) >= 2;
             let cache: i64 = connection

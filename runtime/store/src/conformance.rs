@@ -1177,24 +1177,24 @@ pub async fn listing_filters_by_state_action_and_cursor(store: Arc<dyn Store>) {
     oldest.sort();
     running.sort();
     assert_eq!(running, oldest);
-    let list = |state: Option<RunPhase>, action: Option<ActionName>, after: Option<RunId>| {
-        let store = store.clone();
-        let acme = acme.clone();
-        async move {
-            store
-                .runs(
-                    &acme,
-                    &RunFilter {
-                        action,
-                        state,
-                        limit: Some(10),
-                        after,
-                    },
-                )
-                .await
-                .map(|runs| runs.iter().map(|run| run.id).collect::<Vec<_>>())
-        }
-    };
+    let list_up_to =
+        |limit: u32, state: Option<RunPhase>, action: Option<ActionName>, after: Option<RunId>| {
+            let store = store.clone();
+            let acme = acme.clone();
+            async move {
+                let filter = RunFilter {
+                    action,
+                    state,
+                    limit: Some(limit),
+                    after,
+                };
+                store
+                    .runs(&acme, &filter)
+                    .await
+                    .map(|runs| runs.iter().map(|run| run.id).collect::<Vec<_>>())
+            }
+        };
+    let list = |state, action, after| list_up_to(10, state, action, after);
     let newest_first = |picked: &[usize]| picked.iter().rev().map(|n| ids[*n]).collect::<Vec<_>>();
     assert_eq!(
         list(None, None, None).await.unwrap(),
@@ -1245,20 +1245,13 @@ pub async fn listing_filters_by_state_action_and_cursor(store: Arc<dyn Store>) {
         "another tenant's run is no cursor: {foreign}"
     );
     // A limit keeps the newest runs without a cursor and the oldest after one.
-    let page = |after: Option<RunId>| {
-        let store = store.clone();
-        let acme = acme.clone();
-        async move {
-            let filter = RunFilter {
-                action: None,
-                state: Some(RunPhase::Queued),
-                limit: Some(2),
-                after,
-            };
-            let runs = store.runs(&acme, &filter).await.unwrap();
-            runs.iter().map(|run| run.id).collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(page(None).await, newest_first(&[4, 5]));
-    assert_eq!(page(Some(ids[0])).await, vec![ids[2], ids[3]]);
+    let queued = Some(RunPhase::Queued);
+    assert_eq!(
+        list_up_to(2, queued, None, None).await.unwrap(),
+        newest_first(&[4, 5])
+    );
+    assert_eq!(
+        list_up_to(2, queued, None, Some(ids[0])).await.unwrap(),
+        vec![ids[2], ids[3]]
+    );
 }
