@@ -1,0 +1,138 @@
+//! SQLite's heap stays within the store's budget (`SqliteOptions::heap_budget_bytes`).
+//!
+//! Its own test binary: `sqlite3_memory_used` and the soft heap limit are process-wide,
+//! so no other test may open a store beside this one.
+#![allow(unsafe_code, reason = "`sqlite3_memory_used` is an FFI call")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a failure is a panic"
+)]
+
+use std::sync::Arc;
+
+use fluxo_core::{ErrorKind, RunError, RunReport, RunStatus, TenantId};
+use fluxo_store::{ClaimRequest, Commit, Cost, Decision, RunFilter, RunPhase, Store};
+use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
+
+fn sqlite_heap() -> i64 {
+    // SAFETY: `sqlite3_memory_used` takes no argument, reads SQLite's own counter under
+    // its mutex and may be called from any thread at any time.
+    unsafe { rusqlite::ffi::sqlite3_memory_used() }
+}
+
+fn soft_heap_limit() -> i64 {
+    rusqlite::Connection::open_in_memory()
+        .unwrap()
+        .pragma_query_value(None, "soft_heap_limit", |row| row.get(0))
+        .unwrap()
+}
+
+/// Thousands of runs enqueued, claimed and parked with a checkpoint, then listed and
+/// read through every reader: the work that, without the limit, let one connection
+/// hold 3.2 MB of cache under a 256 KiB cap (BENCHMARKS.md, workflows). The heap must
+/// end within the budget, and closing the store gives the limit back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_heap_stays_within_the_stores_budget() {
+    assert_eq!(soft_heap_limit(), 0, "no limit before a store opens");
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions::default();
+    let budget = i64::try_from(options.heap_budget_bytes()).unwrap();
+    let store = SqliteStore::open(&dir.path().join("fluxo.db"), options).unwrap();
+    assert_eq!(soft_heap_limit(), budget);
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let runs = 4_000;
+    let mut enqueues = Vec::new();
+    for _ in 0..runs {
+        let store = store.clone();
+        enqueues.push(tokio::spawn(async move {
+            store
+                .enqueue(fluxo_store::conformance::new_run("acme"))
+                .await
+                .unwrap()
+        }));
+    }
+    for enqueue in enqueues {
+        enqueue.await.unwrap();
+    }
+    let until_ms = fluxo_store::now_ms() + 3_600_000;
+    let mut parked = 0;
+    loop {
+        let request = ClaimRequest {
+            node: "node-a".to_owned(),
+            max: 64,
+            lease_ms: 30_000,
+            per_tenant: 64,
+        };
+        let claimed = store.claim(&request).await.unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        let mut commits = Vec::new();
+        for claim in claimed {
+            let placeholder = RunError::new(ErrorKind::Trap, "placeholder");
+            let commit = Commit {
+                lease: claim.lease,
+                node: "node-a".to_owned(),
+                tenant: claim.tenant.clone(),
+                contact: claim.event.contact.id.clone(),
+                effects: Vec::new(),
+                report: RunReport {
+                    status: RunStatus::Succeeded,
+                    error: None,
+                    ..RunReport::not_started(claim.lease.run, claim.lease.attempt, placeholder)
+                },
+                decision: Decision::Wait {
+                    until_ms,
+                    checkpoint: "c".repeat(512),
+                },
+                cost: Cost {
+                    fuel: 0,
+                    wall_ms: 1,
+                },
+                spawned: Vec::new(),
+            };
+            let store = store.clone();
+            commits.push(tokio::spawn(
+                async move { store.commit(commit).await.unwrap() },
+            ));
+        }
+        for commit in commits {
+            commit.await.unwrap();
+            parked += 1;
+        }
+    }
+    assert_eq!(parked, runs);
+    let acme = TenantId::parse("acme").unwrap();
+    let mut reads = Vec::new();
+    for round in 0..64u32 {
+        let store = store.clone();
+        let acme = acme.clone();
+        reads.push(tokio::spawn(async move {
+            let filter = RunFilter {
+                action: None,
+                state: (round % 2 == 0).then_some(RunPhase::Waiting),
+                limit: Some(500),
+                after: None,
+            };
+            for run in store.runs(&acme, &filter).await.unwrap() {
+                assert!(store.run(&acme, run.id).await.unwrap().is_some());
+            }
+        }));
+    }
+    for read in reads {
+        read.await.unwrap();
+    }
+    let used = sqlite_heap();
+    assert!(
+        used <= budget,
+        "SQLite holds {used} bytes, over the store's budget of {budget}"
+    );
+    drop(store);
+    assert_eq!(
+        soft_heap_limit(),
+        0,
+        "closing the store gives its share back"
+    );
+}
