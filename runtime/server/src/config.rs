@@ -40,7 +40,9 @@ pub struct StoreSettings {
     pub url: Option<String>,
     /// Connections to PostgreSQL this node keeps.
     pub pool_size: usize,
-    /// SQLite only: KiB of page cache each of its connections may keep, at least 1 (see
+    /// SQLite only: KiB of page cache set on each of its connections, at least 1; with
+    /// 192 KiB each for schema and statements it makes the store's share of SQLite's
+    /// process-wide soft heap limit (see
     /// `fluxo_store_sqlite::SqliteOptions::page_cache_kib`).
     pub page_cache_kib: u32,
 }

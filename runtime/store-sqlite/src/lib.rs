@@ -93,17 +93,15 @@ pub struct SqliteOptions {
     pub tenant_state_bytes: u64,
     /// Read-only connections in the pool.
     pub readers: usize,
-    /// KiB of SQLite page cache each connection (the writer and every reader) may hold
-    /// (`PRAGMA cache_size`; default 256). SQLite's own default is 2 000 KiB a
-    /// connection, which the process keeps once a large database has been read through
-    /// it: up to 10 MiB for the writer and four readers (SQLite's heap was most of a
-    /// server's live heap while thousands of runs waited: heaptrack, BENCHMARKS.md,
-    /// workflows). Pages past the cap are read again from the operating system's file
-    /// cache; a sort no index serves spills to a temporary file past it (migrations run
-    /// before the cap is set). 0 is taken as 1: a connection always keeps SQLite's
-    /// smallest cache (the server's configuration refuses 0).
+    /// KiB of SQLite page cache set as each connection's `cache_size` (the writer and
+    /// every reader; default 256). SQLite's own default is 2 000 KiB a connection
+    /// (SQLite's heap was most of a server's live heap while thousands of runs waited:
+    /// heaptrack, BENCHMARKS.md, workflows). Pages evicted are read again from the
+    /// operating system's file cache (migrations run before the cap is set, so an index
+    /// they build sorts in SQLite's default cache). 0 is taken as 1 (the server's
+    /// configuration refuses 0).
     ///
-    /// The cap alone does not bound the process: the bundled SQLite is built with
+    /// The cap alone does not bound a connection: the bundled SQLite is built with
     /// `SQLITE_ENABLE_MEMORY_MANAGEMENT` (libsqlite3-sys), so every connection's cache
     /// is one share of a single process-wide budget, and a connection may hold the
     /// pages others do not (measured: a `fluxo serve` writer at 3.2 MB of cache under
@@ -133,7 +131,9 @@ impl SqliteOptions {
     /// store adds it to SQLite's process-wide soft heap limit while it is open.
     #[must_use]
     pub fn heap_budget_bytes(&self) -> u64 {
-        let connections = u64::try_from(self.readers.max(1)).unwrap_or(u64::MAX) + 1;
+        let connections = u64::try_from(self.readers.max(1))
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
         let cache = u64::from(self.page_cache_kib.max(1)) << 10;
         connections.saturating_mul(cache.saturating_add(CONNECTION_HEAP_BYTES))
     }
@@ -163,17 +163,8 @@ struct Inner {
     readers: deadpool_sqlite::Pool,
     options: SqliteOptions,
     path: PathBuf,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Gives this store's share of the soft heap limit back; when the process
-        // opened no other store, this restores "no limit" (0). Best effort: a failure
-        // leaves the limit higher than needed, never lower.
-        if let Ok(connection) = Connection::open_in_memory() {
-            let _ = adjust_soft_heap_limit(&connection, self.options.heap_budget_bytes(), false);
-        }
-    }
+    /// Dropped after the connections: gives the store's budget back.
+    _heap: HeapShare,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -239,9 +230,10 @@ impl SqliteStore {
             }))
             .build()
             .map_err(|error| StoreError::permanent(format!("reader pool: {error}")))?;
-        adjust_soft_heap_limit(&connection, options.heap_budget_bytes(), true)?;
+        let heap = HeapShare::take(&connection, options.heap_budget_bytes())?;
         Ok(Self {
             inner: Arc::new(Inner {
+                _heap: heap,
                 writer: Writer::start(connection)?,
                 readers,
                 options,
@@ -284,31 +276,74 @@ impl SqliteStore {
     }
 }
 
-/// Raises (or, with `raise` false, lowers) SQLite's process-wide soft heap limit by
-/// `bytes`. The limit is 0 ("none") until the first store opens; lowering never goes
-/// below 0, so the last store to close restores "none".
-fn adjust_soft_heap_limit(
-    connection: &Connection,
-    bytes: u64,
-    raise: bool,
-) -> Result<(), StoreError> {
-    // The read and the write are two statements; a mutex keeps two stores opening or
-    // closing at once from losing one's share.
-    static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LIMIT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let current: i64 = connection
-        .pragma_query_value(None, "soft_heap_limit", |row| row.get(0))
-        .map_err(sql)?;
-    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-    let next = if raise {
-        current.max(0).saturating_add(bytes)
-    } else {
-        current.saturating_sub(bytes).max(0)
-    };
+/// SQLite's soft heap limit as the process had it before the first store opened, and
+/// the budgets of the stores open now; `None` while no store is open.
+static SOFT_HEAP: std::sync::Mutex<Option<(i64, i64)>> = std::sync::Mutex::new(None);
+
+/// One open store's share of SQLite's process-wide soft heap limit
+/// (`PRAGMA soft_heap_limit`). While stores are open the limit is what the process had
+/// before the first one opened plus their budgets (from "no limit", 0, it is their
+/// budgets alone); when the last one closes, the process's own value is restored
+/// exactly. An embedder that sets its own limit sets it before opening a store.
+/// SQLite caps the soft limit at a hard heap limit when one is set.
+struct HeapShare {
+    bytes: i64,
+}
+
+impl HeapShare {
+    /// Adds `bytes` to the limit, through `connection` (any connection: the limit is
+    /// the process's).
+    fn take(connection: &Connection, bytes: u64) -> Result<Self, StoreError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let mut shares = SOFT_HEAP
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (original, total) = match *shares {
+            Some(shares) => shares,
+            None => (
+                connection
+                    .pragma_query_value(None, "soft_heap_limit", |row| row.get(0))
+                    .map_err(sql)?,
+                0,
+            ),
+        };
+        let total = total.saturating_add(bytes);
+        set_soft_heap_limit(connection, original.max(0).saturating_add(total))?;
+        *shares = Some((original, total));
+        Ok(Self { bytes })
+    }
+}
+
+impl Drop for HeapShare {
+    fn drop(&mut self) {
+        let mut shares = SOFT_HEAP
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((original, total)) = *shares else {
+            return;
+        };
+        let total = total.saturating_sub(self.bytes).max(0);
+        let (limit, next) = if total == 0 {
+            (original, None)
+        } else {
+            (
+                original.max(0).saturating_add(total),
+                Some((original, total)),
+            )
+        };
+        // Best effort: if no connection can be opened, the limit stays higher than
+        // needed, never lower.
+        if let Ok(connection) = Connection::open_in_memory()
+            && set_soft_heap_limit(&connection, limit).is_ok()
+        {
+            *shares = next;
+        }
+    }
+}
+
+fn set_soft_heap_limit(connection: &Connection, bytes: i64) -> Result<(), StoreError> {
     connection
-        .pragma_update(None, "soft_heap_limit", next)
+        .pragma_update(None, "soft_heap_limit", bytes)
         .map_err(sql)
 }
 

@@ -275,7 +275,7 @@ async fn inbox_numbers_are_never_reused_after_pruning_empties_it() {
     assert_eq!(seq, 3, "a number once given is never given again");
 }
 
-/// Every connection keeps at most `page_cache_kib` of pages; a reader is read-only and
+/// Every connection has `page_cache_kib` as its `cache_size`; a reader is read-only and
 /// waits for a busy writer rather than failing at once.
 #[tokio::test]
 async fn every_connection_caps_its_page_cache_and_readers_are_read_only() {

@@ -2,7 +2,6 @@
 //!
 //! Its own test binary: `sqlite3_memory_used` and the soft heap limit are process-wide,
 //! so no other test may open a store beside this one.
-#![allow(unsafe_code, reason = "`sqlite3_memory_used` is an FFI call")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,6 +14,7 @@ use fluxo_core::{ErrorKind, RunError, RunReport, RunStatus, TenantId};
 use fluxo_store::{ClaimRequest, Commit, Cost, Decision, RunFilter, RunPhase, Store};
 use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
 
+#[allow(unsafe_code, reason = "`sqlite3_memory_used` is an FFI call")]
 fn sqlite_heap() -> i64 {
     // SAFETY: `sqlite3_memory_used` takes no argument, reads SQLite's own counter under
     // its mutex and may be called from any thread at any time.
@@ -28,18 +28,53 @@ fn soft_heap_limit() -> i64 {
         .unwrap()
 }
 
+fn set_soft_heap_limit(bytes: i64) {
+    rusqlite::Connection::open_in_memory()
+        .unwrap()
+        .pragma_update(None, "soft_heap_limit", bytes)
+        .unwrap();
+}
+
 /// Thousands of runs enqueued, claimed and parked with a checkpoint, then listed and
 /// read through every reader: the work that, without the limit, let one connection
 /// hold 3.2 MB of cache under a 256 KiB cap (BENCHMARKS.md, workflows). The heap must
 /// end within the budget, and closing the store gives the limit back.
+///
+/// One test, not several: the limit and the counter are the process's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_heap_stays_within_the_stores_budget() {
     assert_eq!(soft_heap_limit(), 0, "no limit before a store opens");
     let dir = tempfile::tempdir().unwrap();
     let options = SqliteOptions::default();
     let budget = i64::try_from(options.heap_budget_bytes()).unwrap();
+    let connections = i64::try_from(options.readers).unwrap() + 1;
+
+    // Stores' shares add up; the last to close restores the process's own limit, an
+    // embedder's included.
+    let first = SqliteStore::open(&dir.path().join("a.db"), options.clone()).unwrap();
+    assert_eq!(soft_heap_limit(), budget);
+    let second = SqliteStore::open(&dir.path().join("b.db"), options.clone()).unwrap();
+    assert_eq!(soft_heap_limit(), 2 * budget);
+    drop(first);
+    assert_eq!(soft_heap_limit(), budget);
+    drop(second);
+    assert_eq!(soft_heap_limit(), 0);
+    set_soft_heap_limit(64 << 20);
+    let store = SqliteStore::open(&dir.path().join("c.db"), options.clone()).unwrap();
+    assert_eq!(soft_heap_limit(), (64 << 20) + budget);
+    drop(store);
+    assert_eq!(soft_heap_limit(), 64 << 20, "the embedder's limit, exactly");
+    set_soft_heap_limit(0);
+
     let store = SqliteStore::open(&dir.path().join("fluxo.db"), options).unwrap();
     assert_eq!(soft_heap_limit(), budget);
+    // What a store holds besides its caches fits the 192 KiB a connection the budget
+    // gives it (else the caches would be squeezed below their caps).
+    let opened = sqlite_heap();
+    assert!(
+        opened <= connections * (192 << 10),
+        "a store just opened holds {opened} bytes of SQLite heap"
+    );
     let store: Arc<dyn Store> = Arc::new(store);
 
     let runs = 4_000;
