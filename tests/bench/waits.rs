@@ -10,10 +10,11 @@
 //!   time: a wait, its answer and the resume have run; a timer's firing has not), idle
 //!   after `N` runs that do not wait were submitted and ended (the baseline: the same
 //!   API and store churn), and with `N / 2` then `N` runs of a workflow whose first
-//!   step waits for the contact's reply all waiting. Goal: within 10 % of idle. The half-way figure gives what one more
-//!   waiting run holds (the second half's growth over its count), which separates a
-//!   cost per waiting run from a one-off growth (caches and arenas filling up). It is
-//!   an estimate: memory the allocator freed earlier may be reused by either half.
+//!   step waits for the contact's reply all waiting. Goal: within 10 % of idle. The
+//!   half-way figure gives what one more waiting run holds (the second half's growth
+//!   over its count), which separates a cost per waiting run from a one-off growth
+//!   (caches and arenas filling up). It is an estimate: memory the allocator freed
+//!   earlier may be reused by either half.
 //! - **Resume**: one at a time, `POST /v1/contacts/{id}/messages` for 500 of them; from
 //!   just before the request to the run's `finished_ms` (same clock). Goal: p99 ≤ 100 ms.
 //! - **Timers**: the server is killed, the waits all fall due while it is down, and it is

@@ -315,7 +315,7 @@ impl HeapShare {
             ),
         };
         let total = total.saturating_add(bytes);
-        set_soft_heap_limit(connection, original.max(0).saturating_add(total))?;
+        set_soft_heap_limit(connection, soft_heap_limit(original, total))?;
         *shares = Some((original, total));
         Ok(Self { bytes })
     }
@@ -330,27 +330,27 @@ impl Drop for HeapShare {
             return;
         };
         let total = total.saturating_sub(self.bytes).max(0);
-        let (limit, next) = if total == 0 {
-            (original, None)
-        } else {
-            (
-                original.max(0).saturating_add(total),
-                Some((original, total)),
-            )
-        };
         // Best effort: if no connection can be opened, the limit stays higher than
         // needed, never lower. The bookkeeping drops this share either way (keeping
         // the process's own limit), so the next store's write sets the limit right and
         // the last close can still restore it.
         let written = Connection::open_in_memory()
             .map_err(sql)
-            .and_then(|connection| set_soft_heap_limit(&connection, limit))
+            .and_then(|connection| {
+                set_soft_heap_limit(&connection, soft_heap_limit(original, total))
+            })
             .is_ok();
-        *shares = if written {
-            next
-        } else {
-            Some((original, total))
-        };
+        *shares = (total > 0 || !written).then_some((original, total));
+    }
+}
+
+/// The limit with the stores' `total` on top of the process's `original` (0: none);
+/// with no store open, `original` itself.
+fn soft_heap_limit(original: i64, total: i64) -> i64 {
+    if total == 0 {
+        original
+    } else {
+        original.max(0).saturating_add(total)
     }
 }
 

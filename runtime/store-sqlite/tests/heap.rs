@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use fluxo_core::{ErrorKind, RunError, RunReport, RunStatus, TenantId};
-use fluxo_store::{ClaimRequest, Commit, Cost, Decision, RunFilter, RunPhase, Store};
+use fluxo_core::TenantId;
+use fluxo_store::{Decision, RunFilter, RunPhase, Store, conformance};
 use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
 
 #[allow(unsafe_code, reason = "`sqlite3_memory_used` is an FFI call")]
@@ -110,10 +110,7 @@ async fn sqlite_heap_stays_within_the_stores_budget() {
     for _ in 0..runs {
         let store = store.clone();
         enqueues.push(tokio::spawn(async move {
-            store
-                .enqueue(fluxo_store::conformance::new_run("acme"))
-                .await
-                .unwrap()
+            store.enqueue(conformance::new_run("acme")).await.unwrap()
         }));
     }
     for enqueue in enqueues {
@@ -122,40 +119,20 @@ async fn sqlite_heap_stays_within_the_stores_budget() {
     let until_ms = fluxo_store::now_ms() + 3_600_000;
     let mut parked = 0;
     loop {
-        let request = ClaimRequest {
-            node: "node-a".to_owned(),
-            max: 64,
-            lease_ms: 30_000,
-            per_tenant: 64,
-        };
-        let claimed = store.claim(&request).await.unwrap();
+        let claimed = store
+            .claim(&conformance::request(64, 30_000, 64))
+            .await
+            .unwrap();
         if claimed.is_empty() {
             break;
         }
         let mut commits = Vec::new();
         for claim in claimed {
-            let placeholder = RunError::new(ErrorKind::Trap, "placeholder");
-            let commit = Commit {
-                lease: claim.lease,
-                node: "node-a".to_owned(),
-                tenant: claim.tenant.clone(),
-                contact: claim.event.contact.id.clone(),
-                effects: Vec::new(),
-                report: RunReport {
-                    status: RunStatus::Succeeded,
-                    error: None,
-                    ..RunReport::not_started(claim.lease.run, claim.lease.attempt, placeholder)
-                },
-                decision: Decision::Wait {
-                    until_ms,
-                    checkpoint: "c".repeat(512),
-                },
-                cost: Cost {
-                    fuel: 0,
-                    wall_ms: 1,
-                },
-                spawned: Vec::new(),
+            let decision = Decision::Wait {
+                until_ms,
+                checkpoint: "c".repeat(512),
             };
+            let commit = conformance::commit(&claim, Vec::new(), decision);
             let store = store.clone();
             commits.push(tokio::spawn(
                 async move { store.commit(commit).await.unwrap() },

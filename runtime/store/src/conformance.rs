@@ -86,7 +86,9 @@ pub fn new_run(tenant_id: &str) -> NewRun {
     }
 }
 
-fn request(max: u32, lease_ms: u64, per_tenant: u32) -> ClaimRequest {
+/// A claim by `node-a` of up to `max` runs, `per_tenant` at most of one tenant, each
+/// leased for `lease_ms` milliseconds.
+pub fn request(max: u32, lease_ms: u64, per_tenant: u32) -> ClaimRequest {
     ClaimRequest {
         node: "node-a".to_owned(),
         max,
@@ -115,7 +117,9 @@ fn report_for(claimed: &Claimed, error: Option<RunError>) -> RunReport {
     }
 }
 
-fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Commit {
+/// `node-a`'s commit of `claimed` with `effects` and `decision`: a succeeded report for
+/// `Succeeded` and `Wait`, a trap otherwise.
+pub fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Commit {
     let error = match decision {
         Decision::Succeeded | Decision::Wait { .. } => None,
         _ => Some(RunError::new(ErrorKind::Trap, "it failed")),
