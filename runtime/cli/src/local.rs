@@ -181,6 +181,7 @@ pub(crate) fn run(
                 .apply_effects(
                     &event.tenant,
                     event.contact.id.as_ref(),
+                    fluxo_store::ContactOwner::Embedded,
                     execution.meta.run_id,
                     execution.journal.effects(),
                 )

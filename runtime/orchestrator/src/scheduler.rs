@@ -30,8 +30,8 @@ use fluxo_core::{
 use fluxo_sandbox::platform::SecretSource;
 use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta};
 use fluxo_store::{
-    CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, Enqueued, NewRun, Priority,
-    RunMode, RunPhase, RunRecord, RunTarget, Store, StoreError,
+    CancelOutcome, ClaimRequest, Claimed, Commit, ContactOwner, Cost, Decision, Enqueued, NewRun,
+    Priority, RunMode, RunPhase, RunRecord, RunTarget, Store, StoreError,
 };
 use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,26 @@ pub struct SchedulerOptions {
     pub poll: Duration,
     /// Runs claimed at most per claim.
     pub claim_batch: u32,
+    /// Who keeps each tenant's contacts: where a run's field and tag changes go at
+    /// commit.
+    pub contacts: ContactOwnership,
+}
+
+/// Who keeps each tenant's contacts: one owner for every tenant, and exceptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactOwnership {
+    /// The owner of tenants not listed.
+    pub default: ContactOwner,
+    /// Tenants with an owner of their own.
+    pub tenants: std::collections::HashMap<TenantId, ContactOwner>,
+}
+
+impl ContactOwnership {
+    /// Who keeps `tenant`'s contacts.
+    #[must_use]
+    pub fn of(&self, tenant: &TenantId) -> ContactOwner {
+        self.tenants.get(tenant).copied().unwrap_or(self.default)
+    }
 }
 
 impl Default for SchedulerOptions {
@@ -69,6 +89,7 @@ impl Default for SchedulerOptions {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(200),
             claim_batch: 16,
+            contacts: ContactOwnership::default(),
         }
     }
 }
@@ -871,6 +892,7 @@ impl Scheduler {
                 wall_ms: execution.usage.wall_ms,
             },
             spawned,
+            contacts: self.options.contacts.of(&claimed.tenant),
         };
         let failure = match self.commit_with_retries(commit.clone()).await {
             Ok(committed) => {

@@ -10,7 +10,7 @@ use fluxo_egress::{Egress, SystemResolver};
 use fluxo_orchestrator::adapters::{StoreSecrets, StoreState};
 use fluxo_orchestrator::dispatch::smtp::SmtpTransport;
 use fluxo_orchestrator::dispatch::webhook::WebhookSender;
-use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher, WebhookConversation};
+use fluxo_orchestrator::dispatch::{DispatchOptions, Dispatcher, PlatformWebhooks};
 use fluxo_orchestrator::metrics::Metrics;
 use fluxo_orchestrator::registry::Compiler;
 use fluxo_orchestrator::{
@@ -242,6 +242,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
             workers: settings.workers,
             per_tenant: settings.per_tenant,
             lease: Duration::from_millis(settings.lease_ms),
+            contacts: settings.contact_ownership(),
             ..SchedulerOptions::default()
         },
         metrics.clone(),
@@ -262,7 +263,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         )
         .map_err(|e| failed("webhooks")(&e))?,
     );
-    let conversation = WebhookConversation::new(webhooks.clone(), store.clone());
+    let platform = Arc::new(PlatformWebhooks::new(webhooks.clone(), store.clone()));
     Dispatcher::new(
         store.clone(),
         email,
@@ -274,7 +275,8 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
         },
         metrics.clone(),
     )
-    .with_conversation(Arc::new(conversation))
+    .with_conversation(platform.clone())
+    .with_contact_sync(platform)
     .spawn(stop.clone());
     maintenance::spawn(
         store,

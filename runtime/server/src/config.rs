@@ -126,6 +126,13 @@ pub struct ServerSettings {
     pub tenant_retention_days: std::collections::BTreeMap<String, u64>,
     /// Bytes of state one tenant may hold.
     pub tenant_state_bytes: u64,
+    /// Who keeps tenants' contacts: `"embedded"` (Fluxo's contact store, changed in each
+    /// run's commit) or `"platform"` (the store is left alone; each commit that changes
+    /// a contact queues one signed `contact.updated` event for the tenant's endpoints).
+    pub contacts: fluxo_store::ContactOwner,
+    /// Tenants whose contacts someone else keeps: `[server.tenant_contacts]`,
+    /// `acme = "platform"`.
+    pub tenant_contacts: std::collections::BTreeMap<String, fluxo_store::ContactOwner>,
     /// This node's name (default: `node-` and a name kept in the data directory).
     pub node: Option<String>,
     /// Seconds running runs get to finish at shutdown before their leases are given
@@ -138,6 +145,22 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// Who keeps each tenant's contacts: `contacts`, and each tenant's own from
+    /// `tenant_contacts` (ids that do not parse are left out; `check` refuses them first).
+    #[must_use]
+    pub fn contact_ownership(&self) -> fluxo_orchestrator::scheduler::ContactOwnership {
+        fluxo_orchestrator::scheduler::ContactOwnership {
+            default: self.contacts,
+            tenants: self
+                .tenant_contacts
+                .iter()
+                .filter_map(|(tenant, owner)| {
+                    Some((fluxo_core::TenantId::parse(tenant.as_str()).ok()?, *owner))
+                })
+                .collect(),
+        }
+    }
+
     /// The retention the maintenance task applies: `retention_days`, and each tenant's
     /// own from `tenant_retention_days` (ids that do not parse are left out; `check`
     /// refuses them first).
@@ -175,6 +198,8 @@ impl Default for ServerSettings {
             retention_days: 30,
             tenant_retention_days: std::collections::BTreeMap::new(),
             tenant_state_bytes: 1 << 20,
+            contacts: fluxo_store::ContactOwner::Embedded,
+            tenant_contacts: std::collections::BTreeMap::new(),
             node: None,
             shutdown_grace_seconds: 10,
             webhook_private_cidrs: Vec::new(),
@@ -278,15 +303,21 @@ impl Config {
                  ({email_timeout}), and at most 86400000"
             )));
         }
-        if let Some(bad) = server
-            .tenant_retention_days
-            .keys()
-            .find(|tenant| fluxo_core::TenantId::parse(tenant.as_str()).is_err())
-        {
-            return Err(ConfigError::Invalid(format!(
-                "server.tenant_retention_days: {bad:?} is not a tenant id ({})",
-                fluxo_core::ids::NAME_RULE
-            )));
+        for (key, mut tenants) in [
+            (
+                "tenant_retention_days",
+                Box::new(server.tenant_retention_days.keys()) as Box<dyn Iterator<Item = _>>,
+            ),
+            ("tenant_contacts", Box::new(server.tenant_contacts.keys())),
+        ] {
+            if let Some(bad) =
+                tenants.find(|tenant| fluxo_core::TenantId::parse(tenant.as_str()).is_err())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "server.{key}: {bad:?} is not a tenant id ({})",
+                    fluxo_core::ids::NAME_RULE
+                )));
+            }
         }
         if server.compile_timeout_ms > fluxo_core::limits::MAX_DEADLINE_MS {
             return Err(ConfigError::Invalid(
@@ -352,6 +383,45 @@ mod tests {
         let bad: Config =
             toml::from_str("[server.tenant_retention_days]\n\"Not A Tenant\" = 7\n").unwrap();
         assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn a_tenant_s_contacts_may_be_kept_by_the_platform() {
+        let config: Config =
+            toml::from_str("[server.tenant_contacts]\nacme = \"platform\"\n").unwrap();
+        config.check().unwrap();
+        let owners = config.server.contact_ownership();
+        let tenant = |id: &str| fluxo_core::TenantId::parse(id).unwrap();
+        assert_eq!(
+            owners.of(&tenant("acme")),
+            fluxo_store::ContactOwner::Platform
+        );
+        assert_eq!(
+            owners.of(&tenant("other")),
+            fluxo_store::ContactOwner::Embedded
+        );
+
+        let everyone: Config = toml::from_str(
+            "[server]\ncontacts = \"platform\"\n[server.tenant_contacts]\nacme = \"embedded\"\n",
+        )
+        .unwrap();
+        let owners = everyone.server.contact_ownership();
+        assert_eq!(
+            owners.of(&tenant("acme")),
+            fluxo_store::ContactOwner::Embedded
+        );
+        assert_eq!(
+            owners.of(&tenant("other")),
+            fluxo_store::ContactOwner::Platform
+        );
+
+        let bad: Config =
+            toml::from_str("[server.tenant_contacts]\n\"Not A Tenant\" = \"platform\"\n").unwrap();
+        assert!(bad.check().is_err());
+        assert!(
+            toml::from_str::<Config>("[server]\ncontacts = \"crm\"\n").is_err(),
+            "an owner that is not one is refused"
+        );
     }
 
     #[test]

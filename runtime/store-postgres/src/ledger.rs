@@ -1,12 +1,15 @@
 //! The ledger on PostgreSQL: one attempt's commit in one transaction — the run's row
 //! locked and its fence checked, the effects applied (contacts, state with the tenant's
 //! cap checked after the changes, e-mail outbox rows) inside a savepoint, the run's new
-//! state and report, the fairness bookkeeping, and completion webhooks.
+//! state and report, the fairness bookkeeping, and completion webhooks. A tenant whose
+//! contacts the platform owns gets one contact-update outbox row instead of a change to
+//! the embedded contact.
 
 use fluxo_core::codec::{decode, encode};
 use fluxo_core::{Blame, ContactId, Effect, ErrorKind, RunError, RunId, TenantId};
 use fluxo_store::{
-    AttemptSummary, Commit, Committed, Decision, Ledger, RunMode, RunPhase, StoreError, StoreFuture,
+    AttemptSummary, Commit, Committed, ContactOwner, ContactUpdate, Decision, Ledger,
+    OutboxPayload, RunMode, RunPhase, StoreError, StoreFuture,
 };
 
 use crate::queue::{add_runnable, push_attempt};
@@ -20,14 +23,26 @@ async fn apply_effects(
     run: RunId,
     tenant: &str,
     contact: Option<&ContactId>,
-    effects: &[Effect],
+    writes: &Writes<'_>,
     options: &PostgresOptions,
     now: i64,
 ) -> Result<Option<RunError>, StoreError> {
+    let effects = writes.effects;
     if let Some(contact) = contact
         && effects.iter().any(Effect::touches_contact)
     {
-        crate::contacts::apply(tx, tenant, contact, effects, now).await?;
+        match writes.contacts {
+            ContactOwner::Embedded => {
+                crate::contacts::apply(tx, tenant, contact, effects, now).await?;
+            }
+            ContactOwner::Platform => {
+                if let Some(update) = ContactUpdate::of(run, writes.fence, contact, effects) {
+                    let key = update.dedup_key();
+                    let payload = OutboxPayload::ContactUpdate(update);
+                    crate::outbox::insert(tx, tenant, Some(run), &key, &payload, now).await?;
+                }
+            }
+        }
     }
     if let Some(refusal) = crate::state::apply(tx, tenant, contact, effects, options, now).await? {
         return Ok(Some(refusal));
@@ -38,10 +53,14 @@ async fn apply_effects(
     Ok(None)
 }
 
-/// What one commit writes: its effects, and the runs its start requests became.
+/// What one commit writes: its effects, and the runs its start requests became; where
+/// contact changes go, and the committing lease's fence (0 for a direct run), which names
+/// a platform's update.
 struct Writes<'a> {
     effects: &'a [Effect],
     spawned: &'a [fluxo_store::NewRun],
+    contacts: ContactOwner,
+    fence: u64,
 }
 
 /// Applies effects inside a savepoint: kept when they fit, rolled back when the state cap
@@ -56,7 +75,7 @@ async fn apply_in_savepoint(
     now: i64,
 ) -> Result<Option<RunError>, StoreError> {
     tx.batch_execute("SAVEPOINT effects").await.map_err(pg)?;
-    let mut refusal = apply_effects(tx, run, tenant, contact, writes.effects, options, now).await?;
+    let mut refusal = apply_effects(tx, run, tenant, contact, &writes, options, now).await?;
     if refusal.is_none() {
         refusal = crate::queue::count_tree(tx, tenant, writes.spawned, now).await?;
     }
@@ -142,6 +161,8 @@ async fn commit(
                 Writes {
                     effects: &commit.effects,
                     spawned: &commit.spawned,
+                    contacts: commit.contacts,
+                    fence: lease.fence,
                 },
                 options,
                 now,
@@ -290,6 +311,7 @@ impl Ledger for PostgresStore {
         &'a self,
         tenant: &'a TenantId,
         contact: Option<&'a ContactId>,
+        contacts: ContactOwner,
         run: RunId,
         effects: &'a [Effect],
     ) -> StoreFuture<'a, Option<RunError>> {
@@ -311,6 +333,8 @@ impl Ledger for PostgresStore {
                     Writes {
                         effects: &effects,
                         spawned: &[],
+                        contacts,
+                        fence: 0,
                     },
                     &options,
                     now_ms(),

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_runs_by_state",
         include_str!("../migrations/0005_runs_by_state.sql"),
     ),
+    (
+        "0006_contact_updates",
+        include_str!("../migrations/0006_contact_updates.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations (any constant; "fluxomig" in ASCII).

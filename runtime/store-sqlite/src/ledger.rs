@@ -1,12 +1,15 @@
 //! The ledger: one attempt's commit in one transaction (one write job of the writer's
 //! batch, in its own savepoint): the lease's fence checked, the effects applied (contacts,
 //! state with the tenant's cap checked after the changes, e-mail outbox rows), the run's
-//! new state and report, the fairness bookkeeping, and completion webhooks.
+//! new state and report, the fairness bookkeeping, and completion webhooks. A tenant
+//! whose contacts the platform owns gets one contact-update outbox row instead of a
+//! change to the embedded contact.
 
 use fluxo_core::codec::{decode, encode};
 use fluxo_core::{Blame, ContactId, Effect, ErrorKind, RunError, RunId, TenantId};
 use fluxo_store::{
-    AttemptSummary, Commit, Committed, Decision, Ledger, RunMode, RunPhase, StoreError, StoreFuture,
+    AttemptSummary, Commit, Committed, ContactOwner, ContactUpdate, Decision, Ledger,
+    OutboxPayload, RunMode, RunPhase, StoreError, StoreFuture,
 };
 use rusqlite::{Connection, params};
 
@@ -109,10 +112,14 @@ pub(crate) fn commit(
         connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
         let applied = apply_effects(
             connection,
-            lease.run,
-            &row.tenant,
-            commit.contact.as_ref(),
-            &commit.effects,
+            Applied {
+                run: lease.run,
+                fence: lease.fence,
+                tenant: &row.tenant,
+                contact: commit.contact.as_ref(),
+                contacts: commit.contacts,
+                effects: &commit.effects,
+            },
             options,
             now,
         );
@@ -266,21 +273,49 @@ pub(crate) fn commit(
     Ok(committed)
 }
 
+/// The effects one commit applies, and whose they are.
+#[derive(Clone, Copy)]
+struct Applied<'a> {
+    run: RunId,
+    /// The committing lease's fence (0 for a direct run): names a platform's update.
+    fence: u64,
+    tenant: &'a str,
+    contact: Option<&'a ContactId>,
+    contacts: ContactOwner,
+    effects: &'a [Effect],
+}
+
 /// Applies a successful run's effects; `Some(refusal)` when the tenant's state cap
 /// refuses them (the caller rolls back).
 fn apply_effects(
     connection: &Connection,
-    run: RunId,
-    tenant: &str,
-    contact: Option<&ContactId>,
-    effects: &[Effect],
+    applied: Applied<'_>,
     options: &SqliteOptions,
     now: i64,
 ) -> Result<Option<RunError>, StoreError> {
+    let Applied {
+        run,
+        fence,
+        tenant,
+        contact,
+        contacts,
+        effects,
+    } = applied;
     if let Some(contact) = contact
         && effects.iter().any(Effect::touches_contact)
     {
-        crate::contacts::apply(connection, tenant, contact, effects, now)?;
+        match contacts {
+            ContactOwner::Embedded => {
+                crate::contacts::apply(connection, tenant, contact, effects, now)?;
+            }
+            ContactOwner::Platform => {
+                if let Some(update) = ContactUpdate::of(run, fence, contact, effects) {
+                    let key = update.dedup_key();
+                    let payload = OutboxPayload::ContactUpdate(update);
+                    crate::outbox::insert(connection, tenant, Some(run), &key, &payload, now)?;
+                }
+            }
+        }
     }
     if options.failpoint == Some(Failpoint::AbortAfterContacts) {
         std::process::abort();
@@ -305,6 +340,7 @@ impl Ledger for SqliteStore {
         &'a self,
         tenant: &'a TenantId,
         contact: Option<&'a ContactId>,
+        contacts: ContactOwner,
         run: RunId,
         effects: &'a [Effect],
     ) -> StoreFuture<'a, Option<RunError>> {
@@ -314,10 +350,14 @@ impl Ledger for SqliteStore {
             connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
             let applied = apply_effects(
                 connection,
-                run,
-                &tenant,
-                contact.as_ref(),
-                &effects,
+                Applied {
+                    run,
+                    fence: 0,
+                    tenant: &tenant,
+                    contact: contact.as_ref(),
+                    contacts,
+                    effects: &effects,
+                },
                 &options,
                 now_ms(),
             );

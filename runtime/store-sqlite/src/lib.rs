@@ -73,6 +73,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_runs_by_state",
         include_str!("../migrations/0010_runs_by_state.sql"),
     ),
+    (
+        "0011_contact_updates",
+        include_str!("../migrations/0011_contact_updates.sql"),
+    ),
 ];
 
 /// The default cap on a tenant's state: 1 MiB of keys and values.

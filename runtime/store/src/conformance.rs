@@ -21,9 +21,9 @@ use fluxo_core::{
 };
 
 use crate::{
-    CancelOutcome, ClaimRequest, Claimed, Commit, Cost, Decision, NewRun, NewVersion, OutboxKind,
-    OutboxPayload, Priority, PruneScope, RunFilter, RunMode, RunPhase, RunTarget, Settlement,
-    Store, VersionKind,
+    CancelOutcome, ClaimRequest, Claimed, Commit, ContactOwner, ContactUpdate, Cost, Decision,
+    NewRun, NewVersion, OutboxKind, OutboxPayload, Priority, PruneScope, RunFilter, RunMode,
+    RunPhase, RunTarget, Settlement, Store, VersionKind,
 };
 
 /// Generates one `#[tokio::test]` per property for a backend; `$make` is an async
@@ -33,7 +33,8 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             idempotent_enqueue, lease_exclusivity, fence_rejection, atomic_commit,
-            state_cap_in_the_transaction, commit_is_idempotent, fair_claim, per_tenant_cap,
+            state_cap_in_the_transaction, commit_is_idempotent,
+            platform_owned_contacts_get_one_update_row, fair_claim, per_tenant_cap,
             interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
             cancel_and_release, tests_are_not_listed, work_conserving,
             version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
@@ -52,7 +53,12 @@ macro_rules! conformance_tests {
     };
 }
 
-const ALL_KINDS: [OutboxKind; 3] = [OutboxKind::Email, OutboxKind::Webhook, OutboxKind::Message];
+const ALL_KINDS: [OutboxKind; 4] = [
+    OutboxKind::Email,
+    OutboxKind::Webhook,
+    OutboxKind::Message,
+    OutboxKind::ContactUpdate,
+];
 
 fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
@@ -137,6 +143,7 @@ pub fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Co
             wall_ms: 1,
         },
         spawned: Vec::new(),
+        contacts: ContactOwner::Embedded,
     }
 }
 
@@ -381,6 +388,114 @@ pub async fn commit_is_idempotent(store: Arc<dyn Store>) {
         store.outbox().await.unwrap().len(),
         2,
         "the e-mail and the reply are queued once"
+    );
+}
+
+/// A tenant whose contacts the platform owns: a commit leaves the embedded contact store
+/// alone and writes one contact-update row with the run's field and tag changes in order,
+/// named by the run and the lease's fence — once however often the commit is repeated,
+/// never for a commit the state cap refuses; a direct run's update has fence 0.
+pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
+    let id = enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    let mut changes = effects(id, 10);
+    changes.push(Effect::RemoveTag { tag: "lead".into() });
+    let mut once = commit(&claimed, changes, Decision::Succeeded);
+    once.contacts = ContactOwner::Platform;
+    let first = store.commit(once.clone()).await.unwrap();
+    assert_eq!(
+        (first.state, first.refused.clone()),
+        (RunPhase::Succeeded, None)
+    );
+    assert!(!store.commit(once).await.unwrap().first);
+    assert_eq!(
+        store.contact(&tenant("acme"), &contact()).await.unwrap(),
+        None,
+        "the embedded store keeps nothing of a platform-owned contact"
+    );
+    let key = StateKey::of(&tenant("acme"), Some(&contact()), StateScope::Contact, "k").unwrap();
+    assert_eq!(
+        store.state(&key).await.unwrap(),
+        Some(vec![7; 10]),
+        "state is still Fluxo's"
+    );
+    assert_eq!(
+        store.outbox().await.unwrap().len(),
+        3,
+        "the e-mail, the reply and one contact update"
+    );
+    let updates = store
+        .claim_due("n1", &[OutboxKind::ContactUpdate], 10, 30_000)
+        .await
+        .unwrap();
+    let [item] = &updates[..] else {
+        panic!("one update row: {updates:?}");
+    };
+    let OutboxPayload::ContactUpdate(update) = &item.payload else {
+        panic!("{item:?}");
+    };
+    assert_eq!(
+        update,
+        &ContactUpdate {
+            update_id: format!("cu_{id}.{}", claimed.lease.fence),
+            run_id: id,
+            contact: contact(),
+            changes: vec![
+                Effect::SetField {
+                    name: "stage".into(),
+                    value: "won".into(),
+                },
+                Effect::AddTag { tag: "vip".into() },
+                Effect::RemoveTag { tag: "lead".into() },
+            ],
+        }
+    );
+
+    // Refused by the state cap: no update either.
+    enqueue(&store, new_run("acme")).await;
+    let claimed = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    let mut refused = commit(
+        &claimed,
+        effects(claimed.lease.run, 2 << 20),
+        Decision::Succeeded,
+    );
+    refused.contacts = ContactOwner::Platform;
+    assert!(store.commit(refused).await.unwrap().refused.is_some());
+    assert_eq!(store.outbox().await.unwrap().len(), 3);
+
+    // A direct run (no lease): fence 0.
+    let direct = RunId::new();
+    let refusal = store
+        .apply_effects(
+            &tenant("acme"),
+            Some(&contact()),
+            ContactOwner::Platform,
+            direct,
+            &[Effect::AddTag { tag: "new".into() }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refusal, None);
+    let updates = store
+        .claim_due("n1", &[OutboxKind::ContactUpdate], 10, 30_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&updates[..], [item] if matches!(&item.payload,
+            OutboxPayload::ContactUpdate(update) if update.update_id == format!("cu_{direct}.0"))),
+        "{updates:?}"
+    );
+    assert_eq!(
+        store.contact(&tenant("acme"), &contact()).await.unwrap(),
+        None
     );
 }
 

@@ -260,21 +260,25 @@ pub trait RunQueue: Send + Sync + 'static {
 /// The unit of work.
 pub trait Ledger: Send + Sync + 'static {
     /// Commits one attempt in one transaction: checks the lease's fence, applies the
-    /// effects (contacts in the embedded store, state with the tenant's cap checked
-    /// inside the transaction), writes e-mail outbox rows keyed by (run, sequence) and
-    /// webhook rows for a final state, and the run's new state and report. A second
-    /// commit of the same attempt changes nothing and returns the first result.
+    /// effects (contacts in the embedded store, or one [`ContactUpdate`] outbox row when
+    /// [`Commit::contacts`] says the platform owns them; state with the tenant's cap
+    /// checked inside the transaction), writes e-mail and platform-message outbox rows
+    /// keyed by their ids and webhook rows for a final state, and the run's new state
+    /// and report. A second commit of the same attempt changes nothing and returns the
+    /// first result.
     ///
     /// Fails with [`StoreErrorKind::LeaseLost`] when another holder took the run.
     fn commit(&self, commit: Commit) -> StoreFuture<'_, Committed>;
 
     /// Applies the effects of a run that was not queued (an embedder's direct run,
-    /// `fluxo run --data-dir`) in one transaction, like a commit without the run's row;
+    /// `fluxo run --data-dir`) in one transaction, like a commit without the run's row
+    /// (contact changes go where `contacts` says; a platform's update has fence 0);
     /// returns the refusal when the tenant's state cap refuses them (nothing applied).
     fn apply_effects<'a>(
         &'a self,
         tenant: &'a TenantId,
         contact: Option<&'a ContactId>,
+        contacts: ContactOwner,
         run: RunId,
         effects: &'a [fluxo_core::Effect],
     ) -> StoreFuture<'a, Option<fluxo_core::RunError>>;

@@ -536,6 +536,25 @@ pub struct Commit {
     /// queued in the same transaction when the effects apply, each keyed by its
     /// request's id (a second commit of the same request queues nothing).
     pub spawned: Vec<NewRun>,
+    /// Where the contact effects go: the embedded contact store, or one
+    /// [`ContactUpdate`] outbox row for the platform that owns the tenant's contacts.
+    pub contacts: ContactOwner,
+}
+
+/// Who keeps a tenant's contacts, and so where a run's field and tag changes go at
+/// commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactOwner {
+    /// Fluxo's embedded contact store: the changes are applied to the stored contact in
+    /// the commit's transaction (`GET /v1/contacts/{id}` shows them).
+    #[default]
+    Embedded,
+    /// The embedding platform: the embedded store is left alone and the commit writes
+    /// one [`ContactUpdate`] outbox row with the run's changes, in order, delivered at
+    /// least once through the platform's `ContactSync` (by default a signed
+    /// `contact.updated` webhook).
+    Platform,
 }
 
 /// What a commit did.
@@ -589,6 +608,8 @@ pub enum OutboxKind {
     Webhook,
     /// A message for the platform: a reply, a notification, a handoff.
     Message,
+    /// A contact's changes for the platform that owns the tenant's contacts.
+    ContactUpdate,
 }
 
 impl OutboxKind {
@@ -599,12 +620,13 @@ impl OutboxKind {
             Self::Email => "email",
             Self::Webhook => "webhook",
             Self::Message => "message",
+            Self::ContactUpdate => "contact_update",
         }
     }
 }
 
 /// A message waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OutboxPayload {
     /// An e-mail, sent over SMTP.
@@ -613,6 +635,8 @@ pub enum OutboxPayload {
     Webhook(WebhookMessage),
     /// A message for the platform, delivered through its `Conversation`.
     Message(fluxo_core::PlatformMessage),
+    /// A contact's changes for the platform, delivered through its `ContactSync`.
+    ContactUpdate(ContactUpdate),
 }
 
 impl OutboxPayload {
@@ -623,6 +647,7 @@ impl OutboxPayload {
             Self::Email(_) => OutboxKind::Email,
             Self::Webhook(_) => OutboxKind::Webhook,
             Self::Message(_) => OutboxKind::Message,
+            Self::ContactUpdate(_) => OutboxKind::ContactUpdate,
         }
     }
 }
@@ -643,6 +668,50 @@ pub fn outbox_row(effect: &fluxo_core::Effect) -> Option<(&str, OutboxPayload)> 
     }
 }
 
+/// What one commit changed on a platform-owned contact: the run's field and tag changes,
+/// in the order the run made them (a later change to the same field wins, a tag added
+/// then removed is gone). The receiver applies them in order and deduplicates on
+/// `update_id`: delivery is at least once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactUpdate {
+    /// `cu_RUN-ID.FENCE`: the run and the fencing token of the lease that committed it
+    /// (0 for a run applied directly), so a workflow's segments each send their own, and
+    /// a retried delivery carries the same id.
+    pub update_id: String,
+    /// The run that made the changes.
+    pub run_id: RunId,
+    /// The contact.
+    pub contact: ContactId,
+    /// [`Effect::SetField`], [`Effect::AddTag`] and [`Effect::RemoveTag`] only.
+    pub changes: Vec<Effect>,
+}
+
+impl ContactUpdate {
+    /// The update of `contact` that `effects` make, committed by `run` under the lease
+    /// `fence`; `None` when they change nothing on the contact.
+    #[must_use]
+    pub fn of(run: RunId, fence: u64, contact: &ContactId, effects: &[Effect]) -> Option<Self> {
+        let changes: Vec<Effect> = effects
+            .iter()
+            .filter(|effect| effect.touches_contact())
+            .cloned()
+            .collect();
+        (!changes.is_empty()).then(|| Self {
+            update_id: format!("cu_{run}.{fence}"),
+            run_id: run,
+            contact: contact.clone(),
+            changes,
+        })
+    }
+
+    /// Its outbox row's deduplication key (a commit replayed after a crash writes no
+    /// second row).
+    #[must_use]
+    pub fn dedup_key(&self) -> String {
+        format!("contact:{}", self.update_id)
+    }
+}
+
 /// A completion webhook: the Standard Webhooks `webhook-id` stays the same across
 /// delivery attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -659,7 +728,7 @@ pub struct WebhookMessage {
 }
 
 /// An outbox row claimed for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxItem {
     /// The row.
     pub id: i64,
@@ -709,7 +778,7 @@ pub enum OutboxStatus {
 }
 
 /// An outbox row as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRecord {
     /// The row.
     pub id: i64,

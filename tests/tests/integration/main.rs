@@ -13,6 +13,7 @@ mod bench_smoke;
 mod capabilities;
 mod cli;
 mod cluster;
+mod contacts;
 mod crash;
 mod durable;
 mod egress;

@@ -231,6 +231,7 @@ pub async fn run_into(
         .apply_effects(
             &event.tenant,
             event.contact.id.as_ref(),
+            fluxo_store::ContactOwner::Embedded,
             execution.meta.run_id,
             execution.journal.effects(),
         )

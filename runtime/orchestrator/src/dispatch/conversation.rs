@@ -1,15 +1,12 @@
 //! Platform messages — replies into a conversation, notifications to a platform user,
 //! handoffs — leave the outbox through a [`Conversation`]: the embedding platform's own
-//! delivery, or the server's default, [`WebhookConversation`], which posts each as a
+//! delivery, or the server's default, [`super::PlatformWebhooks`], which posts each as a
 //! signed Standard Webhooks event to the tenant's endpoints.
 
-use std::sync::Arc;
-
 use fluxo_core::{PlatformMessage, TenantId};
-use fluxo_store::{BoxFuture, Store, WebhookMessage};
+use fluxo_store::BoxFuture;
 
 use super::SendError;
-use super::webhook::{Delivered, WebhookSender};
 
 /// The platform's side of a conversation: delivers what a run committed. Called at
 /// least once per message (a delivery cut short is tried again after its lease, with the
@@ -54,136 +51,6 @@ pub fn webhook_message(
         fluxo_store::webhook::event_body(&event_type(message), &data, queued_ms),
         queued_ms.div_euclid(1000),
     )
-}
-
-/// Delivers messages as signed webhooks to every enabled endpoint of the tenant, at
-/// once, the same way completion events go (egress rules, signatures, 410 disables an
-/// endpoint).
-///
-/// The outcome of one attempt, over the endpoints:
-/// - any transient failure (timeout, connection, 408/425/429, 5xx): tried again later,
-///   to every endpoint, with the same `webhook-id`, which Standard Webhooks receivers
-///   deduplicate;
-/// - else, at least one endpoint accepted (2xx): delivered; another endpoint's refusal
-///   (other 4xx) is logged;
-/// - else (no endpoint, or all gone or refusing): tried again later while the schedule
-///   lasts, so a tenant adding an endpoint still gets recent messages, then failed with
-///   the reasons.
-///
-/// An endpoint deleted or disabled between the listing and its send is skipped.
-pub struct WebhookConversation {
-    sender: Arc<WebhookSender>,
-    store: Arc<dyn Store>,
-}
-
-impl std::fmt::Debug for WebhookConversation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookConversation")
-            .finish_non_exhaustive()
-    }
-}
-
-/// What one endpoint made of an attempt.
-enum Answer {
-    Accepted,
-    Skipped,
-    Gone,
-    Refused(String),
-    Transient(String),
-}
-
-impl WebhookConversation {
-    /// Delivers through `sender` to the endpoints `store` lists.
-    #[must_use]
-    pub fn new(sender: Arc<WebhookSender>, store: Arc<dyn Store>) -> Self {
-        Self { sender, store }
-    }
-
-    async fn deliver_all(
-        &self,
-        tenant: &TenantId,
-        message: &PlatformMessage,
-        queued_ms: i64,
-    ) -> Result<(), SendError> {
-        let endpoints = self
-            .store
-            .endpoints(tenant)
-            .await
-            .map_err(|error| SendError::Transient(error.to_string()))?;
-        let (webhook_id, body, timestamp) = webhook_message(tenant, message, queued_ms);
-        let mut sends = tokio::task::JoinSet::new();
-        for endpoint in endpoints.into_iter().filter(|e| e.enabled) {
-            let webhook = WebhookMessage {
-                endpoint: endpoint.id,
-                webhook_id: webhook_id.clone(),
-                body: body.clone(),
-                timestamp,
-            };
-            let (sender, store, tenant) = (self.sender.clone(), self.store.clone(), tenant.clone());
-            sends.spawn(async move {
-                let answer = match sender.send(&tenant, &webhook).await {
-                    Ok(Delivered::Accepted) => Answer::Accepted,
-                    // Deleted or disabled since the listing: not this message's concern.
-                    Ok(Delivered::Unavailable(_)) => Answer::Skipped,
-                    Ok(Delivered::Gone) => {
-                        if let Err(error) = store
-                            .disable_endpoint(&tenant, &webhook.endpoint, "the endpoint answered 410 Gone")
-                            .await
-                        {
-                            tracing::warn!(%error, endpoint = %webhook.endpoint, "could not disable a gone endpoint");
-                        }
-                        Answer::Gone
-                    }
-                    Err(SendError::Transient(why)) => Answer::Transient(why),
-                    Err(SendError::Permanent(why)) => Answer::Refused(why),
-                };
-                (webhook.endpoint, answer)
-            });
-        }
-        let mut accepted = 0;
-        let mut transient = Vec::new();
-        let mut refused = Vec::new();
-        while let Some(done) = sends.join_next().await {
-            let Ok((endpoint, answer)) = done else {
-                transient.push("a delivery task failed".to_owned());
-                continue;
-            };
-            match answer {
-                Answer::Accepted => accepted += 1,
-                Answer::Skipped => {}
-                Answer::Gone => refused.push(format!("{endpoint}: gone (410), disabled")),
-                Answer::Refused(why) => refused.push(format!("{endpoint}: {why}")),
-                Answer::Transient(why) => transient.push(format!("{endpoint}: {why}")),
-            }
-        }
-        if !transient.is_empty() {
-            return Err(SendError::Transient(transient.join("; ")));
-        }
-        if accepted > 0 {
-            if !refused.is_empty() {
-                tracing::warn!(tenant = %tenant, message = %message.message_id, refused = %refused.join("; "), "a conversation message was refused by some endpoints");
-            }
-            return Ok(());
-        }
-        let why = if refused.is_empty() {
-            "the tenant has no enabled webhook endpoint to deliver conversation messages to"
-                .to_owned()
-        } else {
-            format!("no endpoint accepted it: {}", refused.join("; "))
-        };
-        Err(SendError::Transient(why))
-    }
-}
-
-impl Conversation for WebhookConversation {
-    fn deliver<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        message: &'a PlatformMessage,
-        queued_ms: i64,
-    ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(self.deliver_all(tenant, message, queued_ms))
-    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Dispatchers: the loop that claims due outbox rows and delivers them — e-mails over
 //! SMTP, completion webhooks over HTTP, platform messages through the embedder's
-//! [`Conversation`] — with bounded concurrency (one slow relay or
+//! [`Conversation`], contact updates through its [`ContactSync`] — with bounded
+//! concurrency (one slow relay or
 //! endpoint does not hold the others), each row claimed first (so two loops, in two
 //! processes or on two nodes, never send the same row), and every attempt recorded with
 //! its result.
 
+pub mod contact_sync;
 pub mod conversation;
+pub mod platform_webhooks;
 pub mod smtp;
 pub mod webhook;
 
@@ -16,7 +19,9 @@ use fluxo_store::{OutboxItem, OutboxKind, OutboxPayload, Settlement, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use self::conversation::{Conversation, WebhookConversation};
+pub use self::contact_sync::ContactSync;
+pub use self::conversation::Conversation;
+pub use self::platform_webhooks::PlatformWebhooks;
 use self::smtp::SmtpTransport;
 use self::webhook::{Delivered, WebhookSender};
 use crate::metrics::Metrics;
@@ -101,6 +106,10 @@ pub struct DispatchOptions {
     pub webhook_backoff: Backoff,
     /// When a platform message that was not delivered is tried again.
     pub message_backoff: Backoff,
+    /// When a contact update that was not delivered is tried again: the webhooks'
+    /// three days by default (a late update is still the contact's truth, unlike a late
+    /// chat reply).
+    pub contact_update_backoff: Backoff,
 }
 
 impl Default for DispatchOptions {
@@ -114,6 +123,7 @@ impl Default for DispatchOptions {
             email_backoff: Backoff::email(),
             webhook_backoff: Backoff::webhook(),
             message_backoff: Backoff::message(),
+            contact_update_backoff: Backoff::webhook(),
         }
     }
 }
@@ -147,6 +157,7 @@ pub struct Dispatcher {
     email: Option<Arc<SmtpTransport>>,
     webhooks: Option<Arc<WebhookSender>>,
     conversation: Option<Arc<dyn Conversation>>,
+    contact_sync: Option<Arc<dyn ContactSync>>,
     options: DispatchOptions,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
@@ -177,6 +188,7 @@ impl Dispatcher {
             email: email.map(Arc::new),
             webhooks,
             conversation: None,
+            contact_sync: None,
             slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
             options,
         }
@@ -190,6 +202,14 @@ impl Dispatcher {
         self
     }
 
+    /// Delivers contact updates (the changes runs made to contacts the platform owns)
+    /// through `sync`; without one they wait in the outbox.
+    #[must_use]
+    pub fn with_contact_sync(mut self, sync: Arc<dyn ContactSync>) -> Self {
+        self.contact_sync = Some(sync);
+        self
+    }
+
     fn kinds(&self) -> Vec<OutboxKind> {
         let mut kinds = Vec::new();
         if self.email.is_some() {
@@ -200,6 +220,9 @@ impl Dispatcher {
         }
         if self.conversation.is_some() {
             kinds.push(OutboxKind::Message);
+        }
+        if self.contact_sync.is_some() {
+            kinds.push(OutboxKind::ContactUpdate);
         }
         kinds
     }
@@ -333,6 +356,18 @@ impl Dispatcher {
                 };
                 (result, &self.options.message_backoff)
             }
+            OutboxPayload::ContactUpdate(update) => {
+                let result = match &self.contact_sync {
+                    Some(sync) => sync
+                        .update(&item.tenant, update, item.created_ms)
+                        .await
+                        .map(|()| Delivered::Accepted),
+                    None => Err(SendError::Transient(
+                        "contact updates are not dispatched".to_owned(),
+                    )),
+                };
+                (result, &self.options.contact_update_backoff)
+            }
         };
         let settlement = match result {
             Ok(Delivered::Accepted) => Settlement::Sent,
@@ -455,29 +490,40 @@ impl Dispatcher {
     }
 }
 
-/// Splits claimed rows into lanes delivered in parallel: the platform messages of one
-/// conversation (tenant and contact) share a lane, in claim order (the order the run
-/// made them: a handoff before the reply that follows it); every other row is a lane of
-/// its own. Order holds among the rows one claim takes (a run's messages commit
-/// together, so they are due together, and a lane stops at its first failure); rows of
-/// one conversation claimed apart (a busy dispatcher claims only as many rows as it has
-/// free slots; another node) and a message retried later may arrive out of order.
+/// Splits claimed rows into lanes delivered in parallel: the platform messages and
+/// contact updates of one contact (tenant and contact) share a lane, in commit order (row
+/// id: the order the runs made them — a handoff before the reply that follows it, a field
+/// set before a later run's change of it); every other row is a lane of its own. Order
+/// holds among the rows one claim takes (a run's rows commit together, so they are due
+/// together, and a lane stops at its first failure); rows of one contact claimed apart (a
+/// busy dispatcher claims only as many rows as it has free slots; another node) and a row
+/// retried later may arrive out of order.
 fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
     let mut lanes: Vec<Vec<OutboxItem>> = Vec::new();
-    let mut conversations: std::collections::HashMap<(String, String), usize> =
+    let mut contacts: std::collections::HashMap<(String, String), usize> =
         std::collections::HashMap::new();
     for item in items {
-        if let OutboxPayload::Message(message) = &item.payload {
-            let key = (item.tenant.to_string(), message.contact.to_string());
-            if let Some(&lane) = conversations.get(&key) {
+        let contact = match &item.payload {
+            OutboxPayload::Message(message) => Some(&message.contact),
+            OutboxPayload::ContactUpdate(update) => Some(&update.contact),
+            OutboxPayload::Email(_) | OutboxPayload::Webhook(_) => None,
+        };
+        if let Some(contact) = contact {
+            let key = (item.tenant.to_string(), contact.to_string());
+            if let Some(&lane) = contacts.get(&key) {
                 if let Some(lane) = lanes.get_mut(lane) {
                     lane.push(item);
                 }
                 continue;
             }
-            conversations.insert(key, lanes.len());
+            contacts.insert(key, lanes.len());
         }
         lanes.push(vec![item]);
+    }
+    // Claims take each kind apart (expired claims first): a lane's rows go in commit
+    // order whatever kind they are.
+    for lane in &mut lanes {
+        lane.sort_by_key(|item| item.id);
     }
     lanes
 }
@@ -503,6 +549,35 @@ mod tests {
             claim: 1,
             created_ms: 0,
         }
+    }
+
+    fn update(id: i64, contact: &str) -> OutboxItem {
+        let contact = contact.parse().unwrap();
+        let effects = [fluxo_core::Effect::AddTag { tag: "vip".into() }];
+        OutboxItem {
+            payload: OutboxPayload::ContactUpdate(
+                fluxo_store::ContactUpdate::of(fluxo_core::RunId::new(), 1, &contact, &effects)
+                    .unwrap(),
+            ),
+            ..message(id, "unused")
+        }
+    }
+
+    #[test]
+    fn one_contact_s_messages_and_updates_share_a_lane_in_commit_order() {
+        // As a claim hands them out: kind by kind.
+        let lanes = lanes(vec![
+            message(2, "c-1"),
+            message(5, "c-2"),
+            update(1, "c-1"),
+            update(3, "c-1"),
+            update(4, "c-3"),
+        ]);
+        let ids: Vec<Vec<i64>> = lanes
+            .iter()
+            .map(|lane| lane.iter().map(|item| item.id).collect())
+            .collect();
+        assert_eq!(ids, [vec![1, 2, 3], vec![5], vec![4]]);
     }
 
     #[test]

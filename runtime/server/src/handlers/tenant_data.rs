@@ -19,12 +19,18 @@ pub(crate) const MIN_SECRET_BYTES: usize = 8;
 /// The longest secret accepted.
 pub(crate) const MAX_SECRET_BYTES: usize = 4096;
 
-/// `GET /v1/contacts/{id}`: a contact in the embedded contact store.
+/// `GET /v1/contacts/{id}`: a contact in the embedded contact store (404 saying so for a
+/// tenant whose contacts the platform keeps: Fluxo stores none of them).
 pub(crate) async fn show_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> ApiResult {
+    if state.scheduler.options().contacts.of(&tenant) == fluxo_store::ContactOwner::Platform {
+        return Err(ApiError::not_found(format!(
+            "no contact {id:?} here: tenant {tenant}'s contacts are kept by the platform, which gets runs' changes as contact.updated events"
+        )));
+    }
     let contact_id =
         ContactId::parse(&id).map_err(|_| ApiError::not_found(format!("no contact {id:?}")))?;
     let contact = state
