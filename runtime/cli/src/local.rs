@@ -125,6 +125,7 @@ pub(crate) fn run(
         .context("starting the async runtime")
         .map_err(usage)?;
     let smtp = config.email.clone();
+    let contacts = config.server.contact_ownership().of(&event.tenant);
     let report = tokio.block_on(async {
         let store: Option<Arc<dyn Store>> = match data_dir {
             Some(dir) => {
@@ -181,7 +182,9 @@ pub(crate) fn run(
                 .apply_effects(
                     &event.tenant,
                     event.contact.id.as_ref(),
-                    fluxo_store::ContactOwner::Embedded,
+                    // Platform-owned: the update waits in the data directory's outbox
+                    // for a `fluxo serve` on it, like platform messages.
+                    contacts,
                     execution.meta.run_id,
                     execution.journal.effects(),
                 )
