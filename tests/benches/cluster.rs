@@ -138,7 +138,7 @@ async fn claims(store: &Arc<dyn Store>, claims: usize) -> anyhow::Result<stats::
                         wall_ms: 1,
                     },
                     spawned: Vec::new(),
-                    contacts: fluxo_store::ContactOwner::Embedded,
+                    contact_owner: fluxo_store::ContactOwner::Embedded,
                 })
                 .await?;
         }

@@ -243,15 +243,19 @@ pub(crate) fn run(
 /// row claimed first, so another process on the same directory never sends it too;
 /// failures stay queued with their error); without `smtp`, says what was kept.
 async fn deliver(store: &Arc<dyn Store>, smtp: Option<&SmtpConfig>) -> Result<(), UsageError> {
-    let queued = store
-        .outbox()
-        .await
-        .map_err(|error| usage(error.into()))?
-        .iter()
-        .filter(|row| {
-            row.status == OutboxStatus::Queued && matches!(row.payload, OutboxPayload::Email(_))
-        })
-        .count();
+    let rows = store.outbox().await.map_err(|error| usage(error.into()))?;
+    let queued_of = |wanted: fn(&OutboxPayload) -> bool| {
+        rows.iter()
+            .filter(|row| row.status == OutboxStatus::Queued && wanted(&row.payload))
+            .count()
+    };
+    let updates = queued_of(|payload| matches!(payload, OutboxPayload::ContactUpdate(_)));
+    if updates > 0 {
+        eprintln!(
+            "fluxo: {updates} contact update(s) kept in the outbox: the tenant's contacts are the platform's; a `fluxo serve` on this data directory delivers them"
+        );
+    }
+    let queued = queued_of(|payload| matches!(payload, OutboxPayload::Email(_)));
     if queued == 0 {
         return Ok(());
     }

@@ -30,8 +30,8 @@ use fluxo_core::{
 use fluxo_sandbox::platform::SecretSource;
 use fluxo_sandbox::{Capabilities, Execution, RunContext, RunMeta};
 use fluxo_store::{
-    CancelOutcome, ClaimRequest, Claimed, Commit, ContactOwner, Cost, Decision, Enqueued, NewRun,
-    Priority, RunMode, RunPhase, RunRecord, RunTarget, Store, StoreError,
+    CancelOutcome, ClaimRequest, Claimed, Commit, ContactOwnership, Cost, Decision, Enqueued,
+    NewRun, Priority, RunMode, RunPhase, RunRecord, RunTarget, Store, StoreError,
 };
 use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -60,24 +60,7 @@ pub struct SchedulerOptions {
     pub claim_batch: u32,
     /// Who keeps each tenant's contacts: where a run's field and tag changes go at
     /// commit.
-    pub contacts: ContactOwnership,
-}
-
-/// Who keeps each tenant's contacts: one owner for every tenant, and exceptions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContactOwnership {
-    /// The owner of tenants not listed.
-    pub default: ContactOwner,
-    /// Tenants with an owner of their own.
-    pub tenants: std::collections::HashMap<TenantId, ContactOwner>,
-}
-
-impl ContactOwnership {
-    /// Who keeps `tenant`'s contacts.
-    #[must_use]
-    pub fn of(&self, tenant: &TenantId) -> ContactOwner {
-        self.tenants.get(tenant).copied().unwrap_or(self.default)
-    }
+    pub contact_owners: ContactOwnership,
 }
 
 impl Default for SchedulerOptions {
@@ -89,7 +72,7 @@ impl Default for SchedulerOptions {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(200),
             claim_batch: 16,
-            contacts: ContactOwnership::default(),
+            contact_owners: ContactOwnership::default(),
         }
     }
 }
@@ -892,7 +875,7 @@ impl Scheduler {
                 wall_ms: execution.usage.wall_ms,
             },
             spawned,
-            contacts: self.options.contacts.of(&claimed.tenant),
+            contact_owner: self.options.contact_owners.of(&claimed.tenant),
         };
         let failure = match self.commit_with_retries(commit.clone()).await {
             Ok(committed) => {

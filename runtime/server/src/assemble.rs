@@ -242,7 +242,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
             workers: settings.workers,
             per_tenant: settings.per_tenant,
             lease: Duration::from_millis(settings.lease_ms),
-            contacts: settings.contact_ownership(),
+            contact_owners: settings.contact_ownership(),
             ..SchedulerOptions::default()
         },
         metrics.clone(),

@@ -148,8 +148,8 @@ impl ServerSettings {
     /// Who keeps each tenant's contacts: `contacts`, and each tenant's own from
     /// `tenant_contacts` (ids that do not parse are left out; `check` refuses them first).
     #[must_use]
-    pub fn contact_ownership(&self) -> fluxo_orchestrator::scheduler::ContactOwnership {
-        fluxo_orchestrator::scheduler::ContactOwnership {
+    pub fn contact_ownership(&self) -> fluxo_store::ContactOwnership {
+        fluxo_store::ContactOwnership {
             default: self.contacts,
             tenants: self
                 .tenant_contacts

@@ -403,7 +403,7 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
             doc(
                 "GET",
                 "/v1/contacts/{id}",
-                "Show a contact of the embedded contact store",
+                "Show a contact of the embedded contact store (404 for a tenant whose contacts the platform keeps)",
                 Tenant,
                 200,
             ).returns::<fluxo_core::Contact>(),

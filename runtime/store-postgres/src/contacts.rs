@@ -10,6 +10,28 @@ fn decode(record: &str) -> Result<Contact, StoreError> {
     serde_json::from_str(record).map_err(|error| StoreError::corrupt("contact", error))
 }
 
+/// The next number of `id`'s contact updates (from 1), counted in the commit's
+/// transaction: the counter's row stays locked until it commits, so a second commit for
+/// the contact waits and numbers after it, and the outbox row it then inserts gets a
+/// later id too (updates follow commit order whichever way they are read).
+pub(crate) async fn next_update(
+    tx: &Tx<'_>,
+    tenant: &str,
+    id: &ContactId,
+) -> Result<u64, StoreError> {
+    let sequence: i64 = tx
+        .query_one(
+            "INSERT INTO contact_update_seq (tenant, contact, seq) VALUES ($1, $2, 1)
+             ON CONFLICT (tenant, contact) DO UPDATE SET seq = contact_update_seq.seq + 1
+             RETURNING seq",
+            &[&tenant, &id.as_str()],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    u64::try_from(sequence).map_err(|error| StoreError::corrupt("contact update number", error))
+}
+
 /// Applies a run's contact effects to the stored contact (creating it).
 pub(crate) async fn apply(
     tx: &Tx<'_>,

@@ -8,8 +8,8 @@
 use fluxo_core::codec::{decode, encode};
 use fluxo_core::{Blame, ContactId, Effect, ErrorKind, RunError, RunId, TenantId};
 use fluxo_store::{
-    AttemptSummary, Commit, Committed, ContactOwner, ContactUpdate, Decision, Ledger,
-    OutboxPayload, RunMode, RunPhase, StoreError, StoreFuture,
+    AttemptSummary, Commit, Committed, ContactChange, ContactOwner, ContactUpdate, Decision,
+    Ledger, OutboxPayload, RunMode, RunPhase, StoreError, StoreFuture,
 };
 
 use crate::queue::{add_runnable, push_attempt};
@@ -31,16 +31,22 @@ async fn apply_effects(
     if let Some(contact) = contact
         && effects.iter().any(Effect::touches_contact)
     {
-        match writes.contacts {
+        match writes.contact_owner {
             ContactOwner::Embedded => {
                 crate::contacts::apply(tx, tenant, contact, effects, now).await?;
             }
             ContactOwner::Platform => {
-                if let Some(update) = ContactUpdate::of(run, writes.fence, contact, effects) {
-                    let key = update.dedup_key();
-                    let payload = OutboxPayload::ContactUpdate(update);
-                    crate::outbox::insert(tx, tenant, Some(run), &key, &payload, now).await?;
-                }
+                let sequence = crate::contacts::next_update(tx, tenant, contact).await?;
+                let update = ContactUpdate::new(
+                    run,
+                    writes.fence,
+                    contact.clone(),
+                    sequence,
+                    ContactChange::of(effects),
+                );
+                let key = update.dedup_key();
+                let payload = OutboxPayload::ContactUpdate(update);
+                crate::outbox::insert(tx, tenant, Some(run), &key, &payload, now).await?;
             }
         }
     }
@@ -59,7 +65,7 @@ async fn apply_effects(
 struct Writes<'a> {
     effects: &'a [Effect],
     spawned: &'a [fluxo_store::NewRun],
-    contacts: ContactOwner,
+    contact_owner: ContactOwner,
     fence: u64,
 }
 
@@ -161,7 +167,7 @@ async fn commit(
                 Writes {
                     effects: &commit.effects,
                     spawned: &commit.spawned,
-                    contacts: commit.contacts,
+                    contact_owner: commit.contact_owner,
                     fence: lease.fence,
                 },
                 options,
@@ -311,7 +317,7 @@ impl Ledger for PostgresStore {
         &'a self,
         tenant: &'a TenantId,
         contact: Option<&'a ContactId>,
-        contacts: ContactOwner,
+        contact_owner: ContactOwner,
         run: RunId,
         effects: &'a [Effect],
     ) -> StoreFuture<'a, Option<RunError>> {
@@ -333,7 +339,7 @@ impl Ledger for PostgresStore {
                     Writes {
                         effects: &effects,
                         spawned: &[],
-                        contacts,
+                        contact_owner,
                         fence: 0,
                     },
                     &options,

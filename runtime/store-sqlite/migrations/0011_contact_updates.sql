@@ -30,3 +30,12 @@ CREATE INDEX outbox_queued ON outbox (next_attempt_ms, id) WHERE status = 'queue
 CREATE INDEX outbox_claimed ON outbox (lease_until) WHERE status = 'sending';
 CREATE INDEX outbox_settled ON outbox (updated_ms) WHERE status IN ('sent', 'failed');
 CREATE INDEX outbox_queued_kind ON outbox (kind, next_attempt_ms, id) WHERE status = 'queued';
+
+-- Each contact's updates are numbered in commit order, so a receiver can tell a retried
+-- older update from a newer one.
+CREATE TABLE contact_update_seq (
+    tenant TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tenant, contact)
+) WITHOUT ROWID;

@@ -43,6 +43,25 @@ pub(crate) fn apply(
     Ok(())
 }
 
+/// The next number of `id`'s contact updates (from 1), counted in the commit's
+/// transaction: commits are serial on the writer, so the numbers follow commit order.
+pub(crate) fn next_update(
+    connection: &Connection,
+    tenant: &str,
+    id: &ContactId,
+) -> Result<u64, StoreError> {
+    let sequence: i64 = connection
+        .query_row(
+            "INSERT INTO contact_update_seq (tenant, contact, seq) VALUES (?1, ?2, 1)
+             ON CONFLICT (tenant, contact) DO UPDATE SET seq = contact_update_seq.seq + 1
+             RETURNING seq",
+            params![tenant, id.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    u64::try_from(sequence).map_err(|error| StoreError::corrupt("contact update number", error))
+}
+
 impl Contacts for SqliteStore {
     fn contact<'a>(
         &'a self,

@@ -8,8 +8,8 @@
 use fluxo_core::codec::{decode, encode};
 use fluxo_core::{Blame, ContactId, Effect, ErrorKind, RunError, RunId, TenantId};
 use fluxo_store::{
-    AttemptSummary, Commit, Committed, ContactOwner, ContactUpdate, Decision, Ledger,
-    OutboxPayload, RunMode, RunPhase, StoreError, StoreFuture,
+    AttemptSummary, Commit, Committed, ContactChange, ContactOwner, ContactUpdate, Decision,
+    Ledger, OutboxPayload, RunMode, RunPhase, StoreError, StoreFuture,
 };
 use rusqlite::{Connection, params};
 
@@ -112,12 +112,12 @@ pub(crate) fn commit(
         connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
         let applied = apply_effects(
             connection,
-            Applied {
+            Writes {
                 run: lease.run,
                 fence: lease.fence,
                 tenant: &row.tenant,
                 contact: commit.contact.as_ref(),
-                contacts: commit.contacts,
+                contact_owner: commit.contact_owner,
                 effects: &commit.effects,
             },
             options,
@@ -273,15 +273,15 @@ pub(crate) fn commit(
     Ok(committed)
 }
 
-/// The effects one commit applies, and whose they are.
+/// What one commit writes: its effects, whose they are, and where contact changes go.
 #[derive(Clone, Copy)]
-struct Applied<'a> {
+struct Writes<'a> {
     run: RunId,
     /// The committing lease's fence (0 for a direct run): names a platform's update.
     fence: u64,
     tenant: &'a str,
     contact: Option<&'a ContactId>,
-    contacts: ContactOwner,
+    contact_owner: ContactOwner,
     effects: &'a [Effect],
 }
 
@@ -289,31 +289,37 @@ struct Applied<'a> {
 /// refuses them (the caller rolls back).
 fn apply_effects(
     connection: &Connection,
-    applied: Applied<'_>,
+    writes: Writes<'_>,
     options: &SqliteOptions,
     now: i64,
 ) -> Result<Option<RunError>, StoreError> {
-    let Applied {
+    let Writes {
         run,
         fence,
         tenant,
         contact,
-        contacts,
+        contact_owner,
         effects,
-    } = applied;
+    } = writes;
     if let Some(contact) = contact
         && effects.iter().any(Effect::touches_contact)
     {
-        match contacts {
+        match contact_owner {
             ContactOwner::Embedded => {
                 crate::contacts::apply(connection, tenant, contact, effects, now)?;
             }
             ContactOwner::Platform => {
-                if let Some(update) = ContactUpdate::of(run, fence, contact, effects) {
-                    let key = update.dedup_key();
-                    let payload = OutboxPayload::ContactUpdate(update);
-                    crate::outbox::insert(connection, tenant, Some(run), &key, &payload, now)?;
-                }
+                let sequence = crate::contacts::next_update(connection, tenant, contact)?;
+                let update = ContactUpdate::new(
+                    run,
+                    fence,
+                    contact.clone(),
+                    sequence,
+                    ContactChange::of(effects),
+                );
+                let key = update.dedup_key();
+                let payload = OutboxPayload::ContactUpdate(update);
+                crate::outbox::insert(connection, tenant, Some(run), &key, &payload, now)?;
             }
         }
     }
@@ -340,7 +346,7 @@ impl Ledger for SqliteStore {
         &'a self,
         tenant: &'a TenantId,
         contact: Option<&'a ContactId>,
-        contacts: ContactOwner,
+        contact_owner: ContactOwner,
         run: RunId,
         effects: &'a [Effect],
     ) -> StoreFuture<'a, Option<RunError>> {
@@ -350,12 +356,12 @@ impl Ledger for SqliteStore {
             connection.execute_batch("SAVEPOINT effects").map_err(sql)?;
             let applied = apply_effects(
                 connection,
-                Applied {
+                Writes {
                     run,
                     fence: 0,
                     tenant: &tenant,
                     contact: contact.as_ref(),
-                    contacts,
+                    contact_owner,
                     effects: &effects,
                 },
                 &options,

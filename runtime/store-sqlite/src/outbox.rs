@@ -114,36 +114,44 @@ fn claim_due(
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let now = now_ms();
     let until = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
-    let mut ids: Vec<i64> = Vec::new();
-    // Rows whose claim expired (a dispatcher died mid-send) first, then due rows; per
-    // kind, so the partial indexes serve each query.
-    for (kind, query) in kinds.iter().flat_map(|kind| {
-        [
+    // Rows whose claim expired (a dispatcher died mid-send) first, oldest lease first,
+    // then due rows by due time and id, over every kind — no kind waits for another's
+    // backlog. Each kind is read on its own (up to `max`), so the partial indexes serve
+    // each query; the merge picks the first `max`.
+    let mut expired: Vec<(i64, i64)> = Vec::new();
+    let mut due: Vec<(i64, i64)> = Vec::new();
+    for kind in kinds {
+        for (query, into) in [
             (
-                kind,
-                "SELECT id FROM outbox WHERE status = 'sending' AND lease_until < ?1
+                "SELECT lease_until, id FROM outbox WHERE status = 'sending' AND lease_until < ?1
                     AND kind = ?2 ORDER BY lease_until LIMIT ?3",
+                &mut expired,
             ),
             (
-                kind,
-                "SELECT id FROM outbox WHERE status = 'queued' AND kind = ?2
+                "SELECT next_attempt_ms, id FROM outbox WHERE status = 'queued' AND kind = ?2
                     AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?3",
+                &mut due,
             ),
-        ]
-    }) {
-        let room = i64::from(max) - i64::try_from(ids.len()).unwrap_or(i64::MAX);
-        if room <= 0 {
-            break;
-        }
-        let kind = kind.as_str();
-        let mut statement = connection.prepare_cached(query).map_err(sql)?;
-        let rows = statement
-            .query_map(params![now, kind, room], |row| row.get::<_, i64>(0))
-            .map_err(sql)?;
-        for id in rows {
-            ids.push(id.map_err(sql)?);
+        ] {
+            let mut statement = connection.prepare_cached(query).map_err(sql)?;
+            let rows = statement
+                .query_map(params![now, kind.as_str(), i64::from(max)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(sql)?;
+            for row in rows {
+                into.push(row.map_err(sql)?);
+            }
         }
     }
+    expired.sort_unstable();
+    due.sort_unstable();
+    let ids: Vec<i64> = expired
+        .into_iter()
+        .chain(due)
+        .map(|(_, id)| id)
+        .take(usize::try_from(max).unwrap_or(usize::MAX))
+        .collect();
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
         let (tenant, payload, attempts, claim, created_ms): (String, String, i64, i64, i64) =

@@ -194,7 +194,7 @@ fn child_commits_into_the_failpoint() {
             decision: fluxo_store::Decision::Succeeded,
             cost: fluxo_store::Cost::default(),
             spawned: Vec::new(),
-            contacts: fluxo_store::ContactOwner::Embedded,
+            contact_owner: fluxo_store::ContactOwner::Embedded,
         };
         let _ = store.commit(commit).await;
         unreachable!("the failpoint aborts the process");

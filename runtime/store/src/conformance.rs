@@ -15,15 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fluxo_core::{
-    ActionName, Bytes, Contact, ContactId, Effect, ErrorKind, Event, Limits, MessageKind,
-    OutgoingEmail, PlatformMessage, RetryPolicy, RunError, RunId, RunReport, StateKey, StateScope,
-    TenantId,
+    ActionName, Bytes, Contact, ContactId, Effect, ErrorKind, Event, FieldValue, Limits,
+    MessageKind, OutgoingEmail, PlatformMessage, RetryPolicy, RunError, RunId, RunReport, StateKey,
+    StateScope, TenantId,
 };
 
 use crate::{
-    CancelOutcome, ClaimRequest, Claimed, Commit, ContactOwner, ContactUpdate, Cost, Decision,
-    NewRun, NewVersion, OutboxKind, OutboxPayload, Priority, PruneScope, RunFilter, RunMode,
-    RunPhase, RunTarget, Settlement, Store, VersionKind,
+    CancelOutcome, ClaimRequest, Claimed, Commit, ContactChange, ContactOwner, ContactUpdate, Cost,
+    Decision, NewRun, NewVersion, OutboxKind, OutboxPayload, Priority, PruneScope, RunFilter,
+    RunMode, RunPhase, RunTarget, Settlement, Store, VersionKind,
 };
 
 /// Generates one `#[tokio::test]` per property for a backend; `$make` is an async
@@ -143,7 +143,7 @@ pub fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Co
             wall_ms: 1,
         },
         spawned: Vec::new(),
-        contacts: ContactOwner::Embedded,
+        contact_owner: ContactOwner::Embedded,
     }
 }
 
@@ -393,31 +393,34 @@ pub async fn commit_is_idempotent(store: Arc<dyn Store>) {
 
 /// A tenant whose contacts the platform owns: a commit leaves the embedded contact store
 /// alone and writes one contact-update row with the run's field and tag changes in order,
-/// named by the run and the lease's fence — once however often the commit is repeated,
-/// never for a commit the state cap refuses; a direct run's update has fence 0.
+/// named by the run and the lease's fence and numbered per contact — once however often
+/// the commit is repeated, once per segment of a waiting run, never for a commit the
+/// state cap refuses (which takes no number either); a direct run's update has fence 0.
 pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
     let id = enqueue(&store, new_run("acme")).await;
-    let claimed = store
+    let first = store
         .claim(&request(1, 30_000, 10))
         .await
         .unwrap()
         .remove(0);
     let mut changes = effects(id, 10);
     changes.push(Effect::RemoveTag { tag: "lead".into() });
-    let mut once = commit(&claimed, changes, Decision::Succeeded);
-    once.contacts = ContactOwner::Platform;
-    let first = store.commit(once.clone()).await.unwrap();
+    let hour_from_now = crate::now_ms() + 3_600_000;
+    let mut once = commit(&first, changes, wait(hour_from_now, "cp-1"));
+    once.contact_owner = ContactOwner::Platform;
+    let committed = store.commit(once.clone()).await.unwrap();
     assert_eq!(
-        (first.state, first.refused.clone()),
-        (RunPhase::Succeeded, None)
+        (committed.state, committed.refused.clone()),
+        (RunPhase::Waiting, None)
     );
     assert!(!store.commit(once).await.unwrap().first);
     assert_eq!(
-        store.contact(&tenant("acme"), &contact()).await.unwrap(),
+        store.contact(&acme, &contact()).await.unwrap(),
         None,
         "the embedded store keeps nothing of a platform-owned contact"
     );
-    let key = StateKey::of(&tenant("acme"), Some(&contact()), StateScope::Contact, "k").unwrap();
+    let key = StateKey::of(&acme, Some(&contact()), StateScope::Contact, "k").unwrap();
     assert_eq!(
         store.state(&key).await.unwrap(),
         Some(vec![7; 10]),
@@ -428,34 +431,72 @@ pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
         3,
         "the e-mail, the reply and one contact update"
     );
+
+    // The contact answers; the next segment sends an update of its own.
+    store
+        .deliver_reply(&acme, &contact(), &said("yes"))
+        .await
+        .unwrap();
+    let second = store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.lease.run, id);
+    let mut next = commit(
+        &second,
+        vec![Effect::SetField {
+            name: "stage".into(),
+            value: FieldValue::Null,
+        }],
+        Decision::Succeeded,
+    );
+    next.contact_owner = ContactOwner::Platform;
+    assert_eq!(store.commit(next).await.unwrap().state, RunPhase::Succeeded);
     let updates = store
         .claim_due("n1", &[OutboxKind::ContactUpdate], 10, 30_000)
         .await
         .unwrap();
-    let [item] = &updates[..] else {
-        panic!("one update row: {updates:?}");
-    };
-    let OutboxPayload::ContactUpdate(update) = &item.payload else {
-        panic!("{item:?}");
-    };
+    let mut updates: Vec<ContactUpdate> = updates
+        .into_iter()
+        .filter_map(|item| match item.payload {
+            OutboxPayload::ContactUpdate(update) => Some(update),
+            _ => None,
+        })
+        .collect();
+    updates.sort_by_key(|update| update.sequence);
     assert_eq!(
-        update,
-        &ContactUpdate {
-            update_id: format!("cu_{id}.{}", claimed.lease.fence),
-            run_id: id,
-            contact: contact(),
-            changes: vec![
-                Effect::SetField {
+        updates,
+        [
+            ContactUpdate::new(
+                id,
+                first.lease.fence,
+                contact(),
+                1,
+                vec![
+                    ContactChange::SetField {
+                        name: "stage".into(),
+                        value: "won".into(),
+                    },
+                    ContactChange::AddTag { tag: "vip".into() },
+                    ContactChange::RemoveTag { tag: "lead".into() },
+                ],
+            ),
+            ContactUpdate::new(
+                id,
+                second.lease.fence,
+                contact(),
+                2,
+                vec![ContactChange::SetField {
                     name: "stage".into(),
-                    value: "won".into(),
-                },
-                Effect::AddTag { tag: "vip".into() },
-                Effect::RemoveTag { tag: "lead".into() },
-            ],
-        }
+                    value: FieldValue::Null,
+                }],
+            ),
+        ]
     );
+    assert_ne!(updates[0].update_id, updates[1].update_id);
 
-    // Refused by the state cap: no update either.
+    // Refused by the state cap: no update, and no number taken.
     enqueue(&store, new_run("acme")).await;
     let claimed = store
         .claim(&request(1, 30_000, 10))
@@ -467,15 +508,15 @@ pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
         effects(claimed.lease.run, 2 << 20),
         Decision::Succeeded,
     );
-    refused.contacts = ContactOwner::Platform;
+    refused.contact_owner = ContactOwner::Platform;
     assert!(store.commit(refused).await.unwrap().refused.is_some());
-    assert_eq!(store.outbox().await.unwrap().len(), 3);
+    assert_eq!(store.outbox().await.unwrap().len(), 4);
 
-    // A direct run (no lease): fence 0.
+    // A direct run (no lease): fence 0, the contact's next number.
     let direct = RunId::new();
     let refusal = store
         .apply_effects(
-            &tenant("acme"),
+            &acme,
             Some(&contact()),
             ContactOwner::Platform,
             direct,
@@ -490,13 +531,11 @@ pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
         .unwrap();
     assert!(
         matches!(&updates[..], [item] if matches!(&item.payload,
-            OutboxPayload::ContactUpdate(update) if update.update_id == format!("cu_{direct}.0"))),
+            OutboxPayload::ContactUpdate(update)
+                if update.update_id == format!("cu_{direct}.0") && update.sequence == 3)),
         "{updates:?}"
     );
-    assert_eq!(
-        store.contact(&tenant("acme"), &contact()).await.unwrap(),
-        None
-    );
+    assert_eq!(store.contact(&acme, &contact()).await.unwrap(), None);
 }
 
 pub async fn fair_claim(store: Arc<dyn Store>) {

@@ -538,7 +538,7 @@ pub struct Commit {
     pub spawned: Vec<NewRun>,
     /// Where the contact effects go: the embedded contact store, or one
     /// [`ContactUpdate`] outbox row for the platform that owns the tenant's contacts.
-    pub contacts: ContactOwner,
+    pub contact_owner: ContactOwner,
 }
 
 /// Who keeps a tenant's contacts, and so where a run's field and tag changes go at
@@ -669,9 +669,9 @@ pub fn outbox_row(effect: &fluxo_core::Effect) -> Option<(&str, OutboxPayload)> 
 }
 
 /// What one commit changed on a platform-owned contact: the run's field and tag changes,
-/// in the order the run made them (a later change to the same field wins, a tag added
-/// then removed is gone). The receiver applies them in order and deduplicates on
-/// `update_id`: delivery is at least once.
+/// in the order the run made them. The receiver applies them in order, deduplicates on
+/// `update_id` (delivery is at least once) and skips an update whose `sequence` is not
+/// above the last it applied (a retried older update may arrive after a newer one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactUpdate {
     /// `cu_RUN-ID.FENCE`: the run and the fencing token of the lease that committed it
@@ -682,26 +682,30 @@ pub struct ContactUpdate {
     pub run_id: RunId,
     /// The contact.
     pub contact: ContactId,
-    /// [`Effect::SetField`], [`Effect::AddTag`] and [`Effect::RemoveTag`] only.
-    pub changes: Vec<Effect>,
+    /// The contact's updates from 1, in commit order (a per-contact counter the commit
+    /// bumps in its transaction).
+    pub sequence: u64,
+    /// The changes, in the run's order.
+    pub changes: Vec<ContactChange>,
 }
 
 impl ContactUpdate {
-    /// The update of `contact` that `effects` make, committed by `run` under the lease
-    /// `fence`; `None` when they change nothing on the contact.
+    /// The update named by `run` and the committing lease's `fence`, numbered `sequence`.
     #[must_use]
-    pub fn of(run: RunId, fence: u64, contact: &ContactId, effects: &[Effect]) -> Option<Self> {
-        let changes: Vec<Effect> = effects
-            .iter()
-            .filter(|effect| effect.touches_contact())
-            .cloned()
-            .collect();
-        (!changes.is_empty()).then(|| Self {
+    pub fn new(
+        run: RunId,
+        fence: u64,
+        contact: ContactId,
+        sequence: u64,
+        changes: Vec<ContactChange>,
+    ) -> Self {
+        Self {
             update_id: format!("cu_{run}.{fence}"),
             run_id: run,
-            contact: contact.clone(),
+            contact,
+            sequence,
             changes,
-        })
+        }
     }
 
     /// Its outbox row's deduplication key (a commit replayed after a crash writes no
@@ -709,6 +713,67 @@ impl ContactUpdate {
     #[must_use]
     pub fn dedup_key(&self) -> String {
         format!("contact:{}", self.update_id)
+    }
+}
+
+/// One change to a contact, as a contact update carries it (JSON: `{"kind":
+/// "set_field", "name", "value"}`, `{"kind": "add_tag" | "remove_tag", "tag"}`, the
+/// shape of the run's effects).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ContactChange {
+    /// Set a field; `null` clears it.
+    SetField {
+        /// The field.
+        name: String,
+        /// The new value.
+        value: fluxo_core::FieldValue,
+    },
+    /// Add a tag.
+    AddTag {
+        /// The tag.
+        tag: String,
+    },
+    /// Remove a tag.
+    RemoveTag {
+        /// The tag.
+        tag: String,
+    },
+}
+
+impl ContactChange {
+    /// The contact changes among `effects`, in order.
+    #[must_use]
+    pub fn of(effects: &[Effect]) -> Vec<Self> {
+        effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::SetField { name, value } => Some(Self::SetField {
+                    name: name.clone(),
+                    value: value.clone(),
+                }),
+                Effect::AddTag { tag } => Some(Self::AddTag { tag: tag.clone() }),
+                Effect::RemoveTag { tag } => Some(Self::RemoveTag { tag: tag.clone() }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Who keeps each tenant's contacts: one owner for every tenant, and exceptions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactOwnership {
+    /// The owner of tenants not listed.
+    pub default: ContactOwner,
+    /// Tenants with an owner of their own.
+    pub tenants: std::collections::HashMap<TenantId, ContactOwner>,
+}
+
+impl ContactOwnership {
+    /// Who keeps `tenant`'s contacts.
+    #[must_use]
+    pub fn of(&self, tenant: &TenantId) -> ContactOwner {
+        self.tenants.get(tenant).copied().unwrap_or(self.default)
     }
 }
 

@@ -96,6 +96,7 @@ async fn a_platform_owned_contact_s_changes_reach_the_platform_as_signed_updates
         let update_id = body["data"]["update_id"].as_str().unwrap();
         assert!(update_id.starts_with(&format!("cu_{id}.")), "{update_id}");
         assert_eq!(received.header("webhook-id"), Some(update_id));
+        assert_eq!(body["data"]["sequence"], 1, "each contact's first update");
         assert_eq!(
             body["data"]["changes"],
             json!([

@@ -10,8 +10,10 @@ use super::SendError;
 
 /// The platform's side of the contacts it owns: applies what a run committed. Called at
 /// least once per update (a delivery cut short is tried again after its lease, with the
-/// same `update_id`), so an implementation deduplicates on the id; the updates of one
-/// contact that one dispatcher pass claims come in commit order.
+/// same `update_id`), so an implementation deduplicates on the id. The updates of one
+/// contact that one claim takes come in commit order; one retried later may come after
+/// a newer one, so an implementation skips an update whose `sequence` is not above the
+/// last it applied.
 pub trait ContactSync: Send + Sync {
     /// Applies `update` of `tenant`'s contact, committed at `queued_ms` (milliseconds
     /// since the Unix epoch).
@@ -31,10 +33,10 @@ pub trait ContactSync: Send + Sync {
 pub const EVENT_TYPE: &str = "contact.updated";
 
 /// The Standard Webhooks body of `tenant`'s update: `{"type": "contact.updated",
-/// "timestamp", "data"}` with the update (`update_id`, `run_id`, `contact`, `changes` as
-/// the run's effects: `{"kind": "set_field", "name", "value"}`, `{"kind": "add_tag",
-/// "tag"}`, `{"kind": "remove_tag", "tag"}`) and the tenant as `data`, and its
-/// `webhook-id` (the update's id, the same on every attempt).
+/// "timestamp", "data"}` with the update (`update_id`, `run_id`, `contact`, `sequence`,
+/// `changes`: `{"kind": "set_field", "name", "value"}`, `{"kind": "add_tag", "tag"}`,
+/// `{"kind": "remove_tag", "tag"}`) and the tenant as `data`, and its `webhook-id` (the
+/// update's id, the same on every attempt).
 #[must_use]
 pub fn webhook_message(
     tenant: &TenantId,
@@ -55,6 +57,7 @@ pub fn webhook_message(
 #[cfg(test)]
 mod tests {
     use fluxo_core::{ContactId, Effect, RunId};
+    use fluxo_store::ContactChange;
 
     use super::*;
 
@@ -75,7 +78,7 @@ mod tests {
             },
             Effect::RemoveTag { tag: "lead".into() },
         ];
-        let update = ContactUpdate::of(run, 7, &contact, &effects).unwrap();
+        let update = ContactUpdate::new(run, 7, contact, 3, ContactChange::of(&effects));
         let tenant = TenantId::parse("acme").unwrap();
         let (id, body, seconds) = webhook_message(&tenant, &update, 1_700_000_000_123);
         assert_eq!((id, seconds), (format!("cu_{run}.7"), 1_700_000_000));
@@ -85,6 +88,7 @@ mod tests {
         assert_eq!(body["data"]["tenant"], "acme");
         assert_eq!(body["data"]["contact"], "c1");
         assert_eq!(body["data"]["run_id"], run.to_string());
+        assert_eq!(body["data"]["sequence"], 3);
         assert_eq!(
             body["data"]["changes"],
             serde_json::json!([
@@ -93,6 +97,6 @@ mod tests {
             ]),
             "state is not the contact's: only fields and tags, in order"
         );
-        assert_eq!(ContactUpdate::of(run, 7, &contact, &effects[..1]), None);
+        assert!(ContactChange::of(&effects[..1]).is_empty());
     }
 }

@@ -490,17 +490,20 @@ impl Dispatcher {
     }
 }
 
-/// Splits claimed rows into lanes delivered in parallel: the platform messages and
-/// contact updates of one contact (tenant and contact) share a lane, in commit order (row
-/// id: the order the runs made them — a handoff before the reply that follows it, a field
-/// set before a later run's change of it); every other row is a lane of its own. Order
-/// holds among the rows one claim takes (a run's rows commit together, so they are due
-/// together, and a lane stops at its first failure); rows of one contact claimed apart (a
-/// busy dispatcher claims only as many rows as it has free slots; another node) and a row
-/// retried later may arrive out of order.
+/// Splits claimed rows into lanes delivered in parallel: the platform messages of one
+/// conversation (tenant and contact) share a lane, and so do the contact updates of one
+/// contact (a lane apart from its messages: a reply never waits behind an update's
+/// retries, which run on the webhooks' three-day schedule), each in commit order (row
+/// id: the order the runs made them — a handoff before the reply that follows it, a
+/// field set before a later run's change of it); every other row is a lane of its own.
+/// Order holds among the rows one claim takes (a run's rows commit together, so they
+/// are due together, and a lane stops at its first failure); rows of one contact
+/// claimed apart (a busy dispatcher claims only as many rows as it has free slots;
+/// another node) and a row retried later may arrive out of order — an update's
+/// `sequence` lets the receiver tell.
 fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
     let mut lanes: Vec<Vec<OutboxItem>> = Vec::new();
-    let mut contacts: std::collections::HashMap<(String, String), usize> =
+    let mut contacts: std::collections::HashMap<(OutboxKind, String, String), usize> =
         std::collections::HashMap::new();
     for item in items {
         let contact = match &item.payload {
@@ -509,7 +512,11 @@ fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
             OutboxPayload::Email(_) | OutboxPayload::Webhook(_) => None,
         };
         if let Some(contact) = contact {
-            let key = (item.tenant.to_string(), contact.to_string());
+            let key = (
+                item.payload.kind(),
+                item.tenant.to_string(),
+                contact.to_string(),
+            );
             if let Some(&lane) = contacts.get(&key) {
                 if let Some(lane) = lanes.get_mut(lane) {
                     lane.push(item);
@@ -520,8 +527,9 @@ fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
         }
         lanes.push(vec![item]);
     }
-    // Claims take each kind apart (expired claims first): a lane's rows go in commit
-    // order whatever kind they are.
+    // Claims hand rows out in no order a lane can rely on (SQLite: expired claims
+    // first, then by due time; PostgreSQL: `UPDATE … RETURNING` in no set order): the
+    // row id is commit order.
     for lane in &mut lanes {
         lane.sort_by_key(|item| item.id);
     }
@@ -552,32 +560,35 @@ mod tests {
     }
 
     fn update(id: i64, contact: &str) -> OutboxItem {
-        let contact = contact.parse().unwrap();
-        let effects = [fluxo_core::Effect::AddTag { tag: "vip".into() }];
+        let changes = vec![fluxo_store::ContactChange::AddTag { tag: "vip".into() }];
         OutboxItem {
-            payload: OutboxPayload::ContactUpdate(
-                fluxo_store::ContactUpdate::of(fluxo_core::RunId::new(), 1, &contact, &effects)
-                    .unwrap(),
-            ),
+            payload: OutboxPayload::ContactUpdate(fluxo_store::ContactUpdate::new(
+                fluxo_core::RunId::new(),
+                1,
+                contact.parse().unwrap(),
+                1,
+                changes,
+            )),
             ..message(id, "unused")
         }
     }
 
     #[test]
-    fn one_contact_s_messages_and_updates_share_a_lane_in_commit_order() {
-        // As a claim hands them out: kind by kind.
+    fn one_contact_s_messages_and_its_updates_each_keep_a_lane_in_commit_order() {
+        // Out of order, as a claim may hand them out.
         let lanes = lanes(vec![
+            message(6, "c-1"),
             message(2, "c-1"),
             message(5, "c-2"),
-            update(1, "c-1"),
             update(3, "c-1"),
+            update(1, "c-1"),
             update(4, "c-3"),
         ]);
         let ids: Vec<Vec<i64>> = lanes
             .iter()
             .map(|lane| lane.iter().map(|item| item.id).collect())
             .collect();
-        assert_eq!(ids, [vec![1, 2, 3], vec![5], vec![4]]);
+        assert_eq!(ids, [vec![2, 6], vec![5], vec![1, 3], vec![4]]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub(crate) async fn show_contact(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> ApiResult {
-    if state.scheduler.options().contacts.of(&tenant) == fluxo_store::ContactOwner::Platform {
+    if state.scheduler.options().contact_owners.of(&tenant) == fluxo_store::ContactOwner::Platform {
         return Err(ApiError::not_found(format!(
             "no contact {id:?} here: tenant {tenant}'s contacts are kept by the platform, which gets runs' changes as contact.updated events"
         )));
