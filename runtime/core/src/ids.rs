@@ -1,4 +1,4 @@
-//! Identifiers: run ids from OS randomness, and validated names for tenants, actions and
+//! Identifiers: run ids from OS-seeded randomness, and validated names for tenants, actions and
 //! contacts.
 //!
 //! Every newtype is checked where it is made (`parse`, `TryFrom<String>`, and serde's
@@ -181,9 +181,9 @@ name_type!(
     }
 );
 
-/// A run's id: a UUIDv7 (RFC 9562 §5.7) — 48 bits of Unix milliseconds, then 74 bits
-/// from the operating system's random source — so ids sort by creation time and two
-/// processes (or nodes) never make the same one.
+/// A run's id: a UUIDv7 (RFC 9562 §5.7) — 48 bits of Unix milliseconds, then 74 random
+/// bits from a CSPRNG seeded from the operating system's random source — so ids sort by
+/// creation time and two processes (or nodes) never make the same one.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
@@ -201,17 +201,17 @@ impl RunId {
         Self::at_millis(millis)
     }
 
-    /// An id stamped with `millis` (Unix milliseconds) whose other 74 bits come from the
-    /// operating system's random source (`getrandom`), never from the process id or a
-    /// counter: ids made in the same millisecond by different processes differ.
+    /// An id stamped with `millis` (Unix milliseconds) whose other 74 bits come from a
+    /// cryptographically secure generator seeded (and periodically reseeded) from the
+    /// operating system's random source — `rand`'s `ThreadRng`, ChaCha12 — never from
+    /// the process id or a counter: ids made in the same millisecond by different
+    /// processes differ. (A `getrandom` call per id cost ~0.3 µs of a ~30 µs run on the
+    /// benchmark machine: BENCHMARKS.md.)
     #[must_use]
     pub fn at_millis(millis: u64) -> Self {
+        use rand::Rng as _;
         let mut random = [0u8; 10];
-        if getrandom::fill(&mut random).is_err() {
-            // The OS refused randomness (never seen on Linux): uuid's own generator
-            // draws from the same source with its own fallbacks.
-            return Self(uuid::Uuid::now_v7());
-        }
+        rand::rng().fill_bytes(&mut random);
         Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 

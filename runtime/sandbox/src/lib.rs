@@ -12,6 +12,7 @@
 //! `ARCHITECTURE.md` at the repository root maps the crates and their invariants.
 
 mod bindings;
+mod bounded;
 pub mod context;
 pub mod engine;
 mod execute;

@@ -357,14 +357,17 @@ impl Runtime {
             None => self.config.limits.clone(),
         };
         let timeout = Duration::from_millis(limits.host_call_timeout_ms);
-        let secrets = match tokio::time::timeout(timeout, self.secrets.secrets(&event.tenant)).await
-        {
-            Ok(Ok(secrets)) => secrets,
-            Ok(Err(error)) => {
-                return Execution::not_started(meta, unavailable(&format!("secrets: {error}")));
-            }
-            Err(_) => return Execution::not_started(meta, unavailable("secrets: timed out")),
-        };
+        let lookup = self.secrets.secrets(&event.tenant);
+        let secrets =
+            match crate::bounded::ready_or_until(lookup, || tokio::time::Instant::now() + timeout)
+                .await
+            {
+                Ok(Ok(secrets)) => secrets,
+                Ok(Err(error)) => {
+                    return Execution::not_started(meta, unavailable(&format!("secrets: {error}")));
+                }
+                Err(_) => return Execution::not_started(meta, unavailable("secrets: timed out")),
+            };
         let ctx = RunContext::new(meta, limits, self.capabilities.clone())
             .with_contact(event.contact.clone())
             .with_secrets(secrets);
