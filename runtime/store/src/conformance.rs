@@ -147,6 +147,15 @@ pub fn commit(claimed: &Claimed, effects: Vec<Effect>, decision: Decision) -> Co
     }
 }
 
+/// `node-a`'s claim of the one run due next (leased 30 s, up to 10 of a tenant).
+async fn claim_one(store: &Arc<dyn Store>) -> Claimed {
+    store
+        .claim(&request(1, 30_000, 10))
+        .await
+        .unwrap()
+        .remove(0)
+}
+
 async fn enqueue(store: &Arc<dyn Store>, run: NewRun) -> RunId {
     let tenant_id = run.tenant.clone();
     store.create_tenant(&tenant_id).await.unwrap();
@@ -191,11 +200,7 @@ pub async fn fence_rejection(store: Arc<dyn Store>) {
     enqueue(&store, new_run("acme")).await;
     let stale = store.claim(&request(1, 1, 10)).await.unwrap().remove(0);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let fresh = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let fresh = claim_one(&store).await;
     assert_eq!(fresh.lease.run, stale.lease.run);
     assert!(fresh.lease.fence > stale.lease.fence);
     assert_eq!(fresh.lease.attempt, stale.lease.attempt + 1);
@@ -247,11 +252,7 @@ fn effects(run: RunId, state_bytes: usize) -> Vec<Effect> {
 
 pub async fn atomic_commit(store: Arc<dyn Store>) {
     let id = enqueue(&store, new_run("acme")).await;
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     let done = store
         .commit(commit(&claimed, effects(id, 10), Decision::Succeeded))
         .await
@@ -374,11 +375,7 @@ pub async fn state_cap_in_the_transaction(store: Arc<dyn Store>) {
 
 pub async fn commit_is_idempotent(store: Arc<dyn Store>) {
     let id = enqueue(&store, new_run("acme")).await;
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     let once = commit(&claimed, effects(id, 5), Decision::Succeeded);
     let first = store.commit(once.clone()).await.unwrap();
     let again = store.commit(once).await.unwrap();
@@ -399,11 +396,7 @@ pub async fn commit_is_idempotent(store: Arc<dyn Store>) {
 pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
     let acme = tenant("acme");
     let id = enqueue(&store, new_run("acme")).await;
-    let first = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let first = claim_one(&store).await;
     let mut changes = effects(id, 10);
     changes.push(Effect::RemoveTag { tag: "lead".into() });
     let hour_from_now = crate::now_ms() + 3_600_000;
@@ -437,11 +430,7 @@ pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
         .deliver_reply(&acme, &contact(), &said("yes"))
         .await
         .unwrap();
-    let second = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let second = claim_one(&store).await;
     assert_eq!(second.lease.run, id);
     let mut next = commit(
         &second,
@@ -498,11 +487,7 @@ pub async fn platform_owned_contacts_get_one_update_row(store: Arc<dyn Store>) {
 
     // Refused by the state cap: no update, and no number taken.
     enqueue(&store, new_run("acme")).await;
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     let mut refused = commit(
         &claimed,
         effects(claimed.lease.run, 2 << 20),
@@ -659,11 +644,7 @@ pub async fn stale_lease_gets_lease_lost_not_a_result(store: Arc<dyn Store>) {
     enqueue(&store, new_run("acme")).await;
     let first = store.claim(&request(1, 1, 10)).await.unwrap().remove(0);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let second = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let second = claim_one(&store).await;
     assert_eq!(second.lease.run, first.lease.run);
     store
         .commit(commit(&second, vec![], Decision::Succeeded))
@@ -716,11 +697,7 @@ pub async fn interactive_first(store: Arc<dyn Store>) {
     test.mode = RunMode::Test;
     test.priority = Priority::Interactive;
     let test_id = enqueue(&store, test).await;
-    let first = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let first = claim_one(&store).await;
     assert_eq!(first.lease.run, test_id);
     assert_eq!(first.mode, RunMode::Test);
 }
@@ -728,11 +705,7 @@ pub async fn interactive_first(store: Arc<dyn Store>) {
 pub async fn exactly_once_outbox_claim(store: Arc<dyn Store>) {
     for _ in 0..10 {
         let id = enqueue(&store, new_run("acme")).await;
-        let claimed = store
-            .claim(&request(1, 30_000, 10))
-            .await
-            .unwrap()
-            .remove(0);
+        let claimed = claim_one(&store).await;
         let mail = vec![Effect::SendEmail(OutgoingEmail::sample(&format!(
             "<{id}.1@fluxo>"
         )))];
@@ -834,11 +807,7 @@ pub async fn cancel_and_release(store: Arc<dyn Store>) {
         CancelOutcome::Cancelled
     );
     let running = enqueue(&store, new_run("acme")).await;
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     assert_eq!(claimed.lease.run, running);
     assert_eq!(
         store.cancel(&tenant("acme"), running).await.unwrap(),
@@ -864,17 +833,9 @@ pub async fn cancel_and_release(store: Arc<dyn Store>) {
             .is_none()
     );
     let released = enqueue(&store, new_run("acme")).await;
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     store.release(&claimed.lease).await.unwrap();
-    let again = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let again = claim_one(&store).await;
     assert_eq!((again.lease.run, again.lease.attempt), (released, 1));
     assert!(
         store
@@ -982,11 +943,7 @@ fn said(text: &str) -> fluxo_core::Message {
 pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn Store>) {
     let acme = tenant("acme");
     let id = enqueue(&store, new_run("acme")).await;
-    let first = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let first = claim_one(&store).await;
     assert!(first.resume.is_none());
     let hour_from_now = crate::now_ms() + 3_600_000;
     let committed = store
@@ -1031,11 +988,7 @@ pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn 
             .unwrap(),
         [id]
     );
-    let second = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let second = claim_one(&store).await;
     assert_eq!(second.lease.run, id);
     assert_eq!(
         second.lease.attempt, 1,
@@ -1052,11 +1005,7 @@ pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn 
         .commit(commit(&second, vec![], wait(crate::now_ms() - 1, "cp-2")))
         .await
         .unwrap();
-    let third = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let third = claim_one(&store).await;
     let resume = third.resume.clone().unwrap();
     assert_eq!((resume.checkpoint.as_str(), resume.reply), ("cp-2", None));
 
@@ -1072,11 +1021,7 @@ pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn 
         .commit(commit(&third, vec![], wait(hour_from_now, "cp-3")))
         .await
         .unwrap();
-    let fourth = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let fourth = claim_one(&store).await;
     assert_eq!(fourth.resume.clone().unwrap().reply, Some(said("3")));
     let done = store
         .commit(commit(&fourth, vec![], Decision::Succeeded))
@@ -1100,20 +1045,12 @@ pub async fn waits_resume_on_a_reply_a_timer_or_an_early_message(store: Arc<dyn 
             .unwrap()
             .is_empty()
     );
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     store
         .commit(commit(&claimed, vec![], wait(hour_from_now, "cp-0")))
         .await
         .unwrap();
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     assert_eq!(claimed.lease.run, waiting);
     assert_eq!(claimed.resume.clone().unwrap().reply, Some(said("early")));
     store
@@ -1273,11 +1210,7 @@ pub async fn started_runs_are_queued_once_by_the_commit_that_applies(store: Arc<
 /// error as they were, and claimable again; the old claims settle nothing more.
 pub async fn a_released_row_is_queued_again_untried(store: Arc<dyn Store>) {
     let id = enqueue(&store, new_run("acme")).await;
-    let claimed = store
-        .claim(&request(1, 30_000, 10))
-        .await
-        .unwrap()
-        .remove(0);
+    let claimed = claim_one(&store).await;
     store
         .commit(commit(&claimed, effects(id, 5), Decision::Succeeded))
         .await

@@ -261,7 +261,7 @@ pub trait RunQueue: Send + Sync + 'static {
 pub trait Ledger: Send + Sync + 'static {
     /// Commits one attempt in one transaction: checks the lease's fence, applies the
     /// effects (contacts in the embedded store, or one [`ContactUpdate`] outbox row when
-    /// [`Commit::contacts`] says the platform owns them; state with the tenant's cap
+    /// [`Commit::contact_owner`] says the platform owns them; state with the tenant's cap
     /// checked inside the transaction), writes e-mail and platform-message outbox rows
     /// keyed by their ids and webhook rows for a final state, and the run's new state
     /// and report. A second commit of the same attempt changes nothing and returns the
