@@ -202,11 +202,21 @@ impl RunId {
     }
 
     /// An id stamped with `millis` (Unix milliseconds) whose other 74 bits come from a
-    /// cryptographically secure generator seeded (and periodically reseeded) from the
+    /// cryptographically secure generator seeded (and reseeded every 64 KiB) from the
     /// operating system's random source — `rand`'s `ThreadRng`, ChaCha12 — never from
     /// the process id or a counter: ids made in the same millisecond by different
-    /// processes differ. (A `getrandom` call per id cost ~0.3 µs of a ~30 µs run on the
-    /// benchmark machine: BENCHMARKS.md.)
+    /// processes differ. (A `getrandom` call per id cost ~1 % of a run on the benchmark
+    /// machine: BENCHMARKS.md.)
+    ///
+    /// The generator's state lives in the process: a process cloned without a fresh
+    /// start — `fork()` without `exec`, or a VM restored twice from one memory snapshot —
+    /// repeats its clone's ids until the next reseed, unless it calls
+    /// `rand::rng().reseed()` on each thread first. Fluxo itself only spawns child
+    /// processes that `exec`.
+    ///
+    /// # Panics
+    /// When the operating system refuses randomness for the first seed (never seen on
+    /// Linux).
     #[must_use]
     pub fn at_millis(millis: u64) -> Self {
         use rand::Rng as _;

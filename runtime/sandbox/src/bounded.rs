@@ -8,27 +8,46 @@
 use std::future::Future;
 use std::task::Poll;
 
-use tokio::time::Instant;
-use tokio::time::error::Elapsed;
+use tokio::time::{Instant, Sleep};
 
-/// Runs `work` to its end, or until `deadline()` (asked for only when `work` does not
-/// finish at its first poll).
+/// The deadline passed before the work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
+/// Runs `work` to its end, or until `deadline()` — asked for, and a timer armed, only
+/// when `work` does not finish at its first poll. `work` is polled once per wake, as
+/// under `tokio::time::timeout`, so a guest that yields (`yield_now` at an epoch tick)
+/// gives its thread back at once.
 ///
 /// # Errors
-/// [`Elapsed`] when the deadline passed first; `work` is dropped then.
+/// [`TimedOut`] when the deadline passed first; `work` is dropped then.
 pub(crate) async fn ready_or_until<F: Future>(
     work: F,
     deadline: impl FnOnce() -> Instant,
-) -> Result<F::Output, Elapsed> {
+) -> Result<F::Output, TimedOut> {
     let mut work = std::pin::pin!(work);
-    match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
-        Poll::Ready(output) => Ok(output),
-        Poll::Pending => tokio::time::timeout_at(deadline(), work).await,
-    }
+    let mut timer = std::pin::pin!(None::<Sleep>);
+    let mut deadline = Some(deadline);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if let Some(deadline) = deadline.take() {
+            timer.set(Some(tokio::time::sleep_until(deadline())));
+        }
+        match timer.as_mut().as_pin_mut() {
+            Some(timer) => timer.poll(cx).map(|()| Err(TimedOut)),
+            None => Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::task::{Context, Waker};
     use std::time::Duration;
 
     use super::*;
@@ -36,13 +55,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ready_work_never_asks_for_its_deadline_and_waiting_work_is_bounded() {
         let done = ready_or_until(async { 7 }, || unreachable!("no timer for ready work"));
-        assert_eq!(done.await.unwrap(), 7);
+        assert_eq!(done.await, Ok(7));
 
         let start = Instant::now();
         let never = ready_or_until(std::future::pending::<()>(), || {
             start + Duration::from_millis(50)
         });
-        assert!(never.await.is_err(), "pending work ends at its deadline");
+        assert_eq!(
+            never.await,
+            Err(TimedOut),
+            "pending work ends at its deadline"
+        );
         assert_eq!(start.elapsed(), Duration::from_millis(50));
 
         let later = ready_or_until(
@@ -52,10 +75,33 @@ mod tests {
             },
             || start + Duration::from_secs(60),
         );
+        assert_eq!(later.await, Ok("late"), "work that waits still finishes");
+    }
+
+    /// A yield is a yield: pending work is not polled again before its next wake (a
+    /// second poll in a row would let a guest's `yield_now` return at once and keep the
+    /// thread a tick longer).
+    #[tokio::test]
+    async fn pending_work_is_polled_once_per_wake() {
+        let polls = Arc::new(AtomicU32::new(0));
+        let counted = polls.clone();
+        let work = std::future::poll_fn(move |cx| {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready("yielded once")
+            }
+        });
+        let bounded = ready_or_until(work, || Instant::now() + Duration::from_secs(60));
+        let mut bounded = std::pin::pin!(bounded);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(bounded.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::SeqCst), 1, "one poll for one wake");
         assert_eq!(
-            later.await.unwrap(),
-            "late",
-            "work that waits still finishes"
+            bounded.as_mut().poll(&mut cx),
+            Poll::Ready(Ok("yielded once"))
         );
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 }

@@ -35,7 +35,8 @@ macro_rules! conformance_tests {
             idempotent_enqueue, lease_exclusivity, fence_rejection, atomic_commit,
             state_cap_in_the_transaction, commit_is_idempotent,
             platform_owned_contacts_get_one_update_row, fair_claim, per_tenant_cap,
-            interactive_first, exactly_once_outbox_claim, crash_redeliveries_end_dead,
+            interactive_first, exactly_once_outbox_claim, outbox_claims_merge_kinds_by_due_time,
+            crash_redeliveries_end_dead,
             cancel_and_release, tests_are_not_listed, work_conserving,
             version_numbers_are_never_reused, stale_lease_gets_lease_lost_not_a_result,
             retention_per_tenant, waits_resume_on_a_reply_a_timer_or_an_early_message,
@@ -700,6 +701,31 @@ pub async fn interactive_first(store: Arc<dyn Store>) {
     let first = claim_one(&store).await;
     assert_eq!(first.lease.run, test_id);
     assert_eq!(first.mode, RunMode::Test);
+}
+
+/// A claim over several kinds takes rows by due time and id, whatever the order the
+/// kinds are named in, and never more than asked: one kind's backlog does not hold
+/// another kind's older rows.
+pub async fn outbox_claims_merge_kinds_by_due_time(store: Arc<dyn Store>) {
+    let id = enqueue(&store, new_run("acme")).await;
+    let claimed = claim_one(&store).await;
+    store
+        .commit(commit(&claimed, effects(id, 1), Decision::Succeeded))
+        .await
+        .unwrap();
+    // The commit wrote the e-mail's row before the reply's (the effects' order), both
+    // due at once.
+    let kinds = [OutboxKind::Message, OutboxKind::Email];
+    let first = store.claim_due("n1", &kinds, 1, 30_000).await.unwrap();
+    assert!(
+        matches!(&first[..], [item] if matches!(item.payload, OutboxPayload::Email(_))),
+        "the older row, though its kind is named second: {first:?}"
+    );
+    let rest = store.claim_due("n1", &kinds, 5, 30_000).await.unwrap();
+    assert!(
+        matches!(&rest[..], [item] if matches!(item.payload, OutboxPayload::Message(_))),
+        "{rest:?}"
+    );
 }
 
 pub async fn exactly_once_outbox_claim(store: Arc<dyn Store>) {

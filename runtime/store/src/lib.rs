@@ -272,13 +272,13 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Applies the effects of a run that was not queued (an embedder's direct run,
     /// `fluxo run --data-dir`) in one transaction, like a commit without the run's row
-    /// (contact changes go where `contacts` says; a platform's update has fence 0);
+    /// (contact changes go where `contact_owner` says; a platform's update has fence 0);
     /// returns the refusal when the tenant's state cap refuses them (nothing applied).
     fn apply_effects<'a>(
         &'a self,
         tenant: &'a TenantId,
         contact: Option<&'a ContactId>,
-        contacts: ContactOwner,
+        contact_owner: ContactOwner,
         run: RunId,
         effects: &'a [fluxo_core::Effect],
     ) -> StoreFuture<'a, Option<fluxo_core::RunError>>;

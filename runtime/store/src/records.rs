@@ -669,9 +669,12 @@ pub fn outbox_row(effect: &fluxo_core::Effect) -> Option<(&str, OutboxPayload)> 
 }
 
 /// What one commit changed on a platform-owned contact: the run's field and tag changes,
-/// in the order the run made them. The receiver applies them in order, deduplicates on
-/// `update_id` (delivery is at least once) and skips an update whose `sequence` is not
-/// above the last it applied (a retried older update may arrive after a newer one).
+/// in the order the run made them. Each change is absolute for its key (a field's value,
+/// a tag present or absent), so the receiver deduplicates on `update_id` (delivery is at
+/// least once) and, per field name and per tag, keeps the `sequence` of the update that
+/// last changed it, applying a change only when its update's `sequence` is above that
+/// key's: a retried older update may arrive after a newer one, and must neither undo
+/// the newer one's keys nor be dropped for the keys the newer one did not touch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContactUpdate {
     /// `cu_RUN-ID.FENCE`: the run and the fencing token of the lease that committed it

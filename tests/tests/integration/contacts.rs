@@ -87,9 +87,14 @@ async fn a_platform_owned_contact_s_changes_reach_the_platform_as_signed_updates
         2,
         "one update per acme run, none for beta: {seen:?}"
     );
-    for ((body, received), (tenant, contact, id, _)) in seen.iter().zip(&runs) {
-        assert_eq!(*tenant, "acme");
+    for (body, received) in &seen {
         assert!(received.uri.ends_with("/acme"), "{}", received.uri);
+        let Some((_, contact, id, _)) = runs
+            .iter()
+            .find(|(tenant, contact, ..)| *tenant == "acme" && body["data"]["contact"] == *contact)
+        else {
+            panic!("an update for no acme run: {body}");
+        };
         assert_eq!(body["data"]["tenant"], "acme");
         assert_eq!(body["data"]["contact"], *contact);
         assert_eq!(body["data"]["run_id"], id.as_str());

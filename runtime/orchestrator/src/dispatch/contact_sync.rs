@@ -12,8 +12,9 @@ use super::SendError;
 /// least once per update (a delivery cut short is tried again after its lease, with the
 /// same `update_id`), so an implementation deduplicates on the id. The updates of one
 /// contact that one claim takes come in commit order; one retried later may come after
-/// a newer one, so an implementation skips an update whose `sequence` is not above the
-/// last it applied.
+/// a newer one, so an implementation applies each change only when its update's
+/// `sequence` is above that of the last update that changed the same field or tag
+/// (never skipping a whole update: see [`ContactUpdate`]).
 pub trait ContactSync: Send + Sync {
     /// Applies `update` of `tenant`'s contact, committed at `queued_ms` (milliseconds
     /// since the Unix epoch).

@@ -20,7 +20,8 @@ pub(crate) const MIN_SECRET_BYTES: usize = 8;
 pub(crate) const MAX_SECRET_BYTES: usize = 4096;
 
 /// `GET /v1/contacts/{id}`: a contact in the embedded contact store (404 saying so for a
-/// tenant whose contacts the platform keeps: Fluxo stores none of them).
+/// tenant whose contacts the platform keeps: its runs change none, and contacts stored
+/// before the switch are not shown as if they were current).
 pub(crate) async fn show_contact(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,
