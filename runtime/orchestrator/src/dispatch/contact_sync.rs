@@ -44,15 +44,7 @@ pub fn webhook_message(
     update: &ContactUpdate,
     queued_ms: i64,
 ) -> (String, String, i64) {
-    let mut data = serde_json::to_value(update).unwrap_or_default();
-    if let Some(fields) = data.as_object_mut() {
-        fields.insert("tenant".to_owned(), serde_json::json!(tenant));
-    }
-    (
-        update.update_id.clone(),
-        fluxo_store::webhook::event_body(EVENT_TYPE, &data, queued_ms),
-        queued_ms.div_euclid(1000),
-    )
+    super::platform_webhooks::tenant_event(EVENT_TYPE, &update.update_id, update, tenant, queued_ms)
 }
 
 #[cfg(test)]

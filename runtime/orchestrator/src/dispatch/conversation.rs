@@ -42,14 +42,12 @@ pub fn webhook_message(
     message: &PlatformMessage,
     queued_ms: i64,
 ) -> (String, String, i64) {
-    let mut data = serde_json::to_value(message).unwrap_or_default();
-    if let Some(fields) = data.as_object_mut() {
-        fields.insert("tenant".to_owned(), serde_json::json!(tenant));
-    }
-    (
-        message.message_id.clone(),
-        fluxo_store::webhook::event_body(&event_type(message), &data, queued_ms),
-        queued_ms.div_euclid(1000),
+    super::platform_webhooks::tenant_event(
+        &event_type(message),
+        &message.message_id,
+        message,
+        tenant,
+        queued_ms,
     )
 }
 

@@ -329,44 +329,40 @@ impl Dispatcher {
         let attempts = item.attempts + 1;
         let (result, backoff) = match &item.payload {
             OutboxPayload::Email(email) => {
-                let result = match &self.email {
-                    Some(transport) => transport.send(email).await.map(|()| Delivered::Accepted),
-                    None => Err(SendError::Transient("no SMTP server configured".to_owned())),
+                let result = match configured(&self.email, "no SMTP server configured") {
+                    Ok(transport) => transport.send(email).await.map(|()| Delivered::Accepted),
+                    Err(error) => Err(error),
                 };
                 (result, &self.options.email_backoff)
             }
             OutboxPayload::Webhook(message) => {
-                let result = match &self.webhooks {
-                    Some(sender) => sender.send(&item.tenant, message).await,
-                    None => Err(SendError::Transient(
-                        "webhooks are not dispatched".to_owned(),
-                    )),
+                let result = match configured(&self.webhooks, "webhooks are not dispatched") {
+                    Ok(sender) => sender.send(&item.tenant, message).await,
+                    Err(error) => Err(error),
                 };
                 (result, &self.options.webhook_backoff)
             }
             OutboxPayload::Message(message) => {
-                let result = match &self.conversation {
-                    Some(conversation) => conversation
-                        .deliver(&item.tenant, message, item.created_ms)
-                        .await
-                        .map(|()| Delivered::Accepted),
-                    None => Err(SendError::Transient(
-                        "platform messages are not dispatched".to_owned(),
-                    )),
-                };
-                (result, &self.options.message_backoff)
+                let result =
+                    match configured(&self.conversation, "platform messages are not dispatched") {
+                        Ok(side) => side.deliver(&item.tenant, message, item.created_ms).await,
+                        Err(error) => Err(error),
+                    };
+                (
+                    result.map(|()| Delivered::Accepted),
+                    &self.options.message_backoff,
+                )
             }
             OutboxPayload::ContactUpdate(update) => {
-                let result = match &self.contact_sync {
-                    Some(sync) => sync
-                        .update(&item.tenant, update, item.created_ms)
-                        .await
-                        .map(|()| Delivered::Accepted),
-                    None => Err(SendError::Transient(
-                        "contact updates are not dispatched".to_owned(),
-                    )),
-                };
-                (result, &self.options.contact_update_backoff)
+                let result =
+                    match configured(&self.contact_sync, "contact updates are not dispatched") {
+                        Ok(side) => side.update(&item.tenant, update, item.created_ms).await,
+                        Err(error) => Err(error),
+                    };
+                (
+                    result.map(|()| Delivered::Accepted),
+                    &self.options.contact_update_backoff,
+                )
             }
         };
         let settlement = match result {
@@ -534,6 +530,13 @@ fn lanes(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
         lane.sort_by_key(|item| item.id);
     }
     lanes
+}
+
+/// The delivery `side` of a row's kind, or a transient error (`missing` says why) when
+/// this dispatcher has none: the row waits for a dispatcher that has one.
+fn configured<'a, T: ?Sized>(side: &'a Option<Arc<T>>, missing: &str) -> Result<&'a T, SendError> {
+    side.as_deref()
+        .ok_or_else(|| SendError::Transient(missing.to_owned()))
 }
 
 #[cfg(test)]

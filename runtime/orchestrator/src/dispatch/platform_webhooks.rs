@@ -36,6 +36,29 @@ impl std::fmt::Debug for PlatformWebhooks {
     }
 }
 
+/// A tenant's event as Standard Webhooks sends it: `(webhook-id, body, webhook-timestamp
+/// in seconds)`. The body is `{"type": event_type, "timestamp", "data"}` with `payload`'s
+/// fields and `"tenant"` as `data`; the timestamps are those of `queued_ms`
+/// (milliseconds since the Unix epoch), so every attempt sends the same event.
+#[must_use]
+pub fn tenant_event<T: serde::Serialize>(
+    event_type: &str,
+    id: &str,
+    payload: &T,
+    tenant: &TenantId,
+    queued_ms: i64,
+) -> (String, String, i64) {
+    let mut data = serde_json::to_value(payload).unwrap_or_default();
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("tenant".to_owned(), serde_json::json!(tenant));
+    }
+    (
+        id.to_owned(),
+        fluxo_store::webhook::event_body(event_type, &data, queued_ms),
+        queued_ms.div_euclid(1000),
+    )
+}
+
 /// What one endpoint made of an attempt.
 enum Answer {
     Accepted,
