@@ -8,9 +8,15 @@
 //! A `wasm32-wasip2` build is a component already; a `wasm32-unknown-unknown` build is a
 //! core module that [`componentize`] turns into a component with `wit-component`.
 //!
+//! Python and JavaScript actions are built by their own pinned toolchains: [`lang`].
+//!
 //! The nested cargo runs with the outer cargo's environment scrubbed: a build script or
 //! `cargo clippy` exports variables (`CARGO_ENCODED_RUSTFLAGS`, `RUSTC_WORKSPACE_WRAPPER`,
 //! `TARGET`, …) that would otherwise leak into the guest build and break it.
+
+pub mod lang;
+
+pub use lang::{Lang, LanguageTools};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -58,6 +64,27 @@ pub enum ToolchainError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A language's toolchain (componentize-py, jco) is not installed.
+    #[error(
+        "the {lang} toolchain is not installed (no {path}): {}",
+        lang::LANG_SETUP_HINT
+    )]
+    LanguageNotInstalled {
+        /// The language (`python`, `js`).
+        lang: &'static str,
+        /// Where its tool was looked for.
+        path: PathBuf,
+    },
+    /// A language's toolchain refused the action; its diagnostics were printed above.
+    #[error("building the {lang} action {input} failed ({status})")]
+    LanguageBuildFailed {
+        /// The language (`python`, `js`).
+        lang: &'static str,
+        /// The action's source (a Python directory or a JavaScript file).
+        input: PathBuf,
+        /// The tool's exit status.
+        status: String,
     },
     /// A core module could not be turned into a component.
     #[error("could not turn {path} into a component: {reason}")]

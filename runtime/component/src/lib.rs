@@ -49,8 +49,11 @@ const WASI_INTERFACES: &[&str] = &[
     "wasi:sockets/ip-name-lookup",
 ];
 
-/// The default cap on a component's size, in bytes.
-pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 10 << 20;
+/// The default cap on a component's size, in bytes: 32 MiB. A Python action built by
+/// componentize-py 0.25 (CPython and its standard library inside) is about 18.4 MB before
+/// the action's own packages; a JavaScript one from jco's QuickJS backend about 1.6 MB; a
+/// Rust one well under 1 MB (docs/languages.md).
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 32 << 20;
 
 /// Why bytes are not a component Fluxo can run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

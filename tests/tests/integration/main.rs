@@ -20,6 +20,7 @@ mod egress;
 mod email;
 mod examples;
 mod hooks;
+mod languages;
 mod limits;
 mod loading;
 mod secrets;

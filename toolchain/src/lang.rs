@@ -1,0 +1,239 @@
+//! Python and JavaScript actions: the pinned toolchains `scripts/setup-toolchain` installs
+//! into the project's tool directory (`.tools/`, or `FLUXO_TOOLS_DIR`), driven here.
+//!
+//! - **Python**: `componentize-py` (`toolchain/lang/requirements.txt`) bundles CPython,
+//!   the action's module and what it imports, pre-initialized, into one component
+//!   (about 18 MB). Its default build imports WASI 0.2 `cli`, `clocks`, `filesystem`,
+//!   `random` and `sockets`, which the host serves empty or deny-all.
+//! - **JavaScript**: `jco componentize` (`toolchain/lang/package.json`) with the QuickJS
+//!   backend, synchronous (about 1.6 MB). jco's default backend, StarlingMonkey, makes
+//!   12 MB components that import `wasi:http`, which the host refuses; QuickJS's default
+//!   exports use the component model's async ABI, which this host does not run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::ToolchainError;
+
+/// Where the tools are named in errors.
+pub const LANG_SETUP_HINT: &str = "install the Python and JavaScript toolchains with `scripts/setup-toolchain` (componentize-py from PyPI, jco from npm, into .tools/)";
+
+/// A language with a toolchain besides Rust's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Python 3, through `componentize-py`.
+    Python,
+    /// JavaScript (an ES module), through `jco componentize --backend qjs`.
+    JavaScript,
+}
+
+impl Lang {
+    /// The name used on the command line and in errors (`python`, `js`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::JavaScript => "js",
+        }
+    }
+
+    /// The tool's path inside the tool directory.
+    fn tool(self) -> &'static str {
+        match self {
+            Self::Python => "python/bin/componentize-py",
+            Self::JavaScript => "node/node_modules/.bin/jco",
+        }
+    }
+}
+
+/// The installed language toolchains, in one tool directory.
+#[derive(Debug, Clone)]
+pub struct LanguageTools {
+    dir: PathBuf,
+}
+
+impl LanguageTools {
+    /// The tools of the project at `root`: `FLUXO_TOOLS_DIR` when set, else `root/.tools`.
+    /// Nothing is checked until a build asks for a language.
+    #[must_use]
+    pub fn for_project(root: &Path) -> Self {
+        let dir =
+            std::env::var_os("FLUXO_TOOLS_DIR").map_or_else(|| root.join(".tools"), PathBuf::from);
+        Self { dir }
+    }
+
+    /// The executable that builds `lang`'s actions.
+    ///
+    /// # Errors
+    /// [`ToolchainError::LanguageNotInstalled`] when it is not installed.
+    pub fn tool(&self, lang: Lang) -> Result<PathBuf, ToolchainError> {
+        let path = self.dir.join(lang.tool());
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ToolchainError::LanguageNotInstalled {
+                lang: lang.as_str(),
+                path,
+            })
+        }
+    }
+
+    /// Builds the Python module `module` (a file `module.py` in `app_dir`, defining a
+    /// `WitWorld` class with a `run(self, event)` method) against the world `world` of the
+    /// WIT package at `wit`; returns the component's bytes.
+    ///
+    /// # Errors
+    /// When the tool is missing or fails (its diagnostics go to this process's stderr),
+    /// or its output cannot be read.
+    pub fn build_python(
+        &self,
+        app_dir: &Path,
+        module: &str,
+        wit: &Path,
+        world: &str,
+        scratch: &Path,
+    ) -> Result<Vec<u8>, ToolchainError> {
+        let out = scratch.join(format!("{module}.python.wasm"));
+        let tool = self.tool(Lang::Python)?;
+        // componentize-py byte-compiles the app where it finds it (`__pycache__/`): build a
+        // copy, so the source tree (and cargo's view of it) stays as it was.
+        let copy = scratch.join(format!("{module}.python-src"));
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy).map_err(|source| ToolchainError::Io {
+                path: copy.clone(),
+                source,
+            })?;
+        }
+        copy_tree(app_dir, &copy)?;
+        let mut command = Command::new(tool);
+        command
+            .arg("--wit-path")
+            .arg(wit)
+            .arg("--world")
+            .arg(world)
+            .arg("componentize")
+            .arg("--python-path")
+            .arg(&copy)
+            .arg(module)
+            .arg("--output")
+            .arg(&out);
+        run(command, Lang::Python, app_dir)?;
+        crate::read(&out)
+    }
+
+    /// Builds the ES module `source` (exporting `run(event)`) against the world `world` of
+    /// the WIT package at `wit`, with jco's QuickJS backend, synchronous; returns the
+    /// component's bytes.
+    ///
+    /// # Errors
+    /// When the tool is missing or fails (its diagnostics go to this process's stderr),
+    /// or its output cannot be read.
+    pub fn build_js(
+        &self,
+        source: &Path,
+        wit: &Path,
+        world: &str,
+        scratch: &Path,
+    ) -> Result<Vec<u8>, ToolchainError> {
+        let stem = source
+            .file_stem()
+            .map_or_else(|| "action".into(), |stem| stem.to_string_lossy());
+        let out = scratch.join(format!("{stem}.js.wasm"));
+        let tool = self.tool(Lang::JavaScript)?;
+        // jco resolves a relative source against the source's own directory.
+        let source = std::path::absolute(source).map_err(|source_error| ToolchainError::Io {
+            path: source.to_owned(),
+            source: source_error,
+        })?;
+        let wit = std::path::absolute(wit).map_err(|source| ToolchainError::Io {
+            path: wit.to_owned(),
+            source,
+        })?;
+        let mut command = Command::new(tool);
+        command
+            .arg("componentize")
+            .arg(&source)
+            .arg("--wit")
+            .arg(&wit)
+            .arg("--world-name")
+            .arg(world)
+            .args(["--backend", "qjs", "--backend-qjs-disable-async"])
+            .arg("--out")
+            .arg(&out);
+        run(command, Lang::JavaScript, &source)?;
+        crate::read(&out)
+    }
+}
+
+/// Copies the files under `from` to `to`, leaving out `__pycache__` directories.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), ToolchainError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ToolchainError::Io { path, source }
+    };
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(io(&source))?.is_dir() {
+            if entry.file_name() != "__pycache__" {
+                copy_tree(&source, &target)?;
+            }
+        } else {
+            std::fs::copy(&source, &target).map_err(io(&source))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a language tool to completion, its output passed through.
+fn run(mut command: Command, lang: Lang, input: &Path) -> Result<(), ToolchainError> {
+    let shown = format!("{command:?}");
+    let status = command.status().map_err(|source| ToolchainError::Spawn {
+        command: shown,
+        source,
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(ToolchainError::LanguageBuildFailed {
+            lang: lang.as_str(),
+            input: input.to_owned(),
+            status: status.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_is_named_with_the_way_to_install_it() {
+        let tools = LanguageTools {
+            dir: PathBuf::from("/nonexistent/fluxo-tools"),
+        };
+        let error = tools.tool(Lang::Python).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("/nonexistent/fluxo-tools/python/bin/componentize-py")
+                && text.contains("scripts/setup-toolchain"),
+            "{text}"
+        );
+        let error = tools
+            .build_js(
+                Path::new("action.js"),
+                Path::new("wit"),
+                "action",
+                Path::new("/tmp"),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ToolchainError::LanguageNotInstalled { lang: "js", .. }
+            ),
+            "{error:?}"
+        );
+    }
+}
