@@ -18,6 +18,36 @@ use crate::ToolchainError;
 /// Where the tools are named in errors.
 pub const LANG_SETUP_HINT: &str = "install the Python and JavaScript toolchains with `scripts/setup-toolchain` (componentize-py from PyPI, jco from npm, into .tools/)";
 
+/// The `fluxo:action` world's WIT files, as this build of Fluxo serves them: what a
+/// Python or JavaScript action is built against when no other WIT is given.
+pub const WORLD_FILES: [(&str, &str); 8] = [
+    ("world.wit", include_str!("../../wit/world.wit")),
+    ("types.wit", include_str!("../../wit/types.wit")),
+    ("http.wit", include_str!("../../wit/http.wit")),
+    ("email.wit", include_str!("../../wit/email.wit")),
+    ("contact.wit", include_str!("../../wit/contact.wit")),
+    ("log.wit", include_str!("../../wit/log.wit")),
+    ("state.wit", include_str!("../../wit/state.wit")),
+    ("secrets.wit", include_str!("../../wit/secrets.wit")),
+];
+
+/// The world's name in [`WORLD_FILES`].
+pub const WORLD: &str = "action";
+
+/// Writes [`WORLD_FILES`] into `dir` (created if absent) and returns it.
+///
+/// # Errors
+/// [`ToolchainError::Io`] when a file cannot be written.
+pub fn write_world(dir: &Path) -> Result<PathBuf, ToolchainError> {
+    let io = |path: PathBuf| move |source| ToolchainError::Io { path, source };
+    std::fs::create_dir_all(dir).map_err(io(dir.to_owned()))?;
+    for (name, text) in WORLD_FILES {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(io(path.clone()))?;
+    }
+    Ok(dir.to_owned())
+}
+
 /// A language with a toolchain besides Rust's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -59,6 +89,12 @@ impl LanguageTools {
     pub fn for_project(root: &Path) -> Self {
         let dir =
             std::env::var_os("FLUXO_TOOLS_DIR").map_or_else(|| root.join(".tools"), PathBuf::from);
+        Self { dir }
+    }
+
+    /// The tools in `dir` (a directory `scripts/setup-toolchain` filled).
+    #[must_use]
+    pub fn in_dir(dir: PathBuf) -> Self {
         Self { dir }
     }
 
@@ -207,6 +243,32 @@ fn run(mut command: Command, lang: Lang, input: &Path) -> Result<(), ToolchainEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_world_is_every_file_of_wit() {
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&wit)
+            .unwrap()
+            .filter_map(|entry| {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                name.ends_with(".wit").then_some(name)
+            })
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = WORLD_FILES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(
+            embedded, on_disk,
+            "a file added to wit/ must be added to WORLD_FILES"
+        );
+        let dir = std::env::temp_dir().join(format!("fluxo-world-{}", std::process::id()));
+        write_world(&dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("world.wit")).unwrap(),
+            std::fs::read_to_string(wit.join("world.wit")).unwrap()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn a_missing_tool_is_named_with_the_way_to_install_it() {

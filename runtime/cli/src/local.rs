@@ -1,4 +1,5 @@
-//! The local commands: `build` (a crate into a component), `run` (a component once) and
+//! The local commands: `build` (an action in Rust, Python or JavaScript into a
+//! component), `run` (a component once) and
 //! `workflow validate` (definitions, no server).
 
 use std::path::{Path, PathBuf};
@@ -14,9 +15,9 @@ use fluxo_orchestrator::metrics::Metrics;
 use fluxo_sandbox::{EngineOptions, Metering, RunOptions, Runtime};
 use fluxo_store::{OutboxPayload, OutboxStatus, Store};
 use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
-use fluxo_toolchain::{Scope, Target, Toolchain};
+use fluxo_toolchain::{LanguageTools, Scope, Target, Toolchain};
 
-use crate::{GuestTarget, ToolchainChoice, UsageError};
+use crate::{GuestTarget, Lang, ToolchainChoice, UsageError};
 
 pub(crate) fn usage(error: anyhow::Error) -> UsageError {
     UsageError(error)
@@ -70,28 +71,153 @@ pub(crate) fn build(
             components.len()
         )));
     };
-    eprintln!(
-        "fluxo: checking {} against the fluxo:action world",
-        component.name
-    );
+    check_and_write(&component.name, &component.bytes, out)
+}
+
+/// `fluxo build --lang python|js`: the pinned toolchain builds the action against `wit`
+/// (default: the world this binary serves), then the component is checked and written.
+pub(crate) fn build_foreign(
+    path: &Path,
+    lang: Lang,
+    out: Option<PathBuf>,
+    module: &str,
+    wit: Option<&Path>,
+    tools: Option<&Path>,
+) -> Result<ExitCode, UsageError> {
+    let tools_dir = match tools {
+        Some(dir) => dir.to_owned(),
+        None => nearest_tools().ok_or_else(|| {
+            usage(anyhow::anyhow!(
+                "no .tools directory above {}: {} (or name one with --tools / FLUXO_TOOLS_DIR)",
+                std::env::current_dir().unwrap_or_default().display(),
+                fluxo_toolchain::lang::LANG_SETUP_HINT
+            ))
+        })?,
+    };
+    let tools = LanguageTools::in_dir(tools_dir);
+    let scratch = tempfile_dir()?;
+    let wit = match wit {
+        Some(dir) => dir.to_owned(),
+        None => {
+            fluxo_toolchain::lang::write_world(&scratch.join("wit")).map_err(|e| usage(e.into()))?
+        }
+    };
+    let world = fluxo_toolchain::lang::WORLD;
+    let (name, built) = match lang {
+        Lang::Python => {
+            if !path.join(format!("{module}.py")).is_file() {
+                return Err(usage(anyhow::anyhow!(
+                    "{} holds no {module}.py (name the module with --module)",
+                    path.display()
+                )));
+            }
+            eprintln!(
+                "fluxo: building the Python app {} (module {module}) with componentize-py",
+                path.display()
+            );
+            (
+                dir_name(path),
+                tools.build_python(path, module, &wit, world, &scratch),
+            )
+        }
+        Lang::Js => {
+            let source = if path.is_dir() {
+                path.join("action.js")
+            } else {
+                path.to_owned()
+            };
+            if !source.is_file() {
+                return Err(usage(anyhow::anyhow!(
+                    "{} is not a JavaScript module",
+                    source.display()
+                )));
+            }
+            eprintln!(
+                "fluxo: building the JavaScript module {} with jco (QuickJS)",
+                source.display()
+            );
+            let name = if path.is_dir() {
+                dir_name(path)
+            } else {
+                source
+                    .file_stem()
+                    .map_or_else(|| "action".to_owned(), |s| s.to_string_lossy().into_owned())
+            };
+            (name, tools.build_js(&source, &wit, world, &scratch))
+        }
+        Lang::Rust => unreachable!("Rust actions are built by build()"),
+    };
+    let result = match built {
+        Ok(bytes) => check_and_write(&name, &bytes, out),
+        Err(error @ fluxo_toolchain::ToolchainError::LanguageNotInstalled { .. }) => {
+            Err(usage(error.into()))
+        }
+        Err(error) => {
+            eprintln!("fluxo: {error}");
+            Ok(ExitCode::from(1))
+        }
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// A fresh private scratch directory under the system's temporary directory.
+fn tempfile_dir() -> Result<PathBuf, UsageError> {
+    let dir = std::env::temp_dir().join(format!(
+        "fluxo-build-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))
+        .map_err(usage)?;
+    Ok(dir)
+}
+
+/// The last component of `path` (after resolving `.`), for naming the output.
+fn dir_name(path: &Path) -> String {
+    std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "action".to_owned())
+}
+
+/// The nearest `.tools` directory in the current directory or above it.
+fn nearest_tools() -> Option<PathBuf> {
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .map(|dir| dir.join(".tools"))
+        .find(|dir| dir.is_dir())
+}
+
+/// Loads `bytes` as the server would (world, imports, size and pool shape), then writes
+/// them to `out` (default `./NAME.wasm`) and prints the size, the compile time and the
+/// imports; exit code 1 when the component is not runnable.
+fn check_and_write(name: &str, bytes: &[u8], out: Option<PathBuf>) -> Result<ExitCode, UsageError> {
+    eprintln!("fluxo: checking {name} against the fluxo:action world");
     let runtime = Runtime::builder()
         .build()
         .map_err(|error| usage(error.into()))?;
-    let checked = match runtime.load(&component.bytes) {
+    let started = std::time::Instant::now();
+    let checked = match runtime.load(bytes) {
         Ok(checked) => checked,
         Err(error) => {
             eprintln!("fluxo: the component is not runnable: {error}");
             return Ok(ExitCode::from(1));
         }
     };
-    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.wasm", component.name)));
-    std::fs::write(&out, &component.bytes)
+    let compiled = started.elapsed();
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.wasm")));
+    std::fs::write(&out, bytes)
         .with_context(|| format!("writing {}", out.display()))
         .map_err(usage)?;
     eprintln!(
-        "fluxo: wrote {} ({} KiB); imports: {}",
+        "fluxo: wrote {} ({} KiB, compiled in {} ms); imports: {}",
         out.display(),
-        component.bytes.len().div_ceil(1024),
+        bytes.len().div_ceil(1024),
+        compiled.as_millis(),
         checked.imports().join(", ")
     );
     Ok(ExitCode::SUCCESS)

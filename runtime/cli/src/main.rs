@@ -72,13 +72,31 @@ enum Command {
         #[arg(long, env = "FLUXO_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Build a Rust action crate into a component.
+    /// Build an action into a component and check it against the world: a Rust crate
+    /// (cargo), a Python app (componentize-py) or a JavaScript module (jco, QuickJS)
     Build {
-        /// The crate's directory or its Cargo.toml.
+        /// Rust: the crate's directory or its Cargo.toml. Python: the app's directory
+        /// (holding `MODULE.py`). JavaScript: the module file, or a directory holding
+        /// `action.js`.
         path: PathBuf,
-        /// Where to write the component (default: `./CRATE.wasm`).
+        /// The action's language.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// Where to write the component (default: `./NAME.wasm`: the crate's name, the
+        /// app directory's or the module's).
         #[arg(short, long)]
         out: Option<PathBuf>,
+        /// Python: the module defining the `WitWorld` class.
+        #[arg(long, default_value = "app")]
+        module: String,
+        /// Python and JavaScript: a directory of WIT files to build against (default: the
+        /// `fluxo:action` world this fluxo serves).
+        #[arg(long)]
+        wit: Option<PathBuf>,
+        /// Python and JavaScript: the tool directory `scripts/setup-toolchain` filled
+        /// (default: the nearest `.tools` above the current directory).
+        #[arg(long, env = "FLUXO_TOOLS_DIR")]
+        tools: Option<PathBuf>,
         /// The guest target.
         #[arg(long, value_enum, default_value_t = GuestTarget::Wasip2)]
         target: GuestTarget,
@@ -357,6 +375,16 @@ pub(crate) enum ToolchainChoice {
     Debian,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Lang {
+    /// Rust, with cargo and the `fluxo-sdk` crate.
+    Rust,
+    /// Python 3, with componentize-py.
+    Python,
+    /// JavaScript (an ES module), with jco's QuickJS backend.
+    Js,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum GuestTarget {
     /// wasm32-wasip2: a component straight from rustc (std imports WASI 0.2).
@@ -389,11 +417,22 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build {
             path,
+            lang: Lang::Rust,
             out,
             target,
             target_dir,
             toolchain,
+            ..
         } => local::build(&path, out, target, target_dir.as_deref(), toolchain),
+        Command::Build {
+            path,
+            lang,
+            out,
+            module,
+            wit,
+            tools,
+            ..
+        } => local::build_foreign(&path, lang, out, &module, wit.as_deref(), tools.as_deref()),
         Command::Run {
             component,
             event,

@@ -204,6 +204,95 @@ fn build_turns_an_example_crate_into_a_checked_component() {
         .unwrap();
 }
 
+#[test]
+fn build_turns_python_and_javascript_actions_into_checked_components() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tools = root.join(".tools");
+    let dir = tempfile::tempdir().unwrap();
+    // Outside the project: the world comes from the binary, the tools from the flag.
+    let app = dir.path().join("lead-sync");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::copy(
+        root.join("guest-examples/crm-lead-py/app.py"),
+        app.join("app.py"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("guest-examples/crm-lead-js/action.js"),
+        dir.path().join("lead.js"),
+    )
+    .unwrap();
+    for (lang, source, out) in [
+        ("python", app.clone(), dir.path().join("lead-py.wasm")),
+        (
+            "js",
+            dir.path().join("lead.js"),
+            dir.path().join("lead-js.wasm"),
+        ),
+    ] {
+        let output = fluxo(&[
+            "build",
+            "--lang",
+            lang,
+            source.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{lang}: {stderr}");
+        assert!(
+            stderr.contains("fluxo:action/contact@0.2.0"),
+            "{lang}: {stderr}"
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        fluxo_sandbox::Runtime::builder()
+            .build()
+            .unwrap()
+            .load(&bytes)
+            .unwrap();
+    }
+    assert!(
+        !app.join("__pycache__").exists(),
+        "the app's directory is left as it was"
+    );
+
+    // A Python app without the world's class, and no tools at all.
+    write(&app, "app.py", "def run(event):\n    return None\n");
+    let broken = fluxo(&[
+        "build",
+        "--lang",
+        "python",
+        app.to_str().unwrap(),
+        "-o",
+        dir.path().join("broken.wasm").to_str().unwrap(),
+        "--tools",
+        tools.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        broken.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("building the python action"));
+    let untooled = fluxo(&[
+        "build",
+        "--lang",
+        "js",
+        dir.path().join("lead.js").to_str().unwrap(),
+        "--tools",
+        dir.path().join("nowhere").to_str().unwrap(),
+    ]);
+    assert_eq!(untooled.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&untooled.stderr).contains("scripts/setup-toolchain"),
+        "{}",
+        String::from_utf8_lossy(&untooled.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_keeps_state_in_the_data_dir_and_sends_email_over_smtp() {
     let sink = crate::email::SmtpSink::start(&[]).await;
