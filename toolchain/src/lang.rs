@@ -157,6 +157,30 @@ impl LanguageTools {
         crate::read(&out)
     }
 
+    /// Writes the Python bindings of the world `world` of the WIT package at `wit` into
+    /// `out` (`wit_world/`, `componentize_py_types.py`, …): what a native test of a
+    /// Python action imports in place of the host.
+    ///
+    /// # Errors
+    /// When the tool is missing or fails.
+    pub fn python_bindings(
+        &self,
+        wit: &Path,
+        world: &str,
+        out: &Path,
+    ) -> Result<(), ToolchainError> {
+        let mut command = Command::new(self.tool(Lang::Python)?);
+        command
+            .arg("--wit-path")
+            .arg(wit)
+            .arg("--world")
+            .arg(world)
+            .arg("--quiet")
+            .arg("bindings")
+            .arg(out);
+        run(command, Lang::Python, out)
+    }
+
     /// Builds the ES module `source` (exporting `run(event)`) against the world `world` of
     /// the WIT package at `wit`, with jco's QuickJS backend, synchronous; returns the
     /// component's bytes.

@@ -84,17 +84,7 @@ pub(crate) fn build_foreign(
     wit: Option<&Path>,
     tools: Option<&Path>,
 ) -> Result<ExitCode, UsageError> {
-    let tools_dir = match tools {
-        Some(dir) => dir.to_owned(),
-        None => nearest_tools().ok_or_else(|| {
-            usage(anyhow::anyhow!(
-                "no .tools directory above {}: {} (or name one with --tools / FLUXO_TOOLS_DIR)",
-                std::env::current_dir().unwrap_or_default().display(),
-                fluxo_toolchain::lang::LANG_SETUP_HINT
-            ))
-        })?,
-    };
-    let tools = LanguageTools::in_dir(tools_dir);
+    let tools = language_tools(tools)?;
     let scratch = tempfile_dir()?;
     let wit = match wit {
         Some(dir) => dir.to_owned(),
@@ -182,6 +172,22 @@ fn dir_name(path: &Path) -> String {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "action".to_owned())
+}
+
+/// The Python and JavaScript toolchains in `tools` (`--tools` / `FLUXO_TOOLS_DIR`), else
+/// in the nearest `.tools` above the current directory.
+pub(crate) fn language_tools(tools: Option<&Path>) -> Result<LanguageTools, UsageError> {
+    let dir = match tools {
+        Some(dir) => dir.to_owned(),
+        None => nearest_tools().ok_or_else(|| {
+            usage(anyhow::anyhow!(
+                "no .tools directory above {}: {} (or name one with --tools / FLUXO_TOOLS_DIR)",
+                std::env::current_dir().unwrap_or_default().display(),
+                fluxo_toolchain::lang::LANG_SETUP_HINT
+            ))
+        })?,
+    };
+    Ok(LanguageTools::in_dir(dir))
 }
 
 /// The nearest `.tools` directory in the current directory or above it.

@@ -5,6 +5,7 @@
 
 mod client;
 mod local;
+mod scaffold;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,26 @@ enum Command {
         /// Which toolchain: rustup's targets if installed, else Debian's (`auto`).
         #[arg(long, value_enum, default_value_t = ToolchainChoice::Auto)]
         toolchain: ToolchainChoice,
+    },
+    /// Create an action project: the action, a native test against a mock host, and a
+    /// README with the commands to test, build and upload it
+    New {
+        /// The action's name (1–64 of `a-z 0-9 - _`, starting with a letter).
+        name: String,
+        /// The project's language.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// Where to create it (default: `./NAME`); it must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: the fluxo-sdk crate to depend on (default: the SDK of the checkout this
+        /// fluxo was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+        /// Python: the tool directory `scripts/setup-toolchain` filled (for the bindings
+        /// the tests import; default: the nearest `.tools` above the current directory).
+        #[arg(long, env = "FLUXO_TOOLS_DIR")]
+        tools: Option<PathBuf>,
     },
     /// Run a component once for an event and print the run report as JSON.
     Run {
@@ -433,6 +454,13 @@ fn main() -> ExitCode {
             tools,
             ..
         } => local::build_foreign(&path, lang, out, &module, wit.as_deref(), tools.as_deref()),
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+            tools,
+        } => scaffold::new_project(&name, lang, dir, sdk, tools.as_deref()),
         Command::Run {
             component,
             event,
@@ -852,6 +880,7 @@ fn manage(
             | Command::Migrate { .. }
             | Command::Secrets(SecretsCommand::RotateKey { .. })
             | Command::Build { .. }
+            | Command::New { .. }
             | Command::Run { .. }
             | Command::CompileArtifact { .. } => Ok(ExitCode::from(2)),
         }

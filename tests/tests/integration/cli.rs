@@ -293,6 +293,94 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
     );
 }
 
+#[test]
+fn new_makes_projects_whose_own_tests_and_builds_pass_in_each_language() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tools = root.join(".tools");
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |what: &str, output: &Output| {
+        assert!(
+            output.status.success(),
+            "{what}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // (language, its test command, what `fluxo build` is given)
+    let projects: [(&str, &[&str], &str); 3] = [
+        ("rust", &["cargo", "test", "--quiet"], "."),
+        ("python", &["python3", "-m", "unittest"], "."),
+        ("js", &["npm", "test", "--silent"], "action.js"),
+    ];
+    for (lang, test, source) in projects {
+        let project = dir.path().join(format!("greet-{lang}"));
+        let created = fluxo(&[
+            "new",
+            &format!("greet-{lang}"),
+            "--lang",
+            lang,
+            "--dir",
+            project.to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+        ]);
+        ok(&format!("fluxo new --lang {lang}"), &created);
+
+        // The project's own tests, as its README says; Rust shares the warm guest target.
+        let tested = Command::new(test[0])
+            .args(&test[1..])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", root.join("guest-target"))
+            .env_remove("RUSTFLAGS")
+            .output()
+            .unwrap();
+        ok(&format!("{lang}: {test:?}"), &tested);
+
+        let out = project.join("greet.wasm");
+        let built = Command::new(fluxo_bin().unwrap())
+            .args(["build", "--lang", lang, source, "-o", out.to_str().unwrap()])
+            .args(
+                ["--tools", tools.to_str().unwrap()]
+                    .iter()
+                    .filter(|_| lang != "rust"),
+            )
+            .args(
+                ["--target-dir", root.join("guest-target").to_str().unwrap()]
+                    .iter()
+                    .filter(|_| lang == "rust"),
+            )
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        ok(&format!("fluxo build --lang {lang}"), &built);
+        fluxo_sandbox::Runtime::builder()
+            .build()
+            .unwrap()
+            .load(&std::fs::read(&out).unwrap())
+            .unwrap();
+    }
+
+    // A second project in the same place, and a name the server would refuse.
+    let again = fluxo(&[
+        "new",
+        "greet-js",
+        "--lang",
+        "js",
+        "--dir",
+        dir.path().join("greet-js").to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let bad = fluxo(&[
+        "new",
+        "Greet!",
+        "--dir",
+        dir.path().join("bad").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!dir.path().join("bad").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_keeps_state_in_the_data_dir_and_sends_email_over_smtp() {
     let sink = crate::email::SmtpSink::start(&[]).await;
