@@ -13,6 +13,16 @@ fn fluxo(args: &[&str]) -> Output {
     Command::new(bin).args(args).output().unwrap()
 }
 
+/// Loads the component at `path` as the server would (world, imports, size, pool shape).
+fn assert_loads(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    fluxo_sandbox::Runtime::builder()
+        .build()
+        .unwrap()
+        .load(&bytes)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -196,12 +206,7 @@ fn build_turns_an_example_crate_into_a_checked_component() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("fluxo:action/http@0.2.0"), "{stderr}");
-    let bytes = std::fs::read(&out).unwrap();
-    fluxo_sandbox::Runtime::builder()
-        .build()
-        .unwrap()
-        .load(&bytes)
-        .unwrap();
+    assert_loads(&out);
 }
 
 #[test]
@@ -246,12 +251,7 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
             stderr.contains("fluxo:action/contact@0.2.0"),
             "{lang}: {stderr}"
         );
-        let bytes = std::fs::read(&out).unwrap();
-        fluxo_sandbox::Runtime::builder()
-            .build()
-            .unwrap()
-            .load(&bytes)
-            .unwrap();
+        assert_loads(&out);
     }
     assert!(
         !app.join("__pycache__").exists(),
@@ -353,11 +353,7 @@ fn new_makes_projects_whose_own_tests_and_builds_pass_in_each_language() {
             .output()
             .unwrap();
         ok(&format!("fluxo build --lang {lang}"), &built);
-        fluxo_sandbox::Runtime::builder()
-            .build()
-            .unwrap()
-            .load(&std::fs::read(&out).unwrap())
-            .unwrap();
+        assert_loads(&out);
     }
 
     // A second project in the same place, and a name the server would refuse.
