@@ -3,7 +3,9 @@
 // field and tags the contact `crm-synced`.
 //
 // Input: `{"crm_url": "https://crm.example"}` (defaults to RD Station CRM's API).
-// Secret: `crm_token`. A 5xx from the CRM is a retryable failure; a 4xx is final.
+// Secret: `crm_token`. Its failures are retryable exactly where the Rust one's are: a
+// 5xx, 408, 425 or 429 from the CRM, a timeout or a broken connection; the rest (a 4xx,
+// an egress refusal, an answer without a deal id, a bad input) are final.
 //
 // Built with `jco componentize action.js --wit wit --world-name action --backend qjs
 // --backend-qjs-disable-async --out crm-lead.wasm`. An action fails by throwing
@@ -16,6 +18,10 @@ import { write } from 'fluxo:action/log@0.2.0';
 import { get as secret } from 'fluxo:action/secrets@0.2.0';
 
 const DEFAULT_CRM_URL = 'https://crm.rdstation.com';
+
+// Statuses worth a retry besides 5xx, as the Rust SDK's `error_for_status` decides:
+// 408 Request Timeout (RFC 9110), 425 Too Early (RFC 8470), 429 Too Many Requests (RFC 6585).
+const RETRYABLE_STATUSES = [408, 425, 429];
 
 /** The contact's field `name` when it holds text. */
 function textField(name) {
@@ -40,6 +46,7 @@ function utf8Encode(text) {
   return Uint8Array.from(binary, (c) => c.charCodeAt(0));
 }
 
+/** UTF-8 bytes as text; throws on bytes that are not UTF-8. */
 function utf8Decode(bytes) {
   let binary = '';
   for (const byte of bytes) binary += String.fromCharCode(byte);
@@ -52,8 +59,13 @@ export function run(event) {
   try {
     input = JSON.parse(event.input || '{}');
   } catch (error) {
-    throw fail(`the input is not JSON: ${error}`);
+    throw fail(`input: ${error}`);
   }
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw fail('input: expected an object');
+  }
+  const base = input.crm_url ?? DEFAULT_CRM_URL;
+  if (typeof base !== 'string') throw fail('input: crm_url is not a string');
   const name = textField('name');
   if (name === undefined) throw fail('contact has no name field');
   const email = textField('email');
@@ -63,7 +75,6 @@ export function run(event) {
   } catch (error) {
     throw fail(`secret crm_token: ${describe(error)}`);
   }
-  const base = input.crm_url || DEFAULT_CRM_URL;
 
   const person = { name };
   if (email !== undefined) person.emails = [{ email }];
@@ -81,11 +92,24 @@ export function run(event) {
       timeoutMs: undefined,
     });
   } catch (error) {
-    throw fail(`crm request failed: ${describe(error)}`, true);
+    // Only a timeout or a broken connection may go better next time.
+    const tag = error && error.payload && error.payload.tag;
+    throw fail(`http request failed: ${describe(error)}`, tag === 'timeout' || tag === 'connect');
   }
   if (response.status >= 500) throw fail(`crm answered ${response.status}`, true);
-  if (response.status >= 400) throw fail(`crm answered ${response.status}`);
-  const dealId = JSON.parse(utf8Decode(response.body))._id;
+  if (response.status < 200 || response.status >= 300) {
+    throw fail(
+      `upstream answered ${response.status}`,
+      RETRYABLE_STATUSES.includes(response.status),
+    );
+  }
+  let dealId;
+  try {
+    dealId = JSON.parse(utf8Decode(response.body))._id;
+  } catch (error) {
+    throw fail(`json: the crm's answer has no deal id (${error})`);
+  }
+  if (typeof dealId !== 'string') throw fail("json: the crm's deal id is not a string");
 
   setField('crm_deal_id', { tag: 'text', val: dealId });
   addTag('crm-synced');

@@ -237,7 +237,8 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 Tenant,
                 201,
             ).query::<actions::UploadQuery>().component().returns::<actions::Uploaded>(),
-            post(actions::upload),
+            // The component cap (configuration) is enforced by the handler itself.
+            post(actions::upload).layer(DefaultBodyLimit::disable()),
         ),
         (
             doc(

@@ -27,51 +27,113 @@ async fn crm_lead_in_javascript_runs_as_the_rust_one_does() {
     crate::examples::crm_lead_against(guests::CRM_LEAD_JS).await;
 }
 
+/// The CRM's answer to a deal for a contact named `name`.
+fn crm_answer(name: &str) -> (u16, String) {
+    match name {
+        "busy" => (429, "{}".to_owned()),
+        "down" => (503, "{}".to_owned()),
+        "gone" => (404, "{}".to_owned()),
+        "html" => (200, "<html>maintenance</html>".to_owned()),
+        "numeric" => (200, json!({ "_id": 7 }).to_string()),
+        _ => (200, json!({ "_id": "deal-7" }).to_string()),
+    }
+}
+
 #[tokio::test]
-async fn each_language_s_errors_arrive_as_the_action_s_typed_error() {
-    let crm = Upstream::start(|_| (503, "{}".to_owned())).await;
+async fn each_language_fails_where_the_rust_one_does_and_retries_where_it_does() {
+    let crm = Upstream::start(|request| {
+        crm_answer(request.json()["deal"]["name"].as_str().unwrap_or(""))
+    })
+    .await;
     let host = Host::new(loopback_config(crm.addr.port()));
-    for (lang, component) in CRM_LEADS {
-        let action = host.runtime.load(&guest(component)).unwrap();
-
-        // A raised/thrown action error, retryable: the CRM answered 503.
-        let unavailable = event(
-            "crm-lead",
-            json!({ "name": "Ana" }),
+    let denied_url = format!("http://127.0.0.1:{}", crm.addr.port().wrapping_add(1));
+    // (case, contact fields, input, retryable, whether the CRM is called)
+    let cases = [
+        (
+            "503",
+            json!({ "name": "down" }),
             json!({ "crm_url": crm.url() }),
-        );
-        let report = host
-            .runtime
-            .run(&action, &unavailable, RunOptions::new())
-            .await;
-        let error = report.error.as_ref().expect(lang);
-        assert_eq!(error.kind, ErrorKind::ActionError, "{lang}: {report:#?}");
-        assert!(error.retryable(), "{lang}: {error:?}");
-        assert_eq!(error.message, "crm answered 503", "{lang}");
-        assert!(!report.applied, "{lang}");
-
-        // A final one, before any request: the contact has no name.
-        let nameless = event(
-            "crm-lead",
+            true,
+            true,
+        ),
+        (
+            "429",
+            json!({ "name": "busy" }),
+            json!({ "crm_url": crm.url() }),
+            true,
+            true,
+        ),
+        (
+            "404",
+            json!({ "name": "gone" }),
+            json!({ "crm_url": crm.url() }),
+            false,
+            true,
+        ),
+        (
+            "not json",
+            json!({ "name": "html" }),
+            json!({ "crm_url": crm.url() }),
+            false,
+            true,
+        ),
+        (
+            "numeric id",
+            json!({ "name": "numeric" }),
+            json!({ "crm_url": crm.url() }),
+            false,
+            true,
+        ),
+        (
+            "egress denied",
+            json!({ "name": "Ana" }),
+            json!({ "crm_url": denied_url }),
+            false,
+            false,
+        ),
+        (
+            "input not an object",
+            json!({ "name": "Ana" }),
+            json!([]),
+            false,
+            false,
+        ),
+        (
+            "no name",
             json!({ "email": "ana@example.com" }),
             json!({ "crm_url": crm.url() }),
-        );
-        let report = host
-            .runtime
-            .run(&action, &nameless, RunOptions::new())
-            .await;
-        let error = report.error.as_ref().expect(lang);
-        assert_eq!(error.kind, ErrorKind::ActionError, "{lang}: {report:#?}");
-        assert!(!error.retryable(), "{lang}: {error:?}");
-        assert!(
-            error.message.contains("no name"),
-            "{lang}: {}",
-            error.message
-        );
-        assert!(report.http.is_empty(), "{lang}");
+            false,
+            false,
+        ),
+    ];
+    let mut calls = 0;
+    for (lang, component) in CRM_LEADS {
+        let action = host.runtime.load(&guest(component)).unwrap();
+        for (case, fields, input, retryable, called) in &cases {
+            let report = host
+                .runtime
+                .run(
+                    &action,
+                    &event("crm-lead", fields.clone(), input.clone()),
+                    RunOptions::new(),
+                )
+                .await;
+            let error = report
+                .error
+                .as_ref()
+                .unwrap_or_else(|| panic!("{lang}, {case}: succeeded: {report:#?}"));
+            assert_eq!(
+                error.kind,
+                ErrorKind::ActionError,
+                "{lang}, {case}: {report:#?}"
+            );
+            assert_eq!(error.retryable(), *retryable, "{lang}, {case}: {error:?}");
+            assert!(!report.applied, "{lang}, {case}");
+            calls += usize::from(*called);
+            assert_eq!(crm.received().len(), calls, "{lang}, {case}: requests");
+        }
     }
     assert!(host.contacts.get("acme", "c1").is_none());
-    assert_eq!(crm.received().len(), CRM_LEADS.len(), "one request each");
 }
 
 #[tokio::test(flavor = "multi_thread")]

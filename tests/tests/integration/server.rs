@@ -484,6 +484,32 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "component_too_large",
     );
+    // Only uploads take bodies as large as the component cap: a JSON route keeps its own
+    // limit, whatever the cap.
+    let mut roomy = Config::default();
+    roomy.server.max_component_bytes = 64 << 20;
+    let roomy = crate::server::api(roomy).await;
+    let roomy_token = roomy.tenant("acme").await;
+    let over_json = fluxo_server::MAX_JSON_BODY_BYTES + 1;
+    let big_run = roomy
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(&roomy_token),
+            Bytes::from(vec![b' '; over_json]),
+        )
+        .await;
+    assert_eq!(
+        big_run.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        big_run.body
+    );
+    refused(
+        &roomy.upload(&roomy_token, "junk", vec![0; over_json]).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_component",
+    );
     refused(
         &api.upload(&token, "junk", b"definitely not wasm".to_vec())
             .await,
@@ -551,7 +577,7 @@ async fn a_compile_bomb_is_stopped_and_the_server_keeps_working() {
     let api = api_with(Config::default(), Duration::from_millis(1_500)).await;
     let token = api.tenant("acme").await;
     let bomb = compile_bomb();
-    assert!(bomb.len() < 10 << 20);
+    assert!(bomb.len() < fluxo_sandbox::DEFAULT_MAX_COMPONENT_BYTES);
     let started = std::time::Instant::now();
     let answer = api.upload(&token, "bomb", bomb).await;
     assert_eq!(

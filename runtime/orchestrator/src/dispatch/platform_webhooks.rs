@@ -41,7 +41,7 @@ impl std::fmt::Debug for PlatformWebhooks {
 /// fields and `"tenant"` as `data`; the timestamps are those of `queued_ms`
 /// (milliseconds since the Unix epoch), so every attempt sends the same event.
 #[must_use]
-pub fn tenant_event<T: serde::Serialize>(
+pub(crate) fn tenant_event<T: serde::Serialize>(
     event_type: &str,
     id: &str,
     payload: &T,

@@ -1,15 +1,15 @@
 //! Actions: upload, list, show, versions, activate, limits, retry policy, enable,
 //! disable, delete, test.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use fluxo_core::{
     Contact, Effect, Event, LimitOverrides, Message, RetryPolicy, Trigger, apply_to_contact,
 };
 use fluxo_core::{FieldValue, OutgoingEmail, PlatformMessage, RunReport};
 use fluxo_store::{ActionRecord, VersionRecord};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -82,21 +82,32 @@ pub(crate) async fn upload(
     State(state): State<AppState>,
     PathParam(name): PathParam<String>,
     QueryParams(query): QueryParams<UploadQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            let limit = state.registry.max_component_bytes();
-            ApiError::new(
+    // Read up to a little past the cap: the registry refuses "just over" with the
+    // component's size; far over, the read stops here.
+    let limit = state.registry.max_component_bytes();
+    let body = match Limited::new(body, limit.saturating_add(64 << 10))
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => {
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "component_too_large",
                 format!("component is over the {limit}-byte cap"),
             )
-            .details(json!({ "limit": limit }))
-        } else {
-            ApiError::new(rejection.status(), "body_rejected", rejection.body_text())
+            .details(json!({ "limit": limit })));
         }
-    })?;
+        Err(error) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_rejected",
+                format!("the component could not be read: {error}"),
+            ));
+        }
+    };
     let uploaded = state
         .registry
         .upload(&tenant, &name, query.description.as_deref(), body.to_vec())
