@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use fluxo_toolchain::{Component, LanguageTools, Scope, Target, Toolchain, ToolchainError};
+use fluxo_toolchain::{Component, LanguageTools, Scope, Target, Toolchain, ToolchainError, lang};
 
 fn main() {
     if let Err(error) = build() {
@@ -79,7 +79,9 @@ fn build() -> Result<(), ToolchainError> {
     )?);
 
     // The Python and JavaScript examples, by their pinned toolchains (.tools/).
-    let tools = LanguageTools::for_project(&root);
+    let tools = LanguageTools::in_dir(
+        std::env::var_os("FLUXO_TOOLS_DIR").map_or_else(|| root.join(".tools"), PathBuf::from),
+    );
     let wit = root.join("wit");
     let scratch = out_dir.join("lang");
     std::fs::create_dir_all(&scratch).map_err(|source| ToolchainError::Io {
@@ -94,7 +96,7 @@ fn build() -> Result<(), ToolchainError> {
                 &root.join("guest-examples/crm-lead-py"),
                 "app",
                 &wit,
-                "action",
+                lang::WORLD,
                 &scratch,
             )?,
         ),
@@ -104,7 +106,7 @@ fn build() -> Result<(), ToolchainError> {
             tools.build_js(
                 &root.join("guest-examples/crm-lead-js/action.js"),
                 &wit,
-                "action",
+                lang::WORLD,
                 &scratch,
             )?,
         ),

@@ -1,5 +1,6 @@
 //! Python and JavaScript actions: the pinned toolchains `scripts/setup-toolchain` installs
-//! into the project's tool directory (`.tools/`, or `FLUXO_TOOLS_DIR`), driven here.
+//! into the project's tool directory (`.tools/`, or `FLUXO_TOOLS_DIR`: the caller says
+//! which), driven here.
 //!
 //! - **Python**: `componentize-py` (`toolchain/lang/requirements.txt`) bundles CPython,
 //!   the action's module and what it imports, pre-initialized, into one component
@@ -83,15 +84,6 @@ pub struct LanguageTools {
 }
 
 impl LanguageTools {
-    /// The tools of the project at `root`: `FLUXO_TOOLS_DIR` when set, else `root/.tools`.
-    /// Nothing is checked until a build asks for a language.
-    #[must_use]
-    pub fn for_project(root: &Path) -> Self {
-        let dir =
-            std::env::var_os("FLUXO_TOOLS_DIR").map_or_else(|| root.join(".tools"), PathBuf::from);
-        Self { dir }
-    }
-
     /// The tools in `dir` (a directory `scripts/setup-toolchain` filled).
     #[must_use]
     pub fn in_dir(dir: PathBuf) -> Self {
@@ -225,7 +217,8 @@ impl LanguageTools {
     }
 }
 
-/// Copies the files under `from` to `to`, leaving out `__pycache__` directories.
+/// Copies the app under `from` to `to`, following symbolic links, and leaving out what is
+/// not the app: `__pycache__`, hidden entries (`.venv`, `.git`) and built `*.wasm` files.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), ToolchainError> {
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -234,11 +227,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ToolchainError> {
     std::fs::create_dir_all(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type().map_err(io(&source))?.is_dir() {
-            if entry.file_name() != "__pycache__" {
-                copy_tree(&source, &target)?;
-            }
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        if text.starts_with('.') || text == "__pycache__" || text.ends_with(".wasm") {
+            continue;
+        }
+        let (source, target) = (entry.path(), to.join(&name));
+        if std::fs::metadata(&source).map_err(io(&source))?.is_dir() {
+            copy_tree(&source, &target)?;
         } else {
             std::fs::copy(&source, &target).map_err(io(&source))?;
         }

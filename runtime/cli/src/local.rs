@@ -74,96 +74,136 @@ pub(crate) fn build(
     check_and_write(&component.name, &component.bytes, out)
 }
 
+/// What `fluxo build --lang python|js` builds: the source, and the output's default name.
+enum Source {
+    /// A Python app: its directory and module.
+    Python { dir: PathBuf, module: String },
+    /// A JavaScript module file.
+    Js { file: PathBuf },
+}
+
+impl Source {
+    /// Reads `path` for `lang`: Python takes the app's directory (with `MODULE.py`) or the
+    /// module's file; JavaScript the module's file or a directory holding `action.js`.
+    fn find(path: &Path, lang: Lang, module: Option<&str>) -> Result<(Self, String), UsageError> {
+        if !path.exists() {
+            return Err(usage(anyhow::anyhow!("{} does not exist", path.display())));
+        }
+        match lang {
+            Lang::Python => {
+                let (dir, module) = if path.is_file() {
+                    if path.extension().is_none_or(|ext| ext != "py") || module.is_some() {
+                        return Err(usage(anyhow::anyhow!(
+                            "{} is not a Python module: give the app's directory (with --module) or its .py file",
+                            path.display()
+                        )));
+                    }
+                    let stem = path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
+                    (path.parent().unwrap_or(Path::new(".")).to_owned(), stem)
+                } else {
+                    (path.to_owned(), module.unwrap_or("app").to_owned())
+                };
+                if !dir.join(format!("{module}.py")).is_file() {
+                    return Err(usage(anyhow::anyhow!(
+                        "{} holds no {module}.py (name the module with --module)",
+                        dir.display()
+                    )));
+                }
+                let name = dir_name(&dir);
+                Ok((Self::Python { dir, module }, name))
+            }
+            Lang::Js => {
+                let file = if path.is_dir() {
+                    path.join("action.js")
+                } else {
+                    path.to_owned()
+                };
+                if !file.is_file() {
+                    return Err(usage(anyhow::anyhow!(
+                        "{} holds no action.js: give the module's file",
+                        path.display()
+                    )));
+                }
+                let name = if path.is_dir() {
+                    dir_name(path)
+                } else {
+                    file.file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                Ok((Self::Js { file }, name))
+            }
+            Lang::Rust => Err(usage(anyhow::anyhow!("Rust crates are built by cargo"))),
+        }
+    }
+}
+
 /// `fluxo build --lang python|js`: the pinned toolchain builds the action against `wit`
 /// (default: the world this binary serves), then the component is checked and written.
+/// Every input is checked before anything is built; the scratch directory is removed
+/// whatever happens.
 pub(crate) fn build_foreign(
     path: &Path,
     lang: Lang,
     out: Option<PathBuf>,
-    module: &str,
+    module: Option<&str>,
     wit: Option<&Path>,
     tools: Option<&Path>,
 ) -> Result<ExitCode, UsageError> {
+    let (source, name) = Source::find(path, lang, module)?;
+    if let Some(wit) = wit
+        && !wit.is_dir()
+    {
+        return Err(usage(anyhow::anyhow!(
+            "--wit {} is not a directory of WIT files",
+            wit.display()
+        )));
+    }
     let tools = language_tools(tools)?;
-    let scratch = tempfile_dir()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("fluxo-build-")
+        .tempdir()
+        .context("creating a scratch directory")
+        .map_err(usage)?;
     let wit = match wit {
         Some(dir) => dir.to_owned(),
-        None => {
-            fluxo_toolchain::lang::write_world(&scratch.join("wit")).map_err(|e| usage(e.into()))?
-        }
+        None => fluxo_toolchain::lang::write_world(&scratch.path().join("wit"))
+            .map_err(|error| usage(error.into()))?,
     };
     let world = fluxo_toolchain::lang::WORLD;
-    let (name, built) = match lang {
-        Lang::Python => {
-            if !path.join(format!("{module}.py")).is_file() {
-                return Err(usage(anyhow::anyhow!(
-                    "{} holds no {module}.py (name the module with --module)",
-                    path.display()
-                )));
-            }
+    let built = match &source {
+        Source::Python { dir, module } => {
             eprintln!(
                 "fluxo: building the Python app {} (module {module}) with componentize-py",
-                path.display()
+                dir.display()
             );
-            (
-                dir_name(path),
-                tools.build_python(path, module, &wit, world, &scratch),
-            )
+            tools.build_python(dir, module, &wit, world, scratch.path())
         }
-        Lang::Js => {
-            let source = if path.is_dir() {
-                path.join("action.js")
-            } else {
-                path.to_owned()
-            };
-            if !source.is_file() {
-                return Err(usage(anyhow::anyhow!(
-                    "{} is not a JavaScript module",
-                    source.display()
-                )));
-            }
+        Source::Js { file } => {
             eprintln!(
                 "fluxo: building the JavaScript module {} with jco (QuickJS)",
-                source.display()
+                file.display()
             );
-            let name = if path.is_dir() {
-                dir_name(path)
-            } else {
-                source
-                    .file_stem()
-                    .map_or_else(|| "action".to_owned(), |s| s.to_string_lossy().into_owned())
-            };
-            (name, tools.build_js(&source, &wit, world, &scratch))
+            tools.build_js(file, &wit, world, scratch.path())
         }
-        Lang::Rust => unreachable!("Rust actions are built by build()"),
     };
-    let result = match built {
+    match built {
         Ok(bytes) => check_and_write(&name, &bytes, out),
-        Err(error @ fluxo_toolchain::ToolchainError::LanguageNotInstalled { .. }) => {
-            Err(usage(error.into()))
-        }
-        Err(error) => {
+        Err(
+            error @ (fluxo_toolchain::ToolchainError::LanguageBuildFailed { .. }
+            | fluxo_toolchain::ToolchainError::Componentize { .. }),
+        ) => {
             eprintln!("fluxo: {error}");
             Ok(ExitCode::from(1))
         }
-    };
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
-}
-
-/// A fresh private scratch directory under the system's temporary directory.
-fn tempfile_dir() -> Result<PathBuf, UsageError> {
-    let dir = std::env::temp_dir().join(format!(
-        "fluxo-build-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating {}", dir.display()))
-        .map_err(usage)?;
-    Ok(dir)
+        // A missing tool, a file that cannot be read or written: the setup, not the action.
+        Err(error) => Err(usage(error.into())),
+    }
 }
 
 /// The last component of `path` (after resolving `.`), for naming the output.

@@ -87,9 +87,10 @@ enum Command {
         /// app directory's or the module's).
         #[arg(short, long)]
         out: Option<PathBuf>,
-        /// Python: the module defining the `WitWorld` class.
-        #[arg(long, default_value = "app")]
-        module: String,
+        /// Python: the module defining the `WitWorld` class, when PATH is the app's
+        /// directory (default: `app`).
+        #[arg(long)]
+        module: Option<String>,
         /// Python and JavaScript: a directory of WIT files to build against (default: the
         /// `fluxo:action` world this fluxo serves).
         #[arg(long)]
@@ -98,15 +99,16 @@ enum Command {
         /// (default: the nearest `.tools` above the current directory).
         #[arg(long, env = "FLUXO_TOOLS_DIR")]
         tools: Option<PathBuf>,
-        /// The guest target.
-        #[arg(long, value_enum, default_value_t = GuestTarget::Wasip2)]
-        target: GuestTarget,
-        /// cargo's target directory (default: cargo's own choice for the crate).
+        /// Rust: the guest target (default: `wasip2`).
+        #[arg(long, value_enum)]
+        target: Option<GuestTarget>,
+        /// Rust: cargo's target directory (default: cargo's own choice for the crate).
         #[arg(long)]
         target_dir: Option<PathBuf>,
-        /// Which toolchain: rustup's targets if installed, else Debian's (`auto`).
-        #[arg(long, value_enum, default_value_t = ToolchainChoice::Auto)]
-        toolchain: ToolchainChoice,
+        /// Rust: which toolchain (default `auto`: rustup's targets if installed, else
+        /// Debian's).
+        #[arg(long, value_enum)]
+        toolchain: Option<ToolchainChoice>,
     },
     /// Create an action project: the action, a native test against a mock host, and a
     /// README with the commands to test, build and upload it
@@ -440,11 +442,27 @@ fn main() -> ExitCode {
             path,
             lang: Lang::Rust,
             out,
+            module,
+            wit,
             target,
             target_dir,
             toolchain,
             ..
-        } => local::build(&path, out, target, target_dir.as_deref(), toolchain),
+        } => {
+            if module.is_some() || wit.is_some() {
+                Err(UsageError(anyhow::anyhow!(
+                    "--module and --wit are for --lang python and js: a Rust crate names its world through fluxo-sdk"
+                )))
+            } else {
+                local::build(
+                    &path,
+                    out,
+                    target.unwrap_or(GuestTarget::Wasip2),
+                    target_dir.as_deref(),
+                    toolchain.unwrap_or(ToolchainChoice::Auto),
+                )
+            }
+        }
         Command::Build {
             path,
             lang,
@@ -452,8 +470,26 @@ fn main() -> ExitCode {
             module,
             wit,
             tools,
-            ..
-        } => local::build_foreign(&path, lang, out, &module, wit.as_deref(), tools.as_deref()),
+            target,
+            target_dir,
+            toolchain,
+        } => {
+            if target.is_some() || target_dir.is_some() || toolchain.is_some() {
+                Err(UsageError(anyhow::anyhow!(
+                    "--target, --target-dir and --toolchain are for Rust crates, not --lang {}",
+                    if lang == Lang::Python { "python" } else { "js" }
+                )))
+            } else {
+                local::build_foreign(
+                    &path,
+                    lang,
+                    out,
+                    module.as_deref(),
+                    wit.as_deref(),
+                    tools.as_deref(),
+                )
+            }
+        }
         Command::New {
             name,
             lang,

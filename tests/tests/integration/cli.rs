@@ -13,6 +13,15 @@ fn fluxo(args: &[&str]) -> Output {
     Command::new(bin).args(args).output().unwrap()
 }
 
+/// The Python and JavaScript tools: `FLUXO_TOOLS_DIR`, as the build step reads it, else
+/// the project's `.tools`.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("FLUXO_TOOLS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools"),
+        PathBuf::from,
+    )
+}
+
 /// Loads the component at `path` as the server would (world, imports, size, pool shape).
 fn assert_loads(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -212,11 +221,14 @@ fn build_turns_an_example_crate_into_a_checked_component() {
 #[test]
 fn build_turns_python_and_javascript_actions_into_checked_components() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let tools = root.join(".tools");
+    let tools = tools_dir();
     let dir = tempfile::tempdir().unwrap();
-    // Outside the project: the world comes from the binary, the tools from the flag.
-    let app = dir.path().join("lead-sync");
-    std::fs::create_dir(&app).unwrap();
+    // Outside the project: the world comes from the binary; the tools from the nearest
+    // `.tools` above the working directory; every path relative to it.
+    std::os::unix::fs::symlink(&tools, dir.path().join(".tools")).unwrap();
+    let work = dir.path().join("work");
+    let app = work.join("lead-sync");
+    std::fs::create_dir_all(&app).unwrap();
     std::fs::copy(
         root.join("guest-examples/crm-lead-py/app.py"),
         app.join("app.py"),
@@ -224,39 +236,65 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
     .unwrap();
     std::fs::copy(
         root.join("guest-examples/crm-lead-js/action.js"),
-        dir.path().join("lead.js"),
+        work.join("lead.js"),
     )
     .unwrap();
-    for (lang, source, out) in [
-        ("python", app.clone(), dir.path().join("lead-py.wasm")),
-        (
-            "js",
-            dir.path().join("lead.js"),
-            dir.path().join("lead-js.wasm"),
-        ),
+    // (language, PATH, the component's default name)
+    for (lang, source, name) in [
+        ("python", "lead-sync", "lead-sync.wasm"),
+        ("python", "lead-sync/app.py", "lead-sync.wasm"),
+        ("js", "lead.js", "lead.wasm"),
     ] {
-        let output = fluxo(&[
-            "build",
-            "--lang",
-            lang,
-            source.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--tools",
-            tools.to_str().unwrap(),
-        ]);
+        let output = Command::new(fluxo_bin().unwrap())
+            .args(["build", "--lang", lang, source])
+            .current_dir(&work)
+            .env_remove("FLUXO_TOOLS_DIR")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(0), "{lang}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{lang} {source}: {stderr}");
         assert!(
             stderr.contains("fluxo:action/contact@0.2.0"),
             "{lang}: {stderr}"
         );
-        assert_loads(&out);
+        assert_loads(&work.join(name));
     }
     assert!(
         !app.join("__pycache__").exists(),
         "the app's directory is left as it was"
     );
+
+    // What is not an action, or not there.
+    for (args, says) in [
+        (&["--lang", "python", "nowhere"][..], "does not exist"),
+        (
+            &["--lang", "python", "lead.js"][..],
+            "is not a Python module",
+        ),
+        (&["--lang", "js", "lead-sync"][..], "holds no action.js"),
+        (
+            &["--lang", "python", "lead-sync", "--wit", "nowhere"][..],
+            "--wit nowhere",
+        ),
+        (
+            &["--lang", "js", "lead.js", "--target", "unknown"][..],
+            "are for Rust crates",
+        ),
+        (
+            &["lead-sync", "--module", "app"][..],
+            "are for --lang python and js",
+        ),
+    ] {
+        let output = Command::new(fluxo_bin().unwrap())
+            .arg("build")
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 
     // A Python app without the world's class, and no tools at all.
     write(&app, "app.py", "def run(event):\n    return None\n");
@@ -281,7 +319,7 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
         "build",
         "--lang",
         "js",
-        dir.path().join("lead.js").to_str().unwrap(),
+        work.join("lead.js").to_str().unwrap(),
         "--tools",
         dir.path().join("nowhere").to_str().unwrap(),
     ]);
@@ -296,7 +334,7 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
 #[test]
 fn new_makes_projects_whose_own_tests_and_builds_pass_in_each_language() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let tools = root.join(".tools");
+    let tools = tools_dir();
     let dir = tempfile::tempdir().unwrap();
     let ok = |what: &str, output: &Output| {
         assert!(
