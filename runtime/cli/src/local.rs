@@ -321,7 +321,7 @@ pub(crate) fn run(
         };
         let mut builder = Runtime::builder()
             .config(config.sandbox())
-            .max_component_bytes(config.server.max_component_bytes)
+            .max_component_bytes(config.server.max_component_bytes_for(&event.tenant))
             .engine_options(EngineOptions {
                 max_concurrent_runs: 4,
                 metering: Metering::default(),

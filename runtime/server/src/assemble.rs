@@ -220,6 +220,7 @@ pub async fn build(data_dir: &Path, options: ServerOptions) -> Result<Server, Bu
             options.compiler,
             RegistryOptions {
                 max_component_bytes: settings.max_component_bytes,
+                tenant_max_component_bytes: settings.tenant_component_caps(),
                 max_compiles: settings.max_compiles,
                 ..RegistryOptions::default()
             },

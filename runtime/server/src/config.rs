@@ -98,8 +98,12 @@ impl std::fmt::Debug for Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
-    /// The largest component accepted, in bytes.
+    /// The largest component accepted, in bytes (default 32 MiB: a Python action is about
+    /// 18.5 MB, docs/languages.md).
     pub max_component_bytes: usize,
+    /// Tenants with a component cap of their own, in bytes (smaller or larger than
+    /// `max_component_bytes`): `[server.tenant_max_component_bytes]`, `acme = 4_194_304`.
+    pub tenant_max_component_bytes: std::collections::BTreeMap<String, usize>,
     /// Time one upload's compilation may take before it is killed, in milliseconds.
     pub compile_timeout_ms: u64,
     /// Address space the compiler may map, in bytes.
@@ -161,6 +165,28 @@ impl ServerSettings {
         }
     }
 
+    /// The largest component `tenant` may upload or run, in bytes: its own from
+    /// `tenant_max_component_bytes`, else `max_component_bytes`.
+    #[must_use]
+    pub fn max_component_bytes_for(&self, tenant: &fluxo_core::TenantId) -> usize {
+        self.tenant_max_component_bytes
+            .get(tenant.as_str())
+            .copied()
+            .unwrap_or(self.max_component_bytes)
+    }
+
+    /// Each tenant's own component cap from `tenant_max_component_bytes` (ids that do
+    /// not parse are left out; `check` refuses them first).
+    #[must_use]
+    pub fn tenant_component_caps(&self) -> std::collections::HashMap<fluxo_core::TenantId, usize> {
+        self.tenant_max_component_bytes
+            .iter()
+            .filter_map(|(tenant, cap)| {
+                Some((fluxo_core::TenantId::parse(tenant.as_str()).ok()?, *cap))
+            })
+            .collect()
+    }
+
     /// The retention the maintenance task applies: `retention_days`, and each tenant's
     /// own from `tenant_retention_days` (ids that do not parse are left out; `check`
     /// refuses them first).
@@ -187,6 +213,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             max_component_bytes: fluxo_sandbox::DEFAULT_MAX_COMPONENT_BYTES,
+            tenant_max_component_bytes: std::collections::BTreeMap::new(),
             compile_timeout_ms: 60_000,
             compile_max_memory_bytes: 2 << 30,
             max_compiles: 2,
@@ -282,6 +309,19 @@ impl Config {
                 u64::try_from(server.max_compiles).unwrap_or(u64::MAX),
             ),
             ("store.page_cache_kib", u64::from(self.store.page_cache_kib)),
+            (
+                "server.max_component_bytes",
+                u64::try_from(server.max_component_bytes).unwrap_or(u64::MAX),
+            ),
+            (
+                "server.tenant_max_component_bytes",
+                server
+                    .tenant_max_component_bytes
+                    .values()
+                    .map(|cap| u64::try_from(*cap).unwrap_or(u64::MAX))
+                    .min()
+                    .unwrap_or(1),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -309,6 +349,10 @@ impl Config {
                 Box::new(server.tenant_retention_days.keys()) as Box<dyn Iterator<Item = _>>,
             ),
             ("tenant_contacts", Box::new(server.tenant_contacts.keys())),
+            (
+                "tenant_max_component_bytes",
+                Box::new(server.tenant_max_component_bytes.keys()),
+            ),
         ] {
             if let Some(bad) =
                 tenants.find(|tenant| fluxo_core::TenantId::parse(tenant.as_str()).is_err())
@@ -359,6 +403,41 @@ mod tests {
         assert!(config.http.allow_private_cidrs.is_empty());
         assert!(config.limits.fuel > 0 && config.limits.deadline_ms > 0);
         config.check().unwrap();
+    }
+
+    #[test]
+    fn a_tenant_may_have_a_component_cap_of_its_own() {
+        let config: Config = toml::from_str(
+            "[server]\nmax_component_bytes = 1_000\n[server.tenant_max_component_bytes]\nacme = 50\n",
+        )
+        .unwrap();
+        config.check().unwrap();
+        let acme = fluxo_core::TenantId::parse("acme").unwrap();
+        let other = fluxo_core::TenantId::parse("globex").unwrap();
+        assert_eq!(config.server.max_component_bytes_for(&acme), 50);
+        assert_eq!(config.server.max_component_bytes_for(&other), 1_000);
+        assert_eq!(config.server.tenant_component_caps().get(&acme), Some(&50));
+        assert_eq!(
+            Config::default().server.max_component_bytes,
+            32 << 20,
+            "an 18.5 MB Python action fits the default"
+        );
+
+        for (text, says) in [
+            (
+                "[server.tenant_max_component_bytes]\n\"Not A Tenant\" = 50\n",
+                "is not a tenant id",
+            ),
+            (
+                "[server.tenant_max_component_bytes]\nacme = 0\n",
+                "greater than zero",
+            ),
+            ("[server]\nmax_component_bytes = 0\n", "greater than zero"),
+        ] {
+            let config: Config = toml::from_str(text).unwrap();
+            let error = config.check().unwrap_err().to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
     }
 
     #[test]

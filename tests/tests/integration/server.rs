@@ -484,6 +484,31 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "component_too_large",
     );
+    // A tenant with a cap of its own: smaller than everyone else's.
+    let mut capped = Config::default();
+    capped
+        .server
+        .tenant_max_component_bytes
+        .insert("tiny".to_owned(), 1_000);
+    let capped = crate::server::api(capped).await;
+    let (tiny, acme) = (capped.tenant("tiny").await, capped.tenant("acme").await);
+    let component = guest(guests::CRM_LEAD);
+    let refused_tiny = capped.upload(&tiny, "crm-lead", component.clone()).await;
+    refused(
+        &refused_tiny,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "component_too_large",
+    );
+    assert_eq!(
+        refused_tiny.body["details"]["limit"], 1_000,
+        "{}",
+        refused_tiny.body
+    );
+    assert_eq!(
+        capped.upload(&acme, "crm-lead", component).await.status,
+        StatusCode::CREATED
+    );
+
     // Only uploads take bodies as large as the component cap: a JSON route keeps its own
     // limit, whatever the cap.
     let mut roomy = Config::default();

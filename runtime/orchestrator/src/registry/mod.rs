@@ -99,6 +99,8 @@ impl From<ArtifactError> for RegistryError {
 pub struct RegistryOptions {
     /// The largest component accepted, in bytes.
     pub max_component_bytes: usize,
+    /// Tenants whose largest component differs from `max_component_bytes`, in bytes.
+    pub tenant_max_component_bytes: std::collections::HashMap<TenantId, usize>,
     /// Compiles at once over every tenant (one per tenant at most).
     pub max_compiles: usize,
     /// Bytes of components kept loaded (compiled code mapped), least recently used
@@ -110,6 +112,7 @@ impl Default for RegistryOptions {
     fn default() -> Self {
         Self {
             max_component_bytes: fluxo_sandbox::DEFAULT_MAX_COMPONENT_BYTES,
+            tenant_max_component_bytes: std::collections::HashMap::new(),
             max_compiles: 2,
             loaded_bytes: 512 << 20,
         }
@@ -205,10 +208,14 @@ impl Registry {
         &self.sandbox
     }
 
-    /// The largest component accepted, in bytes.
+    /// The largest component `tenant` may upload, in bytes.
     #[must_use]
-    pub fn max_component_bytes(&self) -> usize {
-        self.options.max_component_bytes
+    pub fn max_component_bytes(&self, tenant: &TenantId) -> usize {
+        self.options
+            .tenant_max_component_bytes
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.options.max_component_bytes)
     }
 
     /// Checks, compiles and stores `bytes` as a new version of `tenant`'s action `name`;
@@ -229,7 +236,7 @@ impl Registry {
             .await?;
         let shape = self
             .sandbox
-            .check(&bytes, self.options.max_component_bytes)?;
+            .check(&bytes, self.max_component_bytes(tenant))?;
         let hash = sha256_hex(&bytes);
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         let component = self.compiled(tenant, &hash, Some(bytes.clone())).await?;

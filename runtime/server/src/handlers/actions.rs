@@ -86,7 +86,7 @@ pub(crate) async fn upload(
 ) -> ApiResult {
     // Read up to a little past the cap: the registry refuses "just over" with the
     // component's size; far over, the read stops here.
-    let limit = state.registry.max_component_bytes();
+    let limit = state.registry.max_component_bytes(&tenant);
     let body = match Limited::new(body, limit.saturating_add(64 << 10))
         .collect()
         .await
