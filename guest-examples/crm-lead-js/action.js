@@ -111,8 +111,12 @@ export function run(event) {
   }
   if (typeof dealId !== 'string') throw fail("json: the crm's deal id is not a string");
 
-  setField('crm_deal_id', { tag: 'text', val: dealId });
-  addTag('crm-synced');
+  try {
+    setField('crm_deal_id', { tag: 'text', val: dealId });
+    addTag('crm-synced');
+  } catch (error) {
+    throw fail(`contact: ${describe(error)}`);
+  }
   write('info', `deal ${dealId} created for contact ${event.contact.id}`);
   return { output: JSON.stringify({ deal_id: dealId }), replies: [], branch: undefined };
 }

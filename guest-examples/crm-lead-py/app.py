@@ -97,7 +97,10 @@ class WitWorld(wit_world.WitWorld):
         if not isinstance(deal_id, str):
             raise fail("json: the crm's deal id is not a string")
 
-        contact.set_field("crm_deal_id", FieldValue_Text(deal_id))
-        contact.add_tag("crm-synced")
+        try:
+            contact.set_field("crm_deal_id", FieldValue_Text(deal_id))
+            contact.add_tag("crm-synced")
+        except Err as error:
+            raise fail(f"contact: {describe(error.value)}")
         log.write(log.Level.INFO, f"deal {deal_id} created for contact {event.contact.id}")
         return Outcome(output=json.dumps({"deal_id": deal_id}), replies=[], branch=None)

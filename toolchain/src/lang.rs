@@ -217,28 +217,50 @@ impl LanguageTools {
     }
 }
 
-/// Copies the app under `from` to `to`, following symbolic links, and leaving out what is
-/// not the app: `__pycache__`, hidden entries (`.venv`, `.git`) and built `*.wasm` files.
+/// Entries a Python app's copy leaves out: environments and caches, built components,
+/// and what only its native tests use (the mock host, the tests).
+fn left_out(name: &str) -> bool {
+    name.starts_with('.')
+        || matches!(
+            name,
+            "__pycache__" | "venv" | "node_modules" | "fluxo_mock.py" | "conftest.py"
+        )
+        || name.ends_with(".wasm")
+        || (name.ends_with(".py") && (name.starts_with("test_") || name.ends_with("_test.py")))
+}
+
+/// Copies the app under `from` to `to`, following symbolic links (a link back to a
+/// directory already being copied is skipped) and leaving out what [`left_out`] names.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), ToolchainError> {
+    let mut visiting = Vec::new();
+    copy_dir(from, to, &mut visiting)
+}
+
+fn copy_dir(from: &Path, to: &Path, visiting: &mut Vec<PathBuf>) -> Result<(), ToolchainError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| ToolchainError::Io { path, source }
     };
+    let real = std::fs::canonicalize(from).map_err(io(from))?;
+    if visiting.contains(&real) {
+        return Ok(());
+    }
+    visiting.push(real);
     std::fs::create_dir_all(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
         let name = entry.file_name();
-        let text = name.to_string_lossy();
-        if text.starts_with('.') || text == "__pycache__" || text.ends_with(".wasm") {
+        if left_out(&name.to_string_lossy()) {
             continue;
         }
         let (source, target) = (entry.path(), to.join(&name));
         if std::fs::metadata(&source).map_err(io(&source))?.is_dir() {
-            copy_tree(&source, &target)?;
+            copy_dir(&source, &target, visiting)?;
         } else {
             std::fs::copy(&source, &target).map_err(io(&source))?;
         }
     }
+    visiting.pop();
     Ok(())
 }
 

@@ -76,8 +76,9 @@ pub enum ToolchainError {
         /// Where its tool was looked for.
         path: PathBuf,
     },
-    /// A language's toolchain refused the action; its diagnostics were printed above.
-    #[error("building the {lang} action {input} failed ({status})")]
+    /// A language's toolchain failed (refused the action, or could not write bindings);
+    /// its diagnostics were printed above.
+    #[error("the {lang} toolchain failed on {input} ({status})")]
     LanguageBuildFailed {
         /// The language (`python`, `js`).
         lang: &'static str,

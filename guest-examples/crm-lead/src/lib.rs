@@ -3,7 +3,8 @@
 //! contact `crm-synced`.
 //!
 //! Input: `{"crm_url": "https://crm.example"}` (defaults to RD Station CRM's API).
-//! Secret: `crm_token`. A 5xx from the CRM is a retryable failure; a 4xx is final.
+//! Secret: `crm_token`. A 5xx, 408, 425 or 429 from the CRM, a timeout or a broken
+//! connection is a retryable failure; any other 4xx, or an egress refusal, is final.
 
 use fluxo_sdk::prelude::*;
 

@@ -92,9 +92,15 @@ impl Source {
         match lang {
             Lang::Python => {
                 let (dir, module) = if path.is_file() {
-                    if path.extension().is_none_or(|ext| ext != "py") || module.is_some() {
+                    if module.is_some() {
                         return Err(usage(anyhow::anyhow!(
-                            "{} is not a Python module: give the app's directory (with --module) or its .py file",
+                            "--module names the module in an app's directory; {} is a file",
+                            path.display()
+                        )));
+                    }
+                    if path.extension().is_none_or(|ext| ext != "py") {
+                        return Err(usage(anyhow::anyhow!(
+                            "{} is not a Python module: give the app's directory or its .py file",
                             path.display()
                         )));
                     }
@@ -103,7 +109,11 @@ impl Source {
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned();
-                    (path.parent().unwrap_or(Path::new(".")).to_owned(), stem)
+                    // `app.py` alone has the empty path as its parent: the current directory.
+                    let parent = path
+                        .parent()
+                        .filter(|parent| !parent.as_os_str().is_empty());
+                    (parent.unwrap_or(Path::new(".")).to_owned(), stem)
                 } else {
                     (path.to_owned(), module.unwrap_or("app").to_owned())
                 };

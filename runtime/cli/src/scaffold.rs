@@ -21,6 +21,7 @@ const RUST: &[TemplateFile] = &[
     ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
     ("src/lib.rs", include_str!("../templates/rust/src/lib.rs")),
     ("README.md", include_str!("../templates/rust/README.md")),
+    (".gitignore", include_str!("../templates/rust/.gitignore")),
 ];
 
 const PYTHON: &[TemplateFile] = &[
@@ -34,6 +35,7 @@ const PYTHON: &[TemplateFile] = &[
         include_str!("../templates/python/fluxo_mock.py"),
     ),
     ("README.md", include_str!("../templates/python/README.md")),
+    (".gitignore", include_str!("../templates/python/.gitignore")),
 ];
 
 const JS: &[TemplateFile] = &[
@@ -44,6 +46,7 @@ const JS: &[TemplateFile] = &[
     ),
     ("package.json", include_str!("../templates/js/package.json")),
     ("README.md", include_str!("../templates/js/README.md")),
+    (".gitignore", include_str!("../templates/js/.gitignore")),
     (
         "fluxo-mock/register.js",
         include_str!("../templates/js/fluxo-mock/register.js"),
@@ -106,7 +109,14 @@ pub(crate) fn new_project(
         .map_err(|error| usage(anyhow::anyhow!("{error}")))?
         .to_string();
     let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-    if dir.exists()
+    let existed = dir.exists();
+    if existed && !dir.is_dir() {
+        return Err(usage(anyhow::anyhow!(
+            "{} is a file: choose a directory",
+            dir.display()
+        )));
+    }
+    if existed
         && std::fs::read_dir(&dir)
             .map(|mut entries| entries.next().is_some())
             .unwrap_or(true)
@@ -149,7 +159,11 @@ pub(crate) fn new_project(
             let wit = dir.join(".fluxo-wit");
             let made = fluxo_toolchain::lang::write_world(&wit)
                 .and_then(|wit| {
-                    tools.python_bindings(&wit, fluxo_toolchain::lang::WORLD, &dir.join("bindings"))
+                    tools.python_bindings(
+                        &wit,
+                        fluxo_toolchain::lang::WORLD,
+                        &dir.join(".fluxo/bindings"),
+                    )
                 })
                 .map_err(anyhow::Error::from);
             let _ = std::fs::remove_dir_all(&wit);
@@ -158,7 +172,21 @@ pub(crate) fn new_project(
         None => Ok(()),
     });
     if let Err(error) = written {
-        let _ = std::fs::remove_dir_all(&dir);
+        // Leave the place as it was: an empty directory given stays, emptied.
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return Err(usage(error.context(format!("creating {}", dir.display()))));
     }
 
@@ -194,7 +222,13 @@ fn write_files(
         }
         let mut text = text.replace("{{name}}", name);
         if let Some(sdk) = sdk {
-            text = text.replace("{{sdk}}", &sdk.display().to_string());
+            // Inside a TOML basic string: backslashes and quotes escaped.
+            let path = sdk
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            text = text.replace("{{sdk}}", &path);
         }
         std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
     }

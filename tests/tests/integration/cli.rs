@@ -239,6 +239,9 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
         work.join("lead.js"),
     )
     .unwrap();
+    // What is not the app stays out of the build: a test, and a link looping back.
+    write(&app, "test_app.py", "MARKER = 'a test file, not the app'\n");
+    std::os::unix::fs::symlink(".", app.join("self")).unwrap();
     // (language, PATH, the component's default name)
     for (lang, source, name) in [
         ("python", "lead-sync", "lead-sync.wasm"),
@@ -263,6 +266,26 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
         !app.join("__pycache__").exists(),
         "the app's directory is left as it was"
     );
+    let built = std::fs::read(work.join("lead-sync.wasm")).unwrap();
+    // componentize-py embeds the names of the files on its path (not their contents).
+    assert!(
+        !built.windows(11).any(|w| w == b"test_app.py"),
+        "the tests are left out of the component"
+    );
+    // The module's bare file name, from the app's own directory.
+    let bare = Command::new(fluxo_bin().unwrap())
+        .args(["build", "--lang", "python", "app.py", "-o", "bare.wasm"])
+        .args(["--tools", tools.to_str().unwrap()])
+        .current_dir(&app)
+        .output()
+        .unwrap();
+    assert_eq!(
+        bare.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
+    assert_loads(&app.join("bare.wasm"));
 
     // What is not an action, or not there.
     for (args, says) in [
@@ -314,7 +337,7 @@ fn build_turns_python_and_javascript_actions_into_checked_components() {
         "{}",
         String::from_utf8_lossy(&broken.stderr)
     );
-    assert!(String::from_utf8_lossy(&broken.stderr).contains("building the python action"));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("the python toolchain failed"));
     let untooled = fluxo(&[
         "build",
         "--lang",

@@ -31,11 +31,42 @@ async fn crm_lead_in_javascript_runs_as_the_rust_one_does() {
 fn crm_answer(name: &str) -> (u16, String) {
     match name {
         "busy" => (429, "{}".to_owned()),
+        "slow" => (408, "{}".to_owned()),
+        "early" => (425, "{}".to_owned()),
         "down" => (503, "{}".to_owned()),
         "gone" => (404, "{}".to_owned()),
         "html" => (200, "<html>maintenance</html>".to_owned()),
         "numeric" => (200, json!({ "_id": 7 }).to_string()),
         _ => (200, json!({ "_id": "deal-7" }).to_string()),
+    }
+}
+
+/// One way `crm-lead` fails: the contact's fields, the input, whether the failure is
+/// retryable, and whether the CRM received the request.
+struct Failure {
+    case: &'static str,
+    fields: serde_json::Value,
+    input: serde_json::Value,
+    retryable: bool,
+    reaches_crm: bool,
+}
+
+impl Failure {
+    /// A contact named `name` sent to `url`.
+    fn named(
+        case: &'static str,
+        name: &str,
+        url: &str,
+        retryable: bool,
+        reaches_crm: bool,
+    ) -> Self {
+        Self {
+            case,
+            fields: json!({ "name": name }),
+            input: json!({ "crm_url": url }),
+            retryable,
+            reaches_crm,
+        }
     }
 }
 
@@ -45,79 +76,59 @@ async fn each_language_fails_where_the_rust_one_does_and_retries_where_it_does()
         crm_answer(request.json()["deal"]["name"].as_str().unwrap_or(""))
     })
     .await;
-    let host = Host::new(loopback_config(crm.addr.port()));
-    let denied_url = format!("http://127.0.0.1:{}", crm.addr.port().wrapping_add(1));
-    // (case, contact fields, input, retryable, whether the CRM is called)
+    // A server that accepts and never answers, and a port nothing listens on, both
+    // allowed; an answer is awaited 300 ms.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let mut config = loopback_config(crm.addr.port());
+    for port in [silent_port, closed_port] {
+        config.http.allow.push(fluxo_sandbox::AllowRule {
+            port: Some(port),
+            ..fluxo_sandbox::AllowRule::host("127.0.0.1")
+        });
+    }
+    config.http.first_byte_timeout_ms = 300;
+    let host = Host::new(config);
+
+    let crm_url = crm.url();
+    let silent_url = format!("http://127.0.0.1:{silent_port}");
+    let closed_url = format!("http://127.0.0.1:{closed_port}");
     let cases = [
-        (
-            "503",
-            json!({ "name": "down" }),
-            json!({ "crm_url": crm.url() }),
-            true,
-            true,
-        ),
-        (
-            "429",
-            json!({ "name": "busy" }),
-            json!({ "crm_url": crm.url() }),
-            true,
-            true,
-        ),
-        (
-            "404",
-            json!({ "name": "gone" }),
-            json!({ "crm_url": crm.url() }),
-            false,
-            true,
-        ),
-        (
-            "not json",
-            json!({ "name": "html" }),
-            json!({ "crm_url": crm.url() }),
-            false,
-            true,
-        ),
-        (
-            "numeric id",
-            json!({ "name": "numeric" }),
-            json!({ "crm_url": crm.url() }),
-            false,
-            true,
-        ),
-        (
-            "egress denied",
-            json!({ "name": "Ana" }),
-            json!({ "crm_url": denied_url }),
-            false,
-            false,
-        ),
-        (
-            "input not an object",
-            json!({ "name": "Ana" }),
-            json!([]),
-            false,
-            false,
-        ),
-        (
-            "no name",
-            json!({ "email": "ana@example.com" }),
-            json!({ "crm_url": crm.url() }),
-            false,
-            false,
-        ),
+        Failure::named("503", "down", &crm_url, true, true),
+        Failure::named("429", "busy", &crm_url, true, true),
+        Failure::named("408", "slow", &crm_url, true, true),
+        Failure::named("425", "early", &crm_url, true, true),
+        Failure::named("no answer in time", "Ana", &silent_url, true, false),
+        Failure::named("connection refused", "Ana", &closed_url, true, false),
+        Failure::named("404", "gone", &crm_url, false, true),
+        Failure::named("not json", "html", &crm_url, false, true),
+        Failure::named("numeric id", "numeric", &crm_url, false, true),
+        Failure::named("egress denied", "Ana", "http://127.0.0.1:9", false, false),
+        Failure {
+            input: json!([]),
+            ..Failure::named("input not an object", "Ana", &crm_url, false, false)
+        },
+        Failure {
+            fields: json!({ "email": "ana@example.com" }),
+            ..Failure::named("no name", "", &crm_url, false, false)
+        },
     ];
     let mut calls = 0;
     for (lang, component) in CRM_LEADS {
         let action = host.runtime.load(&guest(component)).unwrap();
-        for (case, fields, input, retryable, called) in &cases {
-            let report = host
-                .runtime
-                .run(
-                    &action,
-                    &event("crm-lead", fields.clone(), input.clone()),
-                    RunOptions::new(),
-                )
-                .await;
+        for failure in &cases {
+            let case = failure.case;
+            let event = event("crm-lead", failure.fields.clone(), failure.input.clone());
+            let report = host.runtime.run(&action, &event, RunOptions::new()).await;
             let error = report
                 .error
                 .as_ref()
@@ -127,13 +138,18 @@ async fn each_language_fails_where_the_rust_one_does_and_retries_where_it_does()
                 ErrorKind::ActionError,
                 "{lang}, {case}: {report:#?}"
             );
-            assert_eq!(error.retryable(), *retryable, "{lang}, {case}: {error:?}");
+            assert_eq!(
+                error.retryable(),
+                failure.retryable,
+                "{lang}, {case}: {error:?}"
+            );
             assert!(!report.applied, "{lang}, {case}");
-            calls += usize::from(*called);
+            calls += usize::from(failure.reaches_crm);
             assert_eq!(crm.received().len(), calls, "{lang}, {case}: requests");
         }
     }
     assert!(host.contacts.get("acme", "c1").is_none());
+    held.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]

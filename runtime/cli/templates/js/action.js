@@ -9,11 +9,17 @@ import { write } from 'fluxo:action/log@0.2.0';
 /** Runs the action once for `event` (the WIT `event` record, camelCase). */
 export function run(event) {
   const input = JSON.parse(event.input || '{}');
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw { message: 'input: expected an object', retryable: false };
+  }
+  const greeting = input.greeting ?? 'Hello';
+  if (typeof greeting !== 'string') {
+    throw { message: 'input: greeting is not a string', retryable: false };
+  }
   const name = getField('name');
   if (!name || name.tag !== 'text') {
     throw { message: 'the contact has no name', retryable: false };
   }
-  const greeting = input.greeting || 'Hello';
   addTag('greeted');
   write('info', `greeted contact ${event.contact.id}`);
   return {

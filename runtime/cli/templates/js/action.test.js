@@ -20,3 +20,12 @@ test('a contact without a name is a final error', () => {
   assert.throws(() => run(host.event()), { message: 'the contact has no name', retryable: false });
   assert.deepEqual([...host.tags], []);
 });
+
+test('an input that is not an object is a final error', () => {
+  host.reset({ fields: { name: 'Ana' } });
+  assert.throws(() => run(host.event({ input: ['Olá'] })), {
+    message: 'input: expected an object',
+    retryable: false,
+  });
+  assert.deepEqual([...host.tags], []);
+});

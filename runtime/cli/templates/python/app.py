@@ -15,10 +15,16 @@ from wit_world.imports.types import ActionError, Event, FieldValue_Text, Outcome
 class WitWorld(wit_world.WitWorld):
     def run(self, event: Event) -> Outcome:
         data = json.loads(event.input or "{}")
+        if not isinstance(data, dict):
+            raise Err(ActionError(message="input: expected an object", retryable=False))
+        greeting = data.get("greeting")
+        if greeting is None:
+            greeting = "Hello"
+        if not isinstance(greeting, str):
+            raise Err(ActionError(message="input: greeting is not a string", retryable=False))
         name = contact.get_field("name")
         if not isinstance(name, FieldValue_Text):
             raise Err(ActionError(message="the contact has no name", retryable=False))
-        greeting = data.get("greeting", "Hello")
         contact.add_tag("greeted")
         log.write(log.Level.INFO, f"greeted contact {event.contact.id}")
         return Outcome(

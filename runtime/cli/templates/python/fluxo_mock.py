@@ -1,8 +1,9 @@
 """A mock of the Fluxo host for native tests of a Python action.
 
 Written by `fluxo new --lang python`, beside the bindings it generated from the
-`fluxo:action` world (`bindings/`). Importing this module puts those bindings on the
-path. A `MockHost` then replaces the host functions with its own, so the action runs
+`fluxo:action` world (`.fluxo/bindings/`, left out of the build like this file and the
+tests). Importing this module puts those bindings on the path: import it before the
+action. A `MockHost` then replaces the host functions with its own, so the action runs
 under plain CPython.
 
 The action must call host functions through their modules (`contact.get_field(...)`, not
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "bindings"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / ".fluxo" / "bindings"))
 
 from componentize_py_types import Err  # noqa: E402
 from wit_world.imports import contact, email, http, log, secrets, state, types  # noqa: E402
@@ -36,12 +37,14 @@ class MockHost:
     """The host's side of one run: a contact, secrets, state, canned HTTP answers, and
     what the action did (requests, e-mails, logs)."""
 
-    def __init__(self, fields=None, tags=(), secrets=None, contact_id="c1"):
+    def __init__(self, fields=None, tags=(), secrets=None, state=None, contact_id="c1"):
+        """`fields` maps names to str, numbers, bools or None; `state` maps
+        `(state.Scope.TENANT, "key")` to bytes."""
         self.contact_id = contact_id
         self.fields = {name: field_value(v) for name, v in (fields or {}).items()}
         self.tags = list(tags)
         self.secrets = dict(secrets or {})
-        self.state = {}
+        self.state = dict(state or {})
         self.routes = {}
         self.requests = []
         self.emails = []
@@ -59,6 +62,12 @@ class MockHost:
         )
         return self
 
+    def fail(self, method, url, error):
+        """Answers `method url` with a request error instead of a response:
+        `http.HttpError_Timeout()`, `http.HttpError_Connect("refused")`, …"""
+        self.routes[(method.upper(), url)] = Err(error)
+        return self
+
     def event(self, input=None, message=None, trigger=types.Trigger.TEST):
         """The event a run gets: this host's contact, `input` (a dict) as JSON."""
         return types.Event(
@@ -74,7 +83,7 @@ class MockHost:
                 tags=list(self.tags),
             ),
             message=None if message is None else types.Message(text=message, channel=None),
-            input=json.dumps(input or {}),
+            input=json.dumps({} if input is None else input),
         )
 
     def run(self, world, input=None, message=None):
@@ -88,6 +97,9 @@ class MockHost:
         try:
             outcome = self.run(world, input=input, message=message)
         except Err as error:
+            if not isinstance(error.value, types.ActionError):
+                # The real host traps on any other exception, a host call's error too.
+                raise AssertionError(f"the action would trap: Err({error.value!r}) escaped") from error
             return error.value
         raise AssertionError(f"the action succeeded: {outcome}")
 
@@ -123,6 +135,8 @@ class MockHost:
         answer = self.routes.get((method, request.url))
         if answer is None:
             raise Err(http.HttpError_Denied(f"no mock answer for {method} {request.url}"))
+        if isinstance(answer, Err):
+            raise answer
         return answer
 
     def _secret(self, name):

@@ -2,7 +2,7 @@
 
 import unittest
 
-from fluxo_mock import MockHost  # first: it puts the generated bindings on the path
+from fluxo_mock import MockHost  # before the action: it puts the bindings on the path
 
 from app import WitWorld
 
@@ -18,6 +18,13 @@ class GreetTest(unittest.TestCase):
     def test_a_contact_without_a_name_is_a_final_error(self):
         host = MockHost()
         error = host.run_error(WitWorld())
+        self.assertFalse(error.retryable)
+        self.assertEqual(error.message, "the contact has no name")
+        self.assertEqual(host.tags, [])
+
+    def test_an_input_that_is_not_an_object_is_a_final_error(self):
+        host = MockHost(fields={"name": "Ana"})
+        error = host.run_error(WitWorld(), input=["Olá"])
         self.assertFalse(error.retryable)
         self.assertEqual(host.tags, [])
 

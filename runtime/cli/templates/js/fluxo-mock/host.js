@@ -1,6 +1,12 @@
 // The host's side of a run, for native tests: a contact, secrets, state, canned HTTP
 // answers, and what the action did (requests, e-mails, logs).
 
+/** Text as UTF-8 bytes (the tests run without TextEncoder, as the component does). */
+function utf8(text) {
+  const binary = unescape(encodeURIComponent(text));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
 /** A JavaScript value as a WIT field value. */
 function fieldValue(value) {
   if (value === null) return { tag: 'null' };
@@ -21,13 +27,14 @@ export const host = {
   emails: [],
   logs: [],
 
-  /** Starts a fresh run: `fields` (name → value), `tags`, `secrets` (name → value). */
-  reset({ fields = {}, tags = [], secrets = {}, contactId = 'c1' } = {}) {
+  /** Starts a fresh run: `fields` (name → value), `tags`, `secrets` (name → value),
+   * `state` (`'tenant/key'` or `'contact/key'` → Uint8Array). */
+  reset({ fields = {}, tags = [], secrets = {}, state = {}, contactId = 'c1' } = {}) {
     this.contactId = contactId;
     this.fields = new Map(Object.entries(fields).map(([n, v]) => [n, fieldValue(v)]));
     this.tags = new Set(tags);
     this.secrets = new Map(Object.entries(secrets));
-    this.state = new Map();
+    this.state = new Map(Object.entries(state));
     this.routes = new Map();
     this.requests = [];
     this.emails = [];
@@ -35,14 +42,21 @@ export const host = {
     return this;
   },
 
-  /** Answers `method url` with `status` and `body` (a string, or an object sent as JSON). */
+  /** Answers `method url` with `status` and `body` (bytes, a string, or an object sent
+   * as JSON). */
   respond(method, url, status = 200, body = '', headers = []) {
-    const text = typeof body === 'string' ? body : JSON.stringify(body);
-    this.routes.set(`${method.toUpperCase()} ${url}`, {
-      status,
-      headers,
-      body: new TextEncoder().encode(text),
-    });
+    const bytes =
+      body instanceof Uint8Array
+        ? body
+        : utf8(typeof body === 'string' ? body : JSON.stringify(body));
+    this.routes.set(`${method.toUpperCase()} ${url}`, { status, headers, body: bytes });
+    return this;
+  },
+
+  /** Answers `method url` with a request error instead of a response: `tag` is the WIT
+   * `http-error` case (`'timeout'`, `'connect'`, `'denied'`, …), `val` its text. */
+  fail(method, url, tag, val) {
+    this.routes.set(`${method.toUpperCase()} ${url}`, { error: { payload: { tag, val } } });
     return this;
   },
 

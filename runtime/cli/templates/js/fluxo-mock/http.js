@@ -7,5 +7,6 @@ export function request(req) {
   if (!answer) {
     throw { payload: { tag: 'denied', val: `no mock answer for ${req.method} ${req.url}` } };
   }
+  if (answer.error) throw answer.error;
   return answer;
 }
