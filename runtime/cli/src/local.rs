@@ -225,17 +225,21 @@ fn dir_name(path: &Path) -> String {
 }
 
 /// The Python and JavaScript toolchains in `tools` (`--tools` / `FLUXO_TOOLS_DIR`), else
-/// in the nearest `.tools` above the current directory.
+/// in the nearest `.tools` above the current directory, else in the `.tools` of the
+/// checkout this binary was built from (a project outside the checkout).
 pub(crate) fn language_tools(tools: Option<&Path>) -> Result<LanguageTools, UsageError> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools");
     let dir = match tools {
         Some(dir) => dir.to_owned(),
-        None => nearest_tools().ok_or_else(|| {
-            usage(anyhow::anyhow!(
-                "no .tools directory above {}: {} (or name one with --tools / FLUXO_TOOLS_DIR)",
-                std::env::current_dir().unwrap_or_default().display(),
-                fluxo_toolchain::lang::LANG_SETUP_HINT
-            ))
-        })?,
+        None => nearest_tools()
+            .or_else(|| built_from.is_dir().then_some(built_from))
+            .ok_or_else(|| {
+                usage(anyhow::anyhow!(
+                    "no .tools directory above {}: {} (or name one with --tools / FLUXO_TOOLS_DIR)",
+                    std::env::current_dir().unwrap_or_default().display(),
+                    fluxo_toolchain::lang::LANG_SETUP_HINT
+                ))
+            })?,
     };
     Ok(LanguageTools::in_dir(dir))
 }

@@ -96,7 +96,8 @@ enum Command {
         #[arg(long)]
         wit: Option<PathBuf>,
         /// Python and JavaScript: the tool directory `scripts/setup-toolchain` filled
-        /// (default: the nearest `.tools` above the current directory).
+        /// (default: the nearest `.tools` above the current directory, else the one of the
+        /// checkout this fluxo was built from).
         #[arg(long, env = "FLUXO_TOOLS_DIR")]
         tools: Option<PathBuf>,
         /// Rust: the guest target (default: `wasip2`).
@@ -126,7 +127,8 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
         /// Python: the tool directory `scripts/setup-toolchain` filled (for the bindings
-        /// the tests import; default: the nearest `.tools` above the current directory).
+        /// the tests import; default: the nearest `.tools` above the current directory,
+        /// else the one of the checkout this fluxo was built from).
         #[arg(long, env = "FLUXO_TOOLS_DIR")]
         tools: Option<PathBuf>,
     },
@@ -170,7 +172,7 @@ enum Command {
     Test {
         /// The action.
         name: String,
-        /// The sample event (JSON: contact, message, input).
+        /// The sample event: a JSON file (`contact`, `message`, `input`).
         #[arg(long)]
         event: PathBuf,
         /// A version other than the active one.
@@ -233,7 +235,7 @@ enum WorkflowCommand {
     Run {
         /// The workflow's (action's) name.
         name: String,
-        /// The event (JSON: contact, message, input — the starting variables).
+        /// The event: a JSON file (`contact`, `message`, `input` — the starting variables).
         #[arg(long)]
         event: PathBuf,
         /// Wait for the run to finish, or to wait for its contact's reply (its whole report
@@ -313,7 +315,7 @@ enum RunsCommand {
     Submit {
         /// The action.
         name: String,
-        /// The event (JSON: contact, message, input).
+        /// The event: a JSON file (`contact`, `message`, `input`).
         #[arg(long)]
         event: PathBuf,
         /// Wait for the run to finish, or to wait for its contact's reply, and show its
