@@ -15,9 +15,9 @@ use fluxo_orchestrator::metrics::Metrics;
 use fluxo_sandbox::{EngineOptions, Metering, RunOptions, Runtime};
 use fluxo_store::{OutboxPayload, OutboxStatus, Store};
 use fluxo_store_sqlite::{SqliteOptions, SqliteStore};
-use fluxo_toolchain::{LanguageTools, Scope, Target, Toolchain};
+use fluxo_toolchain::{Lang, LanguageTools, Scope, Target, Toolchain};
 
-use crate::{GuestTarget, Lang, ToolchainChoice, UsageError};
+use crate::{GuestTarget, ToolchainChoice, UsageError};
 
 pub(crate) fn usage(error: anyhow::Error) -> UsageError {
     UsageError(error)
@@ -126,7 +126,7 @@ impl Source {
                 let name = dir_name(&dir);
                 Ok((Self::Python { dir, module }, name))
             }
-            Lang::Js => {
+            Lang::JavaScript => {
                 let file = if path.is_dir() {
                     path.join("action.js")
                 } else {
@@ -148,7 +148,6 @@ impl Source {
                 };
                 Ok((Self::Js { file }, name))
             }
-            Lang::Rust => Err(usage(anyhow::anyhow!("Rust crates are built by cargo"))),
         }
     }
 }

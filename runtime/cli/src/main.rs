@@ -476,10 +476,15 @@ fn main() -> ExitCode {
             target_dir,
             toolchain,
         } => {
+            let lang = if lang == Lang::Python {
+                fluxo_toolchain::Lang::Python
+            } else {
+                fluxo_toolchain::Lang::JavaScript
+            };
             if target.is_some() || target_dir.is_some() || toolchain.is_some() {
                 Err(UsageError(anyhow::anyhow!(
                     "--target, --target-dir and --toolchain are for Rust crates, not --lang {}",
-                    if lang == Lang::Python { "python" } else { "js" }
+                    lang.as_str()
                 )))
             } else {
                 local::build_foreign(

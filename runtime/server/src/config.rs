@@ -155,13 +155,7 @@ impl ServerSettings {
     pub fn contact_ownership(&self) -> fluxo_store::ContactOwnership {
         fluxo_store::ContactOwnership {
             default: self.contacts,
-            tenants: self
-                .tenant_contacts
-                .iter()
-                .filter_map(|(tenant, owner)| {
-                    Some((fluxo_core::TenantId::parse(tenant.as_str()).ok()?, *owner))
-                })
-                .collect(),
+            tenants: per_tenant(&self.tenant_contacts, |owner| *owner),
         }
     }
 
@@ -179,12 +173,7 @@ impl ServerSettings {
     /// not parse are left out; `check` refuses them first).
     #[must_use]
     pub fn tenant_component_caps(&self) -> std::collections::HashMap<fluxo_core::TenantId, usize> {
-        self.tenant_max_component_bytes
-            .iter()
-            .filter_map(|(tenant, cap)| {
-                Some((fluxo_core::TenantId::parse(tenant.as_str()).ok()?, *cap))
-            })
-            .collect()
+        per_tenant(&self.tenant_max_component_bytes, |cap| *cap)
     }
 
     /// The retention the maintenance task applies: `retention_days`, and each tenant's
@@ -195,18 +184,23 @@ impl ServerSettings {
         let days = |days: u64| std::time::Duration::from_secs(days.saturating_mul(86_400));
         fluxo_orchestrator::maintenance::Retention {
             default: days(self.retention_days),
-            tenants: self
-                .tenant_retention_days
-                .iter()
-                .filter_map(|(tenant, keep)| {
-                    Some((
-                        fluxo_core::TenantId::parse(tenant.as_str()).ok()?,
-                        days(*keep),
-                    ))
-                })
-                .collect(),
+            tenants: per_tenant(&self.tenant_retention_days, |keep| days(*keep)),
         }
     }
+}
+
+/// A `[server.tenant_…]` table keyed by tenant id, each value mapped by `value` (ids that
+/// do not parse are left out; `Config::check` refuses them first).
+fn per_tenant<T, U, C>(table: &std::collections::BTreeMap<String, T>, value: impl Fn(&T) -> U) -> C
+where
+    C: FromIterator<(fluxo_core::TenantId, U)>,
+{
+    table
+        .iter()
+        .filter_map(|(tenant, v)| {
+            Some((fluxo_core::TenantId::parse(tenant.as_str()).ok()?, value(v)))
+        })
+        .collect()
 }
 
 impl Default for ServerSettings {
