@@ -63,6 +63,33 @@ impl Client {
         body: Bytes,
         idempotency_key: Option<&str>,
     ) -> Result<(u16, Value), UsageError> {
+        let (status, body) = self
+            .raw(method, path, content_type, body, idempotency_key)
+            .await?;
+        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    /// `GET path`: the status and the body's bytes as they came.
+    pub(crate) async fn get_bytes(&self, path: &str) -> Result<(u16, Bytes), UsageError> {
+        self.raw("GET", path, "application/json", Bytes::new(), None)
+            .await
+    }
+
+    /// `GET path`: the status and the body as JSON (`null` when it is not JSON).
+    pub(crate) async fn get_json(&self, path: &str) -> Result<(u16, Value), UsageError> {
+        self.request("GET", path, "application/json", Bytes::new())
+            .await
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+        idempotency_key: Option<&str>,
+    ) -> Result<(u16, Bytes), UsageError> {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -90,8 +117,7 @@ impl Client {
             .await
             .context("reading the response")
             .map_err(usage)?;
-        let value = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
-        Ok((status, value))
+        Ok((status, body.to_bytes()))
     }
 
     fn show(&self, status: u16, value: &Value) -> ExitCode {

@@ -5,6 +5,7 @@
 
 mod client;
 mod local;
+mod replay;
 mod scaffold;
 
 use std::net::SocketAddr;
@@ -122,8 +123,8 @@ enum Command {
         /// Where to create it (default: `./NAME`); it must not exist or be empty.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Rust: the fluxo-sdk crate to depend on (default: the SDK of the checkout this
-        /// fluxo was built from).
+        /// Rust: the fluxo-sdk crate to depend on (default: a copy of the SDK this fluxo
+        /// was built with, installed into the project's `.fluxo/sdk`).
         #[arg(long)]
         sdk: Option<PathBuf>,
         /// Python: the tool directory `scripts/setup-toolchain` filled (for the bindings
@@ -191,6 +192,19 @@ enum Command {
         /// Keep printing until the run is final (a retried run's later attempts too).
         #[arg(long)]
         follow: bool,
+    },
+    /// Re-run a production run on this machine from its record: the version it ran, its
+    /// event, run id and attempt, every HTTP request answered from the record (nothing
+    /// sent, nothing applied); shows its status, error, outcome and effects beside the
+    /// original's. Exit code 0 when the replay reproduces the original, 1 when it
+    /// differs.
+    Replay {
+        /// The run id.
+        id: String,
+        /// Limits and secrets (TOML, `[secrets.TENANT]`): secrets not given here are
+        /// stand-ins, since their values never leave the server.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Manage the tenant's secrets (values are never shown).
     #[command(subcommand)]
@@ -426,9 +440,11 @@ fn init_tracing() {
             "warn,fluxo=info,fluxo_server=info,fluxo_orchestrator=info,fluxo_store_sqlite=info",
         )
     });
+    // Colours only for a terminal: a log redirected to a file stays plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -532,6 +548,9 @@ fn main() -> ExitCode {
         }
         Command::Migrate { data_dir, config } => migrate(&data_dir, config.as_deref()),
         Command::Workflow(WorkflowCommand::Validate { files }) => local::validate_workflows(&files),
+        Command::Replay { id, config } => Client::new(&cli.server, cli.token, cli.json)
+            .map_err(usage)
+            .and_then(|client| replay::replay(&client, &id, config.as_deref(), cli.json)),
         command => manage(&cli.server, cli.token, cli.json, command),
     };
     match result {
@@ -925,6 +944,7 @@ fn manage(
             | Command::Build { .. }
             | Command::New { .. }
             | Command::Run { .. }
+            | Command::Replay { .. }
             | Command::CompileArtifact { .. } => Ok(ExitCode::from(2)),
         }
     })

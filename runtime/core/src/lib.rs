@@ -23,7 +23,7 @@ pub use event::{Contact, Event, Input, MAX_RUN_DEPTH, MAX_RUNS_PER_TREE, Message
 pub use ids::{ActionName, ContactId, InvalidId, RunId, TenantId};
 pub use limits::{Counters, InvalidLimit, LimitHit, LimitOverrides, Limits, Quota, Quotas};
 pub use outcome::{Blame, ErrorKind, RunError, RunOutcome, Usage};
-pub use record::{HttpExchange, LogLevel, LogLine, LogSource, RunReport, RunStatus};
+pub use record::{BodyEncoding, HttpExchange, LogLevel, LogLine, LogSource, RunReport, RunStatus};
 pub use value::{Bytes, FieldValue};
 pub mod retry;
 pub use retry::RetryPolicy;

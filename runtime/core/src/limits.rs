@@ -16,6 +16,7 @@ pub const RECORD_OVERHEAD_BYTES: u64 = 32;
 /// Per-run limits. Defaults are the values a tenant gets unless configured otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
     /// Fuel (roughly, wasm instructions) a run may burn.
     pub fuel: u64,
@@ -34,6 +35,10 @@ pub struct Limits {
     /// output), each record costing [`RECORD_OVERHEAD_BYTES`] more; past it the run ends
     /// with `report_too_large`.
     pub max_report_bytes: u64,
+    /// Bytes of HTTP response bodies a run records for replay (`fluxo replay`), across
+    /// its exchanges; a body past it is recorded cut and marked truncated (the run goes
+    /// on). Recorded bodies count against `max_report_bytes` too.
+    pub max_recorded_body_bytes: u64,
     /// How long one host call (other than HTTP, which has its own timeouts) may take,
     /// in milliseconds.
     pub host_call_timeout_ms: u64,
@@ -51,6 +56,7 @@ impl Default for Limits {
             max_output_bytes: 256 << 10,
             max_log_bytes: 64 << 10,
             max_report_bytes: 8 << 20,
+            max_recorded_body_bytes: 1 << 20,
             host_call_timeout_ms: 2_000,
             quotas: Quotas::default(),
         }
@@ -176,6 +182,7 @@ pub struct LimitOverrides {
 /// How many host calls of each kind a run may make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quotas {
     /// HTTP requests.
     pub http_requests: u32,
@@ -329,6 +336,8 @@ pub struct Counters {
     pub state_writes: u64,
     /// Bytes of kept records (with their overhead).
     pub report_bytes: u64,
+    /// Bytes of response bodies recorded.
+    pub recorded_body_bytes: u64,
 }
 
 impl Counters {

@@ -1,6 +1,7 @@
 //! The records of a run: its HTTP exchanges, its log lines, and the report that holds
 //! them with the outcome or error, the effects and the usage.
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::effect::Effect;
@@ -33,12 +34,20 @@ pub struct HttpExchange {
     /// Response body bytes read.
     #[serde(default)]
     pub response_bytes: u64,
-    /// The start of the response body as text (at most the recording cap).
+    /// The response body as recorded, whole unless the run's recording budget
+    /// (`limits.max_recorded_body_bytes`) ran out: the bytes themselves when they are
+    /// UTF-8, else their base64 (`response_body_encoding`).
     #[serde(default)]
     pub response_body: String,
+    /// How `response_body` holds the bytes: `text` (absent) or `base64`.
+    #[serde(default, skip_serializing_if = "BodyEncoding::is_text")]
+    pub response_body_encoding: BodyEncoding,
     /// Whether `response_body` holds less than the whole body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub response_body_truncated: bool,
+    /// Whether a secret was redacted out of `response_body` (the upstream echoed it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub response_body_redacted: bool,
     /// Time from start to the end of the body, in milliseconds.
     #[serde(default)]
     pub duration_ms: u64,
@@ -47,7 +56,58 @@ pub struct HttpExchange {
     pub error: Option<String>,
 }
 
+/// How a recorded body holds its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum BodyEncoding {
+    /// The bytes are UTF-8 text, kept as they are.
+    #[default]
+    Text,
+    /// The bytes are not UTF-8: standard base64 with padding (RFC 4648 §4).
+    Base64,
+}
+
+impl BodyEncoding {
+    /// Whether this is [`BodyEncoding::Text`].
+    #[must_use]
+    pub fn is_text(&self) -> bool {
+        *self == Self::Text
+    }
+}
+
 impl HttpExchange {
+    /// Records the first `keep` bytes of `body` (text when they are UTF-8, else base64),
+    /// marking the record truncated when `keep` is shorter than the body. Returns the
+    /// number of body bytes kept.
+    pub fn record_response_body(&mut self, body: &[u8], keep: usize) -> usize {
+        let kept = body.get(..keep.min(body.len())).unwrap_or_default();
+        match std::str::from_utf8(kept) {
+            Ok(text) => {
+                self.response_body = text.to_owned();
+                self.response_body_encoding = BodyEncoding::Text;
+            }
+            Err(_) => {
+                self.response_body = base64::engine::general_purpose::STANDARD.encode(kept);
+                self.response_body_encoding = BodyEncoding::Base64;
+            }
+        }
+        self.response_body_truncated = kept.len() < body.len();
+        kept.len()
+    }
+
+    /// The recorded response body's bytes (`None` when a base64 body does not decode:
+    /// a record edited by hand).
+    #[must_use]
+    pub fn response_body_bytes(&self) -> Option<Vec<u8>> {
+        match self.response_body_encoding {
+            BodyEncoding::Text => Some(self.response_body.clone().into_bytes()),
+            BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(&self.response_body)
+                .ok(),
+        }
+    }
+
     /// Bytes the record holds (for the report budget).
     #[must_use]
     pub fn size(&self) -> usize {
@@ -194,5 +254,33 @@ impl RunReport {
         self.error = Some(error);
         self.applied = false;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_body_reads_back_as_the_bytes_it_kept() {
+        let mut exchange = HttpExchange::default();
+        assert_eq!(exchange.record_response_body("héllo".as_bytes(), 100), 6);
+        assert_eq!(exchange.response_body, "héllo");
+        assert!(exchange.response_body_encoding.is_text());
+        assert!(!exchange.response_body_truncated);
+
+        // Cut inside `é`: the kept bytes are not UTF-8, so they are kept as base64.
+        assert_eq!(exchange.record_response_body("héllo".as_bytes(), 2), 2);
+        assert_eq!(exchange.response_body_encoding, BodyEncoding::Base64);
+        assert_eq!(exchange.response_body_bytes(), Some(vec![b'h', 0xc3]));
+        assert!(exchange.response_body_truncated);
+
+        // Through JSON, as the API hands records out.
+        let json = serde_json::to_value(&exchange).unwrap();
+        assert_eq!(json["response_body_encoding"], "base64");
+        let read: HttpExchange = serde_json::from_value(json).unwrap();
+        assert_eq!(read.response_body_bytes(), Some(vec![b'h', 0xc3]));
+        let text = serde_json::to_value(HttpExchange::default()).unwrap();
+        assert!(text.get("response_body_encoding").is_none());
     }
 }

@@ -59,9 +59,6 @@ const HOST_OWNED_HEADERS: &[&str] = &[
 /// `x-api-key` and any custom credential — was meant for the first origin only.
 pub const CROSS_ORIGIN_SAFE_HEADERS: &[&str] = &["accept", "accept-language", "user-agent"];
 
-/// How much of a response body an exchange record keeps by default.
-pub const RECORDED_BODY_BYTES: usize = 16 << 10;
-
 /// An HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -203,6 +200,24 @@ pub enum EgressError {
     LimitExceeded,
 }
 
+impl EgressError {
+    /// The error a record's `error` text names (its `Display` form, as recorded), for a
+    /// replay to answer the guest what it was answered; `None` for other text.
+    #[must_use]
+    pub fn from_record(text: &str) -> Option<Self> {
+        let (kind, detail) = text.split_once(": ").unwrap_or((text, ""));
+        match kind {
+            "denied" => Some(Self::Denied(detail.to_owned())),
+            "timeout" if detail.is_empty() => Some(Self::Timeout),
+            "too-large" if detail.is_empty() => Some(Self::TooLarge),
+            "invalid" => Some(Self::Invalid(detail.to_owned())),
+            "connect" => Some(Self::Connect(detail.to_owned())),
+            "limit-exceeded" if detail.is_empty() => Some(Self::LimitExceeded),
+            _ => None,
+        }
+    }
+}
+
 /// Why the egress client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -243,13 +258,16 @@ struct Outgoing {
     body: Bytes,
 }
 
-/// What a call may still use: body bytes and time.
+/// What a call may still use: body bytes, time, and bytes of response body to record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowance {
     /// Request plus response body bytes left in the run's budget.
     pub bytes: u64,
     /// Time left before the run's deadline.
     pub time: Duration,
+    /// Bytes of the response body the exchange record may keep (the rest of the run's
+    /// recording budget); a longer body is recorded cut and marked truncated.
+    pub record_bytes: u64,
 }
 
 impl Egress {
@@ -365,11 +383,10 @@ impl Egress {
                 Ok(Err(EgressError::TooLarge)) if over_budget => Err(EgressError::LimitExceeded),
                 Ok(Err(error)) => Err(error),
                 Ok(Ok(body)) => {
-                    let kept = body
-                        .get(..RECORDED_BODY_BYTES.min(body.len()))
-                        .unwrap_or_default();
-                    record.response_body = String::from_utf8_lossy(kept).into_owned();
-                    record.response_body_truncated = kept.len() < body.len();
+                    record.record_response_body(
+                        &body,
+                        usize::try_from(allowance.record_bytes).unwrap_or(usize::MAX),
+                    );
                     Ok(EgressResponse {
                         status: status.as_u16(),
                         headers,
@@ -545,6 +562,23 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> EgressError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_error_reads_back_as_the_error_it_was() {
+        for error in [
+            EgressError::Denied("127.0.0.1 is in a blocked range (loopback)".into()),
+            EgressError::Timeout,
+            EgressError::TooLarge,
+            EgressError::Invalid("bad URL: relative URL without a base".into()),
+            EgressError::Connect("connection refused: a: b".into()),
+            EgressError::LimitExceeded,
+        ] {
+            assert_eq!(EgressError::from_record(&error.to_string()), Some(error));
+        }
+        for text in ["", "timeout: later", "refused: x", "[REDACTED]"] {
+            assert_eq!(EgressError::from_record(text), None, "{text:?}");
+        }
+    }
 
     #[test]
     fn host_owned_and_malformed_headers_are_refused() {

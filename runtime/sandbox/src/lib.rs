@@ -23,7 +23,7 @@ pub mod redact;
 mod runtime;
 mod wasm;
 
-pub use context::{CapResult, Capabilities, RunContext, RunMeta};
+pub use context::{CapResult, Capabilities, HttpReplay, RunContext, RunMeta};
 pub use engine::{EPOCH_TICK, EngineOptions, MAX_MEMORY_BYTES, Metering, PoolShape};
 pub use execute::{Execution, Sandbox};
 pub use fluxo_core::{

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use fluxo_core::{Effect, FieldValue, HttpExchange, LogLine};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use fluxo_core::{BodyEncoding, Effect, FieldValue, HttpExchange, LogLine};
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
@@ -159,24 +159,38 @@ impl Redactor {
 
     /// Redacts `text` where it is; allocates only when a secret is found.
     pub fn redact_in_place(&self, text: &mut String) {
-        let Some(matcher) = &self.matcher else {
-            return;
-        };
-        if matcher.is_match(text.as_str()) {
-            let replacements = vec![REDACTED; matcher.patterns_len()];
-            *text = matcher.replace_all(text, &replacements);
-        }
+        self.replace_in_text(text);
     }
 
     /// Redacts bytes: the UTF-8 parts are redacted as text, the rest kept.
     pub fn redact_bytes(&self, bytes: &mut Vec<u8>) {
+        self.replace_in_bytes(bytes);
+    }
+
+    /// Replaces every form of every secret in `text`; whether one was found.
+    fn replace_in_text(&self, text: &mut String) -> bool {
         let Some(matcher) = &self.matcher else {
-            return;
+            return false;
         };
-        if matcher.is_match(bytes.as_slice()) {
+        let found = matcher.is_match(text.as_str());
+        if found {
+            let replacements = vec![REDACTED; matcher.patterns_len()];
+            *text = matcher.replace_all(text, &replacements);
+        }
+        found
+    }
+
+    /// Replaces every form of every secret in `bytes`; whether one was found.
+    fn replace_in_bytes(&self, bytes: &mut Vec<u8>) -> bool {
+        let Some(matcher) = &self.matcher else {
+            return false;
+        };
+        let found = matcher.is_match(bytes.as_slice());
+        if found {
             let replacements = vec![REDACTED.as_bytes(); matcher.patterns_len()];
             *bytes = matcher.replace_all_bytes(bytes, &replacements);
         }
+        found
     }
 
     /// Redacts every string inside a JSON value (keys included).
@@ -272,7 +286,19 @@ impl Redactor {
         if let Some(error) = &mut exchange.error {
             self.redact_in_place(error);
         }
-        self.redact_in_place(&mut exchange.response_body);
+        let redacted = match exchange.response_body_encoding {
+            BodyEncoding::Text => self.replace_in_text(&mut exchange.response_body),
+            // The secret is matched in the bytes, not in their base64.
+            BodyEncoding::Base64 => {
+                let mut bytes = exchange.response_body_bytes().unwrap_or_default();
+                let found = self.replace_in_bytes(&mut bytes);
+                if found {
+                    exchange.response_body = STANDARD.encode(&bytes);
+                }
+                found
+            }
+        };
+        exchange.response_body_redacted |= redacted;
     }
 }
 
@@ -461,6 +487,34 @@ mod tests {
         assert_eq!(exchange.request_headers[1].1, "application/json");
         assert_eq!(exchange.request_headers[2].1, REDACTED, "no part survives");
         assert_eq!(exchange.request_headers[3].1, REDACTED);
+    }
+
+    #[test]
+    fn a_secret_echoed_in_a_body_is_redacted_in_text_and_in_bytes_and_marked() {
+        let redactor = Redactor::new([SECRET]);
+        let mut text = HttpExchange::default();
+        text.record_response_body(format!("{{\"token\":\"{SECRET}\"}}").as_bytes(), 1 << 20);
+        redactor.redact_exchange(&mut text);
+        assert_eq!(text.response_body, "{\"token\":\"[REDACTED]\"}");
+        assert!(text.response_body_redacted);
+
+        // Not UTF-8: recorded as base64, so the secret is looked for in the bytes.
+        let mut body = vec![0xff, 0x00];
+        body.extend_from_slice(SECRET.as_bytes());
+        let mut binary = HttpExchange::default();
+        binary.record_response_body(&body, 1 << 20);
+        assert_eq!(binary.response_body_encoding, BodyEncoding::Base64);
+        redactor.redact_exchange(&mut binary);
+        let mut expected = vec![0xff, 0x00];
+        expected.extend_from_slice(REDACTED.as_bytes());
+        assert_eq!(binary.response_body_bytes(), Some(expected));
+        assert!(binary.response_body_redacted);
+
+        let mut clean = HttpExchange::default();
+        clean.record_response_body(&[0xff, 1, 2], 1 << 20);
+        redactor.redact_exchange(&mut clean);
+        assert!(!clean.response_body_redacted);
+        assert_eq!(clean.response_body_bytes(), Some(vec![0xff, 1, 2]));
     }
 
     #[test]

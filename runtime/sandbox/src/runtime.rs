@@ -19,7 +19,7 @@ use fluxo_egress::{Egress, HttpPolicy, Resolve, SystemResolver};
 use serde::{Deserialize, Serialize};
 
 use crate::SandboxError;
-use crate::context::{Capabilities, RunContext, RunMeta};
+use crate::context::{Capabilities, HttpReplay, RunContext, RunMeta};
 use crate::engine::{EngineOptions, MAX_MEMORY_BYTES};
 use crate::execute::{Execution, Sandbox};
 use crate::load::{ActionComponent, DEFAULT_MAX_COMPONENT_BYTES, LoadError};
@@ -225,6 +225,7 @@ pub struct RunOptions {
     limits: Option<Limits>,
     run_id: Option<RunId>,
     attempt: Option<u32>,
+    replay: Option<Arc<HttpReplay>>,
 }
 
 impl RunOptions {
@@ -248,6 +249,14 @@ impl RunOptions {
     /// Which attempt this is.
     pub fn attempt(mut self, attempt: u32) -> Self {
         self.attempt = Some(attempt);
+        self
+    }
+
+    /// Replays a recorded run: its HTTP requests are answered by `replay` from the
+    /// record, nothing is sent (give the original's run id and attempt too, so the
+    /// event and the idempotency keys the guest sees are the original's).
+    pub fn replay(mut self, replay: Arc<HttpReplay>) -> Self {
+        self.replay = Some(replay);
         self
     }
 }
@@ -368,9 +377,12 @@ impl Runtime {
                 }
                 Err(_) => return Execution::not_started(meta, unavailable("secrets: timed out")),
             };
-        let ctx = RunContext::new(meta, limits, self.capabilities.clone())
+        let mut ctx = RunContext::new(meta, limits, self.capabilities.clone())
             .with_contact(event.contact.clone())
             .with_secrets(secrets);
+        if let Some(replay) = &options.replay {
+            ctx = ctx.with_replay(replay.clone());
+        }
         self.sandbox.execute(action, ctx, event).await
     }
 

@@ -66,6 +66,8 @@ pub enum ResponseBody {
     Text(&'static str),
     /// Any JSON object (`/v1/openapi.json`).
     AnyObject,
+    /// Bytes of a media type (a component).
+    Bytes(&'static str),
 }
 
 /// One documented route.
@@ -144,6 +146,11 @@ impl RouteDoc {
 
     fn text(mut self, media_type: &'static str) -> Self {
         self.response = ResponseBody::Text(media_type);
+        self
+    }
+
+    fn bytes(mut self, media_type: &'static str) -> Self {
+        self.response = ResponseBody::Bytes(media_type);
         self
     }
 
@@ -249,6 +256,16 @@ pub fn routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 200,
             ).returns::<actions::VersionList>(),
             get(actions::versions),
+        ),
+        (
+            doc(
+                "GET",
+                "/v1/actions/{name}/versions/{version}/component",
+                "Download a version's component, as uploaded (what fluxo replay runs)",
+                Tenant,
+                200,
+            ).bytes("application/wasm"),
+            get(actions::component),
         ),
         (
             doc(
@@ -590,9 +607,12 @@ pub fn openapi() -> Value {
             .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| {
                 // Action names and tenant ids follow fluxo_core::NAME_RULE; a secret's
-                // name is 1 to 128 bytes; run and endpoint ids are opaque.
+                // name is 1 to 128 bytes; a version is a number; run and endpoint ids are
+                // opaque.
                 let schema = if doc.path.starts_with("/v1/secrets/") {
                     json!({ "type": "string", "description": "1 to 128 bytes, no control characters" })
+                } else if name == "version" {
+                    json!({ "type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX })
                 } else if matches!(name, "name" | "tenant") {
                     json!({ "type": "string", "pattern": fluxo_core::ids::NAME_PATTERN })
                 } else {
@@ -625,6 +645,9 @@ pub fn openapi() -> Value {
             }
             ResponseBody::AnyObject => {
                 json!({ "description": "success", "content": { "application/json": { "schema": { "type": "object" } } } })
+            }
+            ResponseBody::Bytes(media_type) => {
+                json!({ "description": "success", "content": { media_type: { "schema": { "type": "string", "format": "binary" } } } })
             }
         };
         let mut responses = Map::new();
@@ -869,6 +892,7 @@ mod tests {
             attempt: 2,
             error_kind: Some(ErrorKind::Trap),
             event,
+            limits: Some(fluxo_core::Limits::default()),
             report: Some(report),
             attempts: Vec::new(),
             idempotency_key: Some("k-1".into()),

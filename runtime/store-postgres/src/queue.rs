@@ -839,7 +839,7 @@ async fn retry_dead(
 
 const RECORD_COLUMNS: &str = "id, target_kind, target_name, target_version, mode, state, attempt,
      error_kind, event, report, attempts, idempotency_key, created_ms, started_ms, finished_ms,
-     available_ms, node, segments, wake_ms";
+     available_ms, node, segments, wake_ms, limits";
 
 fn into_record(row: &Row) -> Result<RunRecord, StoreError> {
     let state = RunPhase::parse(&row.get::<_, String>(5))
@@ -868,6 +868,8 @@ fn into_record(row: &Row) -> Result<RunRecord, StoreError> {
         attempt: u32::try_from(row.get::<_, i64>(6)).unwrap_or(0),
         error_kind,
         event: decode("event", &event)?,
+        // Shown when it decodes: a run whose limits do not is failed for it, and listed.
+        limits: decode("limits", &row.get::<_, Vec<u8>>(19)).ok(),
         report: report.map(|bytes| decode("report", &bytes)).transpose()?,
         attempts: match attempts {
             Some(bytes) => decode("attempts", &bytes)?,

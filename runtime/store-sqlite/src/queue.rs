@@ -896,7 +896,7 @@ fn retry_dead(
 
 const RECORD_COLUMNS: &str = "id, target_kind, target_name, target_version, mode, state, attempt,
      error_kind, event, report, attempts, idempotency_key, created_ms, started_ms, finished_ms,
-     available_ms, node, segments, wake_ms";
+     available_ms, node, segments, wake_ms, limits";
 
 struct RecordRow {
     id: String,
@@ -918,6 +918,7 @@ struct RecordRow {
     node: Option<String>,
     segments: i64,
     wake_ms: Option<i64>,
+    limits: Vec<u8>,
 }
 
 fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
@@ -941,6 +942,7 @@ fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
         node: row.get(16)?,
         segments: row.get(17)?,
         wake_ms: row.get(18)?,
+        limits: row.get(19)?,
     })
 }
 
@@ -964,6 +966,8 @@ fn into_record(row: RecordRow) -> Result<RunRecord, StoreError> {
         attempt: u32::try_from(row.attempt).unwrap_or(0),
         error_kind,
         event: decode("event", &row.event)?,
+        // Shown when it decodes: a run whose limits do not is failed for it, and listed.
+        limits: decode("limits", &row.limits).ok(),
         report: row
             .report
             .map(|bytes| decode("report", &bytes))

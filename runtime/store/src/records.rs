@@ -410,6 +410,10 @@ pub struct RunRecord {
     pub error_kind: Option<ErrorKind>,
     /// The event it runs for.
     pub event: Event,
+    /// The limits it runs under: the host's, tightened by the action's overrides, as
+    /// they were when it was accepted (`None` in a record from a host that did not say).
+    #[serde(default)]
+    pub limits: Option<Limits>,
     /// The report of its last attempt.
     pub report: Option<RunReport>,
     /// Every attempt's summary, oldest first.

@@ -615,6 +615,80 @@ async fn a_served_fluxo_takes_a_tenant_from_upload_to_applied_run() {
     assert_eq!(crm.received().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_reproduces_production_runs_from_their_records_and_sends_nothing() {
+    // The CRM refuses Bia's deal for good (400) and creates Ana's.
+    let crm = Upstream::start(|request| {
+        if request.json()["deal"]["name"] == "Bia" {
+            (400, json!({ "error": "duplicate deal" }).to_string())
+        } else {
+            (200, json!({ "_id": "deal-replayed" }).to_string())
+        }
+    })
+    .await;
+    let port = crm.addr.port();
+    let crm_url = crm.url();
+    let (server, token, runs) = tokio::task::spawn_blocking(move || {
+        let server = serve(&format!(
+            "[http]\nallow_private_cidrs = [\"127.0.0.1/32\"]\n[[http.tenant_allow.acme]]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ));
+        assert_eq!(server.fluxo(&server.admin, &["tenant", "create", "acme"]).status.code(), Some(0));
+        let token_out = server.fluxo(&server.admin, &["token", "create", "acme"]);
+        let token = String::from_utf8_lossy(&token_out.stdout).trim().to_owned();
+        assert_eq!(server.fluxo(&token, &["secrets", "set", "crm_token", "replay-secret-1"]).status.code(), Some(0));
+        assert_eq!(server.fluxo(&token, &["upload", "crm-lead", guests::CRM_LEAD]).status.code(), Some(0));
+        let mut runs = Vec::new();
+        for (name, state) in [("Ana", "succeeded"), ("Bia", "failed")] {
+            let event = write(
+                server.dir.path(),
+                &format!("{name}.json"),
+                &json!({ "contact": { "id": name, "fields": { "name": name } }, "input": { "crm_url": crm_url } }).to_string(),
+            );
+            let run = server.fluxo(&token, &["--json", "runs", "submit", "crm-lead", "--event", event.to_str().unwrap(), "--wait"]);
+            let run = report(&run);
+            assert_eq!(run["state"], state, "{run:#}");
+            // The record keeps the limits the run had, for its replay.
+            assert_eq!(run["limits"]["fuel"], 1_000_000_000, "{run:#}");
+            runs.push(run);
+        }
+        (server, token, runs)
+    })
+    .await
+    .unwrap();
+    // The CRM is gone: a replay that sent anything would fail differently.
+    drop(crm);
+    tokio::task::spawn_blocking(move || {
+        for run in &runs {
+            let id = run["id"].as_str().unwrap();
+            let replayed = server.fluxo(&token, &["--json", "replay", id]);
+            let answer = report(&replayed);
+            assert_eq!(replayed.status.code(), Some(0), "{answer:#}");
+            assert_eq!(answer["same"], true, "{answer:#}");
+            assert_eq!(answer["replay"]["outcome"], run["report"]["outcome"]);
+            assert_eq!(answer["replay"]["error"], run["report"]["error"]);
+            assert_eq!(answer["replay"]["effects"], run["report"]["effects"]);
+            assert_eq!(answer["replay"]["applied"], false);
+            // The secret's value never left the server: the replay used a stand-in, and
+            // says so.
+            assert_eq!(
+                answer["divergences"],
+                json!(["secrets crm_token are stand-ins (their values stay on the server; set them under [secrets.acme] in --config for an exact replay)"]),
+            );
+            assert!(!answer.to_string().contains("replay-secret-1"));
+        }
+        let shown = server.fluxo(&token, &["replay", runs[1]["id"].as_str().unwrap()]);
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert_eq!(shown.status.code(), Some(0), "{text}");
+        assert!(text.contains("status   same: \"failed\"\nerror    same: {"), "{text}");
+        assert!(text.ends_with("the replay reproduces the original run\n"), "{text}");
+        let unknown = server.fluxo(&token, &["replay", "no-such-run"]);
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("cannot read run no-such-run: 404"));
+    })
+    .await
+    .unwrap();
+}
+
 /// `GET /healthz` over a real socket, and how long it took.
 fn healthz(url: &str) -> (String, std::time::Duration) {
     use std::io::{Read as _, Write as _};

@@ -23,6 +23,7 @@ mod hooks;
 mod languages;
 mod limits;
 mod loading;
+mod replay;
 mod secrets;
 mod served;
 mod server;

@@ -817,3 +817,64 @@ async fn limit_overrides_only_tighten() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_s_component_downloads_as_it_was_uploaded() {
+    let api = api(Config::default()).await;
+    let token = api.tenant("acme").await;
+    let bytes = guest(guests::CRM_LEAD);
+    assert_eq!(
+        api.upload(&token, "crm-lead", bytes.clone()).await.status,
+        StatusCode::CREATED
+    );
+    let download = |path: &'static str| {
+        let request = http::Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let app = api.app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let kind = response.headers().get("content-type").cloned();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, kind, body)
+        }
+    };
+    let (status, kind, body) = download("/v1/actions/crm-lead/versions/1/component").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(kind.unwrap(), "application/wasm");
+    assert!(body == bytes, "the download differs from the upload");
+
+    let (status, _, body) = download("/v1/actions/crm-lead/versions/2/component").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:?}");
+    let (status, _, _) = download("/v1/actions/nothing/versions/1/component").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = download("/v1/actions/crm-lead/versions/x/component").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let definition: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../guest-examples/workflows/lead-sync.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let uploaded = api
+        .json(
+            Method::POST,
+            "/v1/workflows/lead-sync/versions",
+            Some(&token),
+            definition,
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+    let (status, _, body) = download("/v1/actions/lead-sync/versions/1/component").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        String::from_utf8_lossy(&body).contains("is a workflow definition"),
+        "{body:?}"
+    );
+}

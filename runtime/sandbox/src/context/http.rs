@@ -1,5 +1,7 @@
 //! The HTTP capability: live requests through the egress client, recorded per run.
 //!
+//! A replayed run's requests are answered from its record instead ([`super::HttpReplay`]).
+//!
 //! Requests that are not safe to repeat (every method but GET and HEAD) carry
 //! `Idempotency-Key: RUN-ID:N` (N counts the run's requests from 1) unless the caller
 //! set one: a run retried after a crash repeats its requests, and the upstream can
@@ -11,6 +13,7 @@ use fluxo_core::{HttpExchange, Quota};
 use fluxo_egress::{Allowance, EgressError, EgressRequest, EgressResponse};
 
 use super::{CapResult, RunContext};
+use crate::redact::Redactor;
 
 /// The header that marks a repeated request as the same request.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -46,13 +49,36 @@ impl RunContext {
                 .http_bytes
                 .saturating_sub(self.counters.http_bytes),
             time: self.remaining(),
+            record_bytes: self
+                .limits
+                .max_recorded_body_bytes
+                .saturating_sub(self.counters.recorded_body_bytes),
         };
-        let egress = self.capabilities.egress.clone();
-        let result = egress
-            .send(self.meta.tenant.as_str(), request, allowance, &mut record)
-            .await;
+        let result = match &self.replay {
+            Some(replay) => {
+                // Compared as the record shows it: a secret in the URL is redacted there.
+                let url = Redactor::new(self.secrets.values()).redact(&request.url);
+                replay.answer(&request, &url, &mut record)
+            }
+            None => {
+                let egress = self.capabilities.egress.clone();
+                egress
+                    .send(self.meta.tenant.as_str(), request, allowance, &mut record)
+                    .await
+            }
+        };
         record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         record.error = result.as_ref().err().map(ToString::to_string);
+        if let Ok(response) = &result {
+            let kept = response
+                .body
+                .len()
+                .min(usize::try_from(allowance.record_bytes).unwrap_or(usize::MAX));
+            self.counters.recorded_body_bytes = self
+                .counters
+                .recorded_body_bytes
+                .saturating_add(u64::try_from(kept).unwrap_or(u64::MAX));
+        }
         self.counters.http_bytes = self
             .counters
             .http_bytes

@@ -16,6 +16,7 @@ mod email;
 mod http;
 mod log;
 mod message;
+mod replay;
 mod secrets;
 mod start;
 mod state;
@@ -35,6 +36,7 @@ pub use self::http::IDEMPOTENCY_KEY;
 pub use self::log::StdSource;
 pub(crate) use self::log::{LogBuffer, StdStream};
 pub use self::message::{MAX_TARGET_BYTES, MAX_TEXT_CHARS, MessageDraft, MessageError};
+pub use self::replay::HttpReplay;
 pub use self::secrets::SecretError;
 pub use self::start::{MAX_START_INPUT_BYTES, StartDraft, StartError};
 pub use self::state::{MAX_KEY_BYTES, MAX_VALUE_BYTES, StateError};
@@ -122,6 +124,8 @@ pub struct RunContext {
     retry_after: Option<Duration>,
     /// What the actions run inside this one used (fuel, memory, their wall time).
     children: Usage,
+    /// When replaying a recorded run: HTTP is answered from its record, never sent.
+    replay: Option<Arc<HttpReplay>>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -173,7 +177,16 @@ impl RunContext {
             log,
             retry_after: None,
             children: Usage::default(),
+            replay: None,
         }
+    }
+
+    /// Replays a recorded run: every HTTP request is answered by `replay` from the
+    /// record and none is sent (see [`HttpReplay`]).
+    #[must_use]
+    pub fn with_replay(mut self, replay: Arc<HttpReplay>) -> Self {
+        self.replay = Some(replay);
+        self
     }
 
     /// The run is about `contact` (its state when the run started).
@@ -306,6 +319,7 @@ impl RunContext {
             log: Arc::new(Mutex::new(LogBuffer::new(room))),
             retry_after: None,
             children: Usage::default(),
+            replay: self.replay.clone(),
         }
     }
 

@@ -1,14 +1,15 @@
-//! Actions: upload, list, show, versions, activate, limits, retry policy, enable,
-//! disable, delete, test.
+//! Actions: upload, list, show, versions (and a version's component), activate, limits,
+//! retry policy, enable, disable, delete, test.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
 use fluxo_core::{
     Contact, Effect, Event, LimitOverrides, Message, RetryPolicy, Trigger, apply_to_contact,
 };
 use fluxo_core::{FieldValue, OutgoingEmail, PlatformMessage, RunReport};
-use fluxo_store::{ActionRecord, VersionRecord};
+use fluxo_store::{ActionRecord, VersionKind, VersionRecord};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -179,6 +180,44 @@ pub(crate) async fn versions(
     let (parsed, _) = action_or_404(&state, &tenant, &name).await?;
     let versions = state.store.versions(&tenant, &parsed).await?;
     ok(StatusCode::OK, &VersionList { versions })
+}
+
+/// `GET /v1/actions/{name}/versions/{version}/component`: the bytes uploaded as that
+/// version, as they were uploaded (what `fluxo replay` runs). 404 for an unknown
+/// version; 409 for a workflow's version (its definition is in `GET /v1/workflows/{name}`).
+pub(crate) async fn component(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    PathParam((name, version)): PathParam<(String, u32)>,
+) -> ApiResult {
+    let (parsed, _) = action_or_404(&state, &tenant, &name).await?;
+    let record = state
+        .store
+        .version(&tenant, &parsed, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("action {name:?} has no version {version}")))?;
+    if record.kind != VersionKind::Component {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "version {version} of {name:?} is a workflow definition, not a component: GET /v1/workflows/{name} shows it"
+            ),
+        ));
+    }
+    let bytes = state.store.component(&record.hash).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the bytes of version {version} of {name:?} are not stored"),
+        )
+    })?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/wasm")],
+        bytes,
+    )
+        .into_response())
 }
 
 /// The body of `POST /v1/actions/{name}/activate`.
