@@ -85,13 +85,113 @@ const JS: &[TemplateFile] = &[
     ),
 ];
 
-/// The SDK of the checkout this binary was built from, when it is still there.
-fn default_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
-    sdk.join("Cargo.toml")
-        .is_file()
-        .then(|| sdk.canonicalize().ok())
-        .flatten()
+/// Where a Rust project keeps the SDK installed with it, relative to the project.
+const SDK_DIR: &str = ".fluxo/sdk";
+
+/// The SDK this binary was built with, installed into each Rust project (`SDK_DIR`)
+/// until `fluxo-sdk` is on a registry: its sources and the world's WIT as they are in
+/// the checkout, with manifests of their own (no workspace to inherit from). The
+/// manifests' `{{version}}` is this fluxo's version.
+const SDK: &[TemplateFile] = &[
+    (
+        "fluxo-sdk/Cargo.toml",
+        include_str!("../templates/sdk/fluxo-sdk/Cargo.toml"),
+    ),
+    (
+        "fluxo-sdk/README.md",
+        include_str!("../../../sdk/README.md"),
+    ),
+    (
+        "fluxo-sdk/src/lib.rs",
+        include_str!("../../../sdk/src/lib.rs"),
+    ),
+    (
+        "fluxo-sdk/src/backend/mod.rs",
+        include_str!("../../../sdk/src/backend/mod.rs"),
+    ),
+    (
+        "fluxo-sdk/src/backend/wasm.rs",
+        include_str!("../../../sdk/src/backend/wasm.rs"),
+    ),
+    (
+        "fluxo-sdk/src/contact.rs",
+        include_str!("../../../sdk/src/contact.rs"),
+    ),
+    (
+        "fluxo-sdk/src/email.rs",
+        include_str!("../../../sdk/src/email.rs"),
+    ),
+    (
+        "fluxo-sdk/src/error.rs",
+        include_str!("../../../sdk/src/error.rs"),
+    ),
+    (
+        "fluxo-sdk/src/event.rs",
+        include_str!("../../../sdk/src/event.rs"),
+    ),
+    (
+        "fluxo-sdk/src/http.rs",
+        include_str!("../../../sdk/src/http.rs"),
+    ),
+    (
+        "fluxo-sdk/src/log.rs",
+        include_str!("../../../sdk/src/log.rs"),
+    ),
+    (
+        "fluxo-sdk/src/outcome.rs",
+        include_str!("../../../sdk/src/outcome.rs"),
+    ),
+    (
+        "fluxo-sdk/src/secrets.rs",
+        include_str!("../../../sdk/src/secrets.rs"),
+    ),
+    (
+        "fluxo-sdk/src/state.rs",
+        include_str!("../../../sdk/src/state.rs"),
+    ),
+    (
+        "fluxo-sdk/src/testing.rs",
+        include_str!("../../../sdk/src/testing.rs"),
+    ),
+    (
+        "fluxo-sdk/src/value.rs",
+        include_str!("../../../sdk/src/value.rs"),
+    ),
+    (
+        "fluxo-sdk-macros/Cargo.toml",
+        include_str!("../templates/sdk/fluxo-sdk-macros/Cargo.toml"),
+    ),
+    (
+        "fluxo-sdk-macros/src/lib.rs",
+        include_str!("../../../sdk/macros/src/lib.rs"),
+    ),
+];
+
+/// Installs the SDK into the Rust project at `dir` (`SDK_DIR`), the world's WIT with it.
+fn install_sdk(dir: &Path) -> anyhow::Result<()> {
+    let root = dir.join(SDK_DIR);
+    for (path, text) in SDK {
+        // Only the manifests have placeholders; the sources are copied as they are.
+        if path.ends_with("Cargo.toml") {
+            write_file(
+                &root.join(path),
+                &text.replace("{{version}}", env!("CARGO_PKG_VERSION")),
+            )?;
+        } else {
+            write_file(&root.join(path), text)?;
+        }
+    }
+    fluxo_toolchain::lang::write_world(&root.join("fluxo-sdk/wit"))?;
+    Ok(())
+}
+
+/// Writes `text` at `path`, making its directory.
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates the project `name` in `dir` (default `./NAME`), which must not exist or be
@@ -128,21 +228,19 @@ pub(crate) fn new_project(
     }
     let (files, sdk) = match lang {
         Lang::Rust => {
-            let sdk = match sdk.or_else(default_sdk) {
-                Some(sdk) if sdk.join("Cargo.toml").is_file() => std::path::absolute(&sdk)
-                    .context("resolving the SDK's path")
-                    .map_err(usage)?,
+            let sdk = match sdk {
+                Some(sdk) if sdk.join("Cargo.toml").is_file() => Sdk::At(
+                    std::path::absolute(&sdk)
+                        .context("resolving the SDK's path")
+                        .map_err(usage)?,
+                ),
                 Some(sdk) => {
                     return Err(usage(anyhow::anyhow!(
                         "{} is not the fluxo-sdk crate (no Cargo.toml)",
                         sdk.display()
                     )));
                 }
-                None => {
-                    return Err(usage(anyhow::anyhow!(
-                        "the SDK this fluxo was built with is gone: name a copy of fluxo's sdk/ with --sdk"
-                    )));
-                }
+                None => Sdk::Installed,
             };
             (RUST, Some(sdk))
         }
@@ -154,23 +252,28 @@ pub(crate) fn new_project(
         Lang::Rust | Lang::Js => None,
     };
 
-    let written = write_files(&dir, files, &name, sdk.as_deref()).and_then(|()| match &tools {
-        Some(tools) => {
-            let wit = dir.join(".fluxo-wit");
-            let made = fluxo_toolchain::lang::write_world(&wit)
-                .and_then(|wit| {
-                    tools.python_bindings(
-                        &wit,
-                        fluxo_toolchain::lang::WORLD,
-                        &dir.join(".fluxo/bindings"),
-                    )
-                })
-                .map_err(anyhow::Error::from);
-            let _ = std::fs::remove_dir_all(&wit);
-            made
-        }
-        None => Ok(()),
-    });
+    let written = write_files(&dir, files, &name, sdk.as_ref())
+        .and_then(|()| match sdk {
+            Some(Sdk::Installed) => install_sdk(&dir),
+            Some(Sdk::At(_)) | None => Ok(()),
+        })
+        .and_then(|()| match &tools {
+            Some(tools) => {
+                let wit = dir.join(".fluxo-wit");
+                let made = fluxo_toolchain::lang::write_world(&wit)
+                    .and_then(|wit| {
+                        tools.python_bindings(
+                            &wit,
+                            fluxo_toolchain::lang::WORLD,
+                            &dir.join(".fluxo/bindings"),
+                        )
+                    })
+                    .map_err(anyhow::Error::from);
+                let _ = std::fs::remove_dir_all(&wit);
+                made
+            }
+            None => Ok(()),
+        });
     if let Err(error) = written {
         // Leave the place as it was: an empty directory given stays, emptied.
         if existed {
@@ -207,30 +310,35 @@ pub(crate) fn new_project(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which `fluxo-sdk` a Rust project depends on.
+#[derive(Debug)]
+enum Sdk {
+    /// The copy `fluxo new` installs into the project (`SDK_DIR`).
+    Installed,
+    /// A copy the user named (`--sdk`).
+    At(PathBuf),
+}
+
 /// Writes `files` under `dir` with the placeholders filled.
 fn write_files(
     dir: &Path,
     files: &[TemplateFile],
     name: &str,
-    sdk: Option<&Path>,
+    sdk: Option<&Sdk>,
 ) -> anyhow::Result<()> {
     for (path, text) in files {
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
         let mut text = text.replace("{{name}}", name);
-        if let Some(sdk) = sdk {
+        let sdk_path = match sdk {
+            Some(Sdk::Installed) => Some(format!("{SDK_DIR}/fluxo-sdk")),
+            Some(Sdk::At(path)) => Some(path.display().to_string()),
+            None => None,
+        };
+        if let Some(path) = sdk_path {
             // Inside a TOML basic string: backslashes and quotes escaped.
-            let path = sdk
-                .display()
-                .to_string()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"");
+            let path = path.replace('\\', "\\\\").replace('"', "\\\"");
             text = text.replace("{{sdk}}", &path);
         }
-        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+        write_file(&dir.join(path), &text)?;
     }
     Ok(())
 }
@@ -264,12 +372,135 @@ mod tests {
             let mut listed: Vec<String> = files.iter().map(|(p, _)| (*p).to_owned()).collect();
             listed.sort();
             assert_eq!(listed, on_disk, "{lang}: templates/ and the list differ");
-            for (path, text) in files {
-                let filled = text.replace("{{name}}", "x").replace("{{sdk}}", "/sdk");
+            let manifests = SDK.iter().filter(|(path, _)| path.ends_with("Cargo.toml"));
+            for (path, text) in files.iter().chain(manifests) {
+                let filled = text
+                    .replace("{{name}}", "x")
+                    .replace("{{sdk}}", "/sdk")
+                    .replace("{{version}}", "0.1.0");
                 assert!(
                     !filled.contains("{{"),
                     "{lang}/{path}: an unknown placeholder"
                 );
+            }
+        }
+    }
+
+    /// Every file of `sdk/` (but its manifests, written for the copy) is installed.
+    #[test]
+    fn the_installed_sdk_is_every_file_of_the_sdk() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
+        let mut on_disk = Vec::new();
+        let mut stack = vec![sdk.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let relative = path
+                    .strip_prefix(&sdk)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if relative == "wit" {
+                    continue; // written from the world the toolchain embeds
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !relative.ends_with("Cargo.toml") {
+                    let relative = match relative.strip_prefix("macros/") {
+                        Some(rest) => format!("fluxo-sdk-macros/{rest}"),
+                        None => format!("fluxo-sdk/{relative}"),
+                    };
+                    on_disk.push(relative);
+                }
+            }
+        }
+        on_disk.sort();
+        let mut installed: Vec<String> = SDK
+            .iter()
+            .map(|(path, _)| (*path).to_owned())
+            .filter(|path| !path.ends_with("Cargo.toml"))
+            .collect();
+        installed.sort();
+        assert_eq!(installed, on_disk);
+    }
+
+    /// The copy's manifests name the dependencies the workspace builds the SDK with.
+    #[test]
+    fn the_installed_sdk_s_manifests_match_the_workspace_s() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let read = |path: &Path| -> toml::Table {
+            toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let workspace = read(&root.join("Cargo.toml"));
+        let shared = &workspace["workspace"]["dependencies"];
+        // A dependency's table as a manifest that names it directly would write it.
+        let direct = |name: &str, spec: &toml::Value| -> toml::Value {
+            let mut spec = match spec {
+                toml::Value::String(version) => {
+                    let mut table = toml::Table::new();
+                    table.insert("version".into(), version.clone().into());
+                    table
+                }
+                toml::Value::Table(table) => table.clone(),
+                other => panic!("{name}: {other}"),
+            };
+            spec.remove("path");
+            spec.remove("workspace");
+            toml::Value::Table(spec)
+        };
+        for (crate_dir, copy) in [("sdk", "fluxo-sdk"), ("sdk/macros", "fluxo-sdk-macros")] {
+            let original = read(&root.join(crate_dir).join("Cargo.toml"));
+            let manifest = SDK
+                .iter()
+                .find(|(path, _)| *path == format!("{copy}/Cargo.toml"))
+                .unwrap()
+                .1
+                .replace("{{version}}", "0.1.0");
+            let installed: toml::Table = toml::from_str(&manifest).unwrap();
+            let sections = |manifest: &toml::Table| -> Vec<(String, toml::Table)> {
+                let mut sections = vec![(
+                    "dependencies".to_owned(),
+                    manifest
+                        .get("dependencies")
+                        .and_then(toml::Value::as_table)
+                        .cloned()
+                        .unwrap_or_default(),
+                )];
+                if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+                    for (target, table) in targets {
+                        sections.push((
+                            target.clone(),
+                            table["dependencies"]
+                                .as_table()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ));
+                    }
+                }
+                sections
+            };
+            let installed_sections = sections(&installed);
+            for (section, dependencies) in sections(&original) {
+                let (_, copied) = installed_sections
+                    .iter()
+                    .find(|(name, _)| *name == section)
+                    .unwrap_or_else(|| panic!("{copy}: no {section}"));
+                let names = |table: &toml::Table| table.keys().cloned().collect::<Vec<_>>();
+                assert_eq!(names(copied), names(&dependencies), "{copy}: {section}");
+                for (name, spec) in &dependencies {
+                    if name.starts_with("fluxo-") {
+                        continue; // by path in the copy
+                    }
+                    let wanted = match spec.get("workspace") {
+                        Some(_) => direct(name, &shared[name.as_str()]),
+                        None => direct(name, spec),
+                    };
+                    assert_eq!(
+                        direct(name, &copied[name]),
+                        wanted,
+                        "{copy}: {section}: {name}"
+                    );
+                }
             }
         }
     }

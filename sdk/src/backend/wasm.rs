@@ -14,7 +14,7 @@ use crate::{DateTime, Event, FieldValue, IntoOutcome, Result as SdkResult, Trigg
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "action",
         pub_export_macro: true,
         export_macro_name: "export_action",
