@@ -10,11 +10,15 @@
 //! not hold (`[secrets.TENANT]`) is a stand-in value, redacted like the real one.
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
-use fluxo_core::{ErrorKind, RunReport};
-use fluxo_sandbox::{EngineOptions, HttpReplay, Metering, RunOptions, Runtime};
+use fluxo_core::{Blame, ErrorKind, Limits, RunReport};
+use fluxo_sandbox::platform::{BoxFuture, StateKey, StateUsage};
+use fluxo_sandbox::{
+    BackendError, EngineOptions, HttpReplay, MemoryState, Metering, RunOptions, Runtime,
+    StateReader,
+};
 use fluxo_store::RunRecord;
 use serde_json::{Value, json};
 
@@ -27,7 +31,8 @@ const COMPARED: [&str; 4] = ["status", "error", "outcome", "effects"];
 
 /// Replays run `id` of the client's tenant under `config`, printing the comparison (the
 /// whole of both reports with `json`). Exit code 0 when the replay reproduced the
-/// original, 1 when it differs or cannot be fetched, 2 for usage errors.
+/// original; 1 when it differs, or when the server refuses the run or its component;
+/// 2 for usage errors (an unreachable server among them).
 pub(crate) fn replay(
     client: &Client,
     id: &str,
@@ -46,6 +51,7 @@ pub(crate) fn replay(
         };
         let Fetched {
             record,
+            limits,
             original,
             component,
             secret_names,
@@ -59,8 +65,10 @@ pub(crate) fn replay(
                 stand_ins.push(name);
             }
         }
+        let state = Arc::new(UnrecordedState::default());
         let runtime = Runtime::builder()
             .config(config.sandbox())
+            .state_reader(state.clone())
             .max_component_bytes(
                 config
                     .server
@@ -86,23 +94,41 @@ pub(crate) fn replay(
             .run_id(record.id)
             .attempt(original.attempt)
             .replay(http.clone());
-        if let Some(limits) = &record.limits {
+        if let Some(limits) = &limits {
             options = options.limits(limits.clone());
         }
         let replayed = runtime
             .execute(&action, &record.event, &options)
             .await
             .into_report(false);
-        let mut notes = http.divergences();
+        let mut notes = Vec::new();
+        if let Some(error) = &original.error
+            && original.usage.fuel == 0
+            && error.blame != Blame::Guest
+        {
+            notes.push(format!(
+                "the original attempt never ran the component ({}: {}): the replay runs it",
+                error.kind.as_str(),
+                error.message
+            ));
+        }
+        notes.extend(http.divergences());
+        let keys = state.keys();
+        if !keys.is_empty() {
+            notes.push(format!(
+                "the run read state ({}): the record does not hold state, the replay read none",
+                keys.join(", ")
+            ));
+        }
         if !stand_ins.is_empty() {
             notes.push(format!(
                 "secrets {} are stand-ins (their values stay on the server; set them under [secrets.{tenant}] in --config for an exact replay)",
                 stand_ins.join(", ")
             ));
         }
-        if record.limits.is_none() {
+        if limits.is_none() {
             notes.push(
-                "the record does not hold the run's limits: the replay runs under this machine's (--config)"
+                "the record does not hold limits this fluxo reads (a record from an older host, whose bodies may be cut at 16 KiB and decoded lossily): the replay runs under this machine's (--config)"
                     .to_owned(),
             );
         }
@@ -129,10 +155,10 @@ pub(crate) fn replay(
                 "original": original,
                 "replay": replayed,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&answer).unwrap_or_default()
-            );
+            let text = serde_json::to_string_pretty(&answer)
+                .context("printing the comparison")
+                .map_err(usage)?;
+            println!("{text}");
         } else {
             print_comparison(&record, &original, &replayed, &differences, &notes);
         }
@@ -147,6 +173,8 @@ pub(crate) fn replay(
 /// What the server gives a replay.
 struct Fetched {
     record: RunRecord,
+    /// The run's limits, when the record holds limits this fluxo reads.
+    limits: Option<Limits>,
     original: RunReport,
     component: Vec<u8>,
     secret_names: Vec<String>,
@@ -161,6 +189,12 @@ async fn fetch(client: &Client, id: &str) -> Result<Option<Fetched>, UsageError>
         refused(status, &run, &format!("run {id}"));
         return Ok(None);
     }
+    let mut run = run;
+    // Read apart: a newer host's limits (a setting this fluxo lacks) must not stop it.
+    let limits = run
+        .as_object_mut()
+        .and_then(|fields| fields.remove("limits"))
+        .and_then(|limits| serde_json::from_value::<Limits>(limits).ok());
     let record: RunRecord = serde_json::from_value(run)
         .context("the server's run record is not one this fluxo reads")
         .map_err(usage)?;
@@ -182,7 +216,10 @@ async fn fetch(client: &Client, id: &str) -> Result<Option<Fetched>, UsageError>
         refused(
             status,
             &body,
-            &format!("version {} of {}", record.version, record.action),
+            &format!(
+                "the component of version {} of {} (GET {path}; a server older than this fluxo does not serve it)",
+                record.version, record.action
+            ),
         );
         return Ok(None);
     }
@@ -204,10 +241,46 @@ async fn fetch(client: &Client, id: &str) -> Result<Option<Fetched>, UsageError>
         .unwrap_or_default();
     Ok(Some(Fetched {
         record,
+        limits,
         original,
         component: bytes.to_vec(),
         secret_names,
     }))
+}
+
+/// State as a replay reads it: none (the record does not hold it), each key asked for
+/// written down.
+#[derive(Debug, Default)]
+struct UnrecordedState {
+    empty: MemoryState,
+    asked: Mutex<Vec<String>>,
+}
+
+impl UnrecordedState {
+    /// The keys the run asked for, each once, in order.
+    fn keys(&self) -> Vec<String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl StateReader for UnrecordedState {
+    fn get<'a>(
+        &'a self,
+        key: &'a StateKey,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, BackendError>> {
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        if !asked.contains(&key.key) {
+            asked.push(key.key.clone());
+        }
+        Box::pin(async { Ok(None) })
+    }
+
+    fn usage<'a>(&'a self, key: &'a StateKey) -> BoxFuture<'a, Result<StateUsage, BackendError>> {
+        self.empty.usage(key)
+    }
 }
 
 /// Says why the server refused `what`.

@@ -448,6 +448,7 @@ mod tests {
             spec.remove("workspace");
             toml::Value::Table(spec)
         };
+        let package = workspace["workspace"]["package"].as_table().unwrap();
         for (crate_dir, copy) in [("sdk", "fluxo-sdk"), ("sdk/macros", "fluxo-sdk-macros")] {
             let original = read(&root.join(crate_dir).join("Cargo.toml"));
             let manifest = SDK
@@ -457,6 +458,12 @@ mod tests {
                 .1
                 .replace("{{version}}", "0.1.0");
             let installed: toml::Table = toml::from_str(&manifest).unwrap();
+            for field in ["version", "edition", "rust-version", "license"] {
+                assert_eq!(
+                    installed["package"][field], package[field],
+                    "{copy}: package.{field}"
+                );
+            }
             let sections = |manifest: &toml::Table| -> Vec<(String, toml::Table)> {
                 let mut sections = vec![(
                     "dependencies".to_owned(),

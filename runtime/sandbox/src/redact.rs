@@ -289,14 +289,20 @@ impl Redactor {
         let redacted = match exchange.response_body_encoding {
             BodyEncoding::Text => self.replace_in_text(&mut exchange.response_body),
             // The secret is matched in the bytes, not in their base64.
-            BodyEncoding::Base64 => {
-                let mut bytes = exchange.response_body_bytes().unwrap_or_default();
-                let found = self.replace_in_bytes(&mut bytes);
-                if found {
-                    exchange.response_body = STANDARD.encode(&bytes);
+            BodyEncoding::Base64 => match exchange.response_body_bytes() {
+                Some(mut bytes) => {
+                    let found = self.replace_in_bytes(&mut bytes);
+                    if found {
+                        exchange.response_body = STANDARD.encode(&bytes);
+                    }
+                    found
                 }
-                found
-            }
+                // Not base64 (a record made elsewhere): nothing in it can be checked.
+                None => {
+                    exchange.response_body = STANDARD.encode(REDACTED);
+                    true
+                }
+            },
         };
         exchange.response_body_redacted |= redacted;
     }
@@ -509,6 +515,18 @@ mod tests {
         expected.extend_from_slice(REDACTED.as_bytes());
         assert_eq!(binary.response_body_bytes(), Some(expected));
         assert!(binary.response_body_redacted);
+
+        let mut broken = HttpExchange {
+            response_body: "not base64 at all".into(),
+            response_body_encoding: BodyEncoding::Base64,
+            ..HttpExchange::default()
+        };
+        redactor.redact_exchange(&mut broken);
+        assert_eq!(
+            broken.response_body_bytes(),
+            Some(REDACTED.as_bytes().to_vec())
+        );
+        assert!(broken.response_body_redacted);
 
         let mut clean = HttpExchange::default();
         clean.record_response_body(&[0xff, 1, 2], 1 << 20);

@@ -676,6 +676,13 @@ async fn replay_reproduces_production_runs_from_their_records_and_sends_nothing(
             );
             assert!(!answer.to_string().contains("replay-secret-1"));
         }
+        // With the real secret in --config: no stand-in, and still no secret in the answer.
+        let config = write(server.dir.path(), "replay.toml", "[secrets.acme]\ncrm_token = \"replay-secret-1\"\n");
+        let exact = server.fluxo(&token, &["--json", "replay", runs[0]["id"].as_str().unwrap(), "--config", config.to_str().unwrap()]);
+        let answer = report(&exact);
+        assert_eq!(exact.status.code(), Some(0), "{answer:#}");
+        assert_eq!((answer["same"].clone(), answer["divergences"].clone()), (json!(true), json!([])), "{answer:#}");
+        assert!(!answer.to_string().contains("replay-secret-1"), "{answer:#}");
         let shown = server.fluxo(&token, &["replay", runs[1]["id"].as_str().unwrap()]);
         let text = String::from_utf8_lossy(&shown.stdout);
         assert_eq!(shown.status.code(), Some(0), "{text}");

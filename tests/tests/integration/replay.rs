@@ -76,16 +76,19 @@ async fn a_replayed_run_gets_the_recorded_answers_byte_for_byte_and_sends_nothin
     let original: RunReport =
         serde_json::from_str(&serde_json::to_string(&original).unwrap()).unwrap();
 
-    server.abort();
     let replay = Arc::new(HttpReplay::new(original.http.clone()));
     let options = RunOptions::new()
         .run_id(original.run_id)
         .attempt(original.attempt)
         .replay(replay.clone());
-    // Nothing is allowed out: a request that were sent would be refused.
-    let replayed = fetch(Config::default(), &url, &options).await;
+    // The server still listens and the policy still allows it: only the replay keeps
+    // the request from being sent.
+    let replayed = fetch(loopback_config(port), &url, &options).await;
 
     assert!(replayed.succeeded(), "{replayed:#?}");
+    // The guest saw every byte as the original did (it shows them in hex).
+    let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(replayed.outcome.as_ref().unwrap().output["body_hex"], hex);
     assert_eq!(replayed.outcome, original.outcome);
     assert_eq!(replayed.effects, original.effects);
     assert_eq!(replayed.http[0].response_body_bytes(), Some(body));
@@ -99,6 +102,31 @@ async fn a_replayed_run_gets_the_recorded_answers_byte_for_byte_and_sends_nothin
         1,
         "the replay sent a request"
     );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_the_report_cannot_hold_is_recorded_cut_and_the_run_goes_on() {
+    let (port, _, _server) = bytes_server(vec![b'x'; 20_000]).await;
+    let mut config = loopback_config(port);
+    config.limits.max_report_bytes = 4_096;
+    let runtime = Runtime::builder().config(config).build().unwrap();
+    let action = runtime.load(&guest(guests::FETCH)).unwrap();
+    let input = json!({ "url": format!("http://127.0.0.1:{port}/"), "quiet": true });
+    let report = runtime
+        .execute(
+            &action,
+            &event("fetch", json!({}), input),
+            &RunOptions::new(),
+        )
+        .await
+        .into_report(false);
+    // The guest got the whole body; the record kept what the report budget holds.
+    assert!(report.succeeded(), "{report:#?}");
+    assert_eq!(report.outcome.as_ref().unwrap().output["length"], 20_000);
+    let exchange = &report.http[0];
+    assert!(exchange.response_body_truncated);
+    assert!(exchange.size() < 4_096, "{}", exchange.size());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use fluxo_core::limits::RECORD_OVERHEAD_BYTES;
 use fluxo_core::{HttpExchange, Quota};
 use fluxo_egress::{Allowance, EgressError, EgressRequest, EgressResponse};
 
@@ -70,10 +71,22 @@ impl RunContext {
         record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         record.error = result.as_ref().err().map(ToString::to_string);
         if let Ok(response) = &result {
-            let kept = response
-                .body
-                .len()
-                .min(usize::try_from(allowance.record_bytes).unwrap_or(usize::MAX));
+            let budget = usize::try_from(allowance.record_bytes).unwrap_or(usize::MAX);
+            let mut kept = response.body.len().min(budget);
+            // Recording is for replay: a body the report budget cannot hold is cut
+            // (and marked truncated) rather than ending the run.
+            let room = self
+                .limits
+                .max_report_bytes
+                .saturating_sub(self.counters.report_bytes)
+                .saturating_sub(RECORD_OVERHEAD_BYTES);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            if record.size() > room {
+                let others = record.size().saturating_sub(record.response_body.len());
+                // Base64 takes four characters for three bytes.
+                let fits = room.saturating_sub(others).saturating_mul(3) / 4;
+                kept = record.record_response_body(&response.body, budget.min(fits));
+            }
             self.counters.recorded_body_bytes = self
                 .counters
                 .recorded_body_bytes

@@ -4,13 +4,16 @@
 //! exchange's response (status, headers, body) or its error, provided it asks for the
 //! same method and URL with a body of the same size. What cannot be answered exactly —
 //! a different request, a request past the record's last, a body the record kept cut or
-//! redacted — is written down as a divergence; a request the record cannot answer gets a
-//! `connect` error, as if the network were gone.
+//! redacted, a response header masked as a credential — is written down as a divergence;
+//! a request the record cannot answer gets a `connect` error, as if the network were
+//! gone.
 
 use std::sync::{Mutex, PoisonError};
 
 use fluxo_core::HttpExchange;
 use fluxo_egress::{EgressError, EgressRequest, EgressResponse};
+
+use crate::redact::REDACTED;
 
 /// The recorded exchanges of one run and where the replay is in them.
 #[derive(Debug, Default)]
@@ -103,8 +106,31 @@ impl HttpReplay {
         record.response_bytes = original.response_bytes;
         if let Some(text) = &original.error {
             return Err(EgressError::from_record(text).unwrap_or_else(|| {
+                state.divergences.push(format!(
+                    "request {number}: the recorded error {text:?} is not one this host reads; answered as a lost connection"
+                ));
                 EgressError::Connect(format!("replay: the recorded error is {text:?}"))
             }));
+        }
+        let Some(status) = original.status else {
+            state.divergences.push(format!(
+                "request {number}: the record has neither a status nor an error"
+            ));
+            return Err(EgressError::Connect(format!(
+                "replay: request {number} has no recorded status"
+            )));
+        };
+        let masked: Vec<&str> = original
+            .response_headers
+            .iter()
+            .filter(|(_, value)| value.contains(REDACTED))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !masked.is_empty() {
+            state.divergences.push(format!(
+                "request {number}: response headers {} were masked in the record (credentials)",
+                masked.join(", ")
+            ));
         }
         let Some(body) = original.response_body_bytes() else {
             state.divergences.push(format!(
@@ -130,7 +156,7 @@ impl HttpReplay {
         record.response_body_truncated = original.response_body_truncated;
         record.response_body_redacted = original.response_body_redacted;
         Ok(EgressResponse {
-            status: original.status.unwrap_or(200),
+            status,
             headers: original.response_headers,
             body,
         })
