@@ -304,11 +304,7 @@ pub(crate) fn run(
     let bytes = std::fs::read(component)
         .with_context(|| format!("reading the component {}", component.display()))
         .map_err(usage)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .map_err(usage)?;
+    let tokio = crate::multi_thread_runtime()?;
     let smtp = config.email.clone();
     let contacts = config.server.contact_ownership().of(&event.tenant);
     let report = tokio.block_on(async {

@@ -448,6 +448,18 @@ fn init_tracing() {
         .try_init();
 }
 
+/// The multi-threaded tokio runtime of the commands that run components or serve.
+///
+/// # Errors
+/// A usage error when the runtime cannot start (threads or the I/O driver refused).
+pub(crate) fn multi_thread_runtime() -> Result<tokio::runtime::Runtime, UsageError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(usage)
+}
+
 /// A failure that is the user's input, not the run: exit code 2.
 #[derive(Debug)]
 pub(crate) struct UsageError(pub(crate) anyhow::Error);
@@ -720,11 +732,7 @@ fn serve(
         config,
         resolver: None,
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .map_err(usage)?;
+    let tokio = multi_thread_runtime()?;
     tokio.block_on(async {
         let server = fluxo_server::build(data_dir, options)
             .await

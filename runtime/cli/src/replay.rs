@@ -40,11 +40,7 @@ pub(crate) fn replay(
     json: bool,
 ) -> Result<ExitCode, UsageError> {
     let mut config = crate::load_config(config)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .map_err(usage)?;
+    let tokio = crate::multi_thread_runtime()?;
     tokio.block_on(async {
         let Some(fetched) = fetch(client, id).await? else {
             return Ok(ExitCode::from(1));
