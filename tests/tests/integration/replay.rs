@@ -39,16 +39,14 @@ async fn bytes_server(body: Vec<u8>) -> (u16, Arc<AtomicUsize>, tokio::task::Joi
     (port, accepted, task)
 }
 
-/// Runs the fetch guest against `url` under `config`, committing nothing.
+/// Runs the fetch guest against `url` under `config`, committing nothing; its output
+/// shows the body's bytes in hex.
 async fn fetch(config: Config, url: &str, options: &RunOptions) -> RunReport {
     let runtime = Runtime::builder().config(config).build().unwrap();
     let action = runtime.load(&guest(guests::FETCH)).unwrap();
+    let input = json!({ "url": url, "hex": true });
     runtime
-        .execute(
-            &action,
-            &event("fetch", json!({}), json!({ "url": url })),
-            options,
-        )
+        .execute(&action, &event("fetch", json!({}), input), options)
         .await
         .into_report(false)
 }
